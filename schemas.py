@@ -1,0 +1,93 @@
+"""Small frozen values passed between steps: symbols, reports and feature-store references."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+__all__ = [
+    "SYMBOL_PATTERN",
+    "CleaningReport",
+    "DataSummary",
+    "FeatureSetRef",
+    "InvalidSymbolError",
+    "SelectionReport",
+    "validate_symbol",
+]
+
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,15}$")
+
+
+class InvalidSymbolError(ValueError):
+    """A symbol does not match SYMBOL_PATTERN, so it may never become part of a path."""
+
+
+def validate_symbol(symbol: str) -> str:
+    """Return `symbol` unchanged if it is a valid ticker, else raise InvalidSymbolError naming it."""
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
+        raise InvalidSymbolError(
+            f"invalid symbol {symbol!r}: must match {SYMBOL_PATTERN.pattern} (upper-case letters, digits, . _ -)"
+        )
+    return symbol
+
+
+@dataclass(frozen=True)
+class CleaningReport:
+    """Every change `clean` made to one symbol's prices."""
+
+    symbol: str
+    rows_in: int
+    rows_out: int
+    fixes: dict[str, int] = field(default_factory=dict)
+    """rule name -> number of rows (or values) it changed; rules that changed nothing are absent."""
+    flagged_jumps: tuple[date, ...] = ()
+    """days whose |log return| exceeded the jump threshold (flagged, not changed)."""
+
+    @property
+    def total_fixes(self) -> int:
+        return sum(self.fixes.values())
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    """What `select` kept and why it dropped the rest (fitted on the train split only)."""
+
+    kept: tuple[str, ...]
+    dropped: dict[str, str] = field(default_factory=dict)
+    """feature name -> reason (constant, correlated with X, beyond max_features, ...)."""
+
+
+@dataclass(frozen=True)
+class FeatureSetRef:
+    """A reference to one symbol's stored feature set: what tasks after `store` pass around."""
+
+    symbol: str
+    manifest_path: Path
+    """the snapshot's manifest.json; the split files sit beside it."""
+    content_hash: str
+    """sha256 over the split files: changes whenever any stored value changes."""
+    features: tuple[str, ...]
+    label: str
+    rows: dict[str, int]
+    """split name (train/val/test/latest) -> row count."""
+
+    @property
+    def directory(self) -> Path:
+        return self.manifest_path.parent
+
+    def split_path(self, split: str) -> Path:
+        return self.directory / f"{split}.parquet"
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    """One symbol's outcome of the data pipeline, for the CLI summary and later reports."""
+
+    ref: FeatureSetRef
+    cleaning: CleaningReport
+    selection: SelectionReport
+    features_engineered: int
+    cached_tasks: int
+    total_tasks: int

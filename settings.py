@@ -1,0 +1,332 @@
+"""Typed pipeline settings: YAML file, then `STOCK_AI_*` environment variables, then explicit overrides.
+
+Build one `Settings` at an entry point with `load_settings()` and hand each task only its section.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from contextvars import ContextVar
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from schemas import validate_symbol
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "MODEL_TYPES",
+    "CleaningSettings",
+    "ConfigError",
+    "DataSettings",
+    "ExecutionSettings",
+    "FeatureSettings",
+    "ModelsSettings",
+    "MongoSettings",
+    "OptimizationSettings",
+    "SelectionSettings",
+    "Settings",
+    "SplitSettings",
+    "load_settings",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "pipeline_config.yml"
+ModelType = Literal["arima", "lstm", "transformer", "catboost"]
+MODEL_TYPES: tuple[ModelType, ...] = ("arima", "lstm", "transformer", "catboost")
+
+_yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_values", default=None)
+
+
+class ConfigError(ValueError):
+    """The configuration file or a configuration value is invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MongoSettings(_Section):
+    uri: SecretStr = SecretStr("mongodb://localhost:27017")
+    database: str = "stock_ai"
+    collection: str = "prices"
+    timeout_ms: int = Field(5000, gt=0, description="server selection timeout per attempt")
+    retries: int = Field(3, ge=1, description="connection attempts before giving up")
+    backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each attempt")
+
+
+class SplitSettings(_Section):
+    train: float = Field(0.7, gt=0, lt=1)
+    val: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, gt=0, lt=1)
+    min_rows: int = Field(30, ge=1, description="fewest rows any split may have")
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitSettings:
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(
+                f"fractions train+val+test must sum to 1, got "
+                f"{self.train}+{self.val}+{self.test}={total:g}"
+            )
+        return self
+
+
+class FeatureSettings(_Section):
+    windows: tuple[int, ...] = (5, 10, 20, 30, 60)
+    horizon: int = Field(1, ge=1, description="label = forward log return over this many days")
+    rsi_period: int = Field(14, ge=2)
+    macd_fast: int = Field(12, ge=2)
+    macd_slow: int = Field(26, ge=3)
+    macd_signal: int = Field(9, ge=2)
+    bollinger_window: int = Field(20, ge=2)
+    bollinger_k: float = Field(2.0, gt=0)
+    atr_period: int = Field(14, ge=2)
+
+    @field_validator("windows")
+    @classmethod
+    def _windows_valid(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        if not windows or any(w < 2 for w in windows):
+            raise ValueError(f"must be non-empty and each window >= 2, got {list(windows)}")
+        return tuple(sorted(set(windows)))
+
+    @property
+    def warmup(self) -> int:
+        """Rows before the first day on which every feature is defined."""
+        return max(*self.windows, self.rsi_period, self.macd_slow + self.macd_signal,
+                   self.bollinger_window, self.atr_period + 1)
+
+
+class SelectionSettings(_Section):
+    max_features: int = Field(60, ge=1)
+    max_correlation: float = Field(0.95, gt=0, le=1, description="drop the later of two features above this |corr|")
+    min_std: float = Field(1e-10, ge=0, description="drop features whose train std is at or below this")
+
+
+class CleaningSettings(_Section):
+    max_fill_days: int = Field(3, ge=0, description="longest run of missing values forward-filled")
+    jump_threshold: float = Field(0.3, gt=0, description="flag |log return| above this as an extreme jump")
+
+
+class DataSettings(_Section):
+    source: Literal["parquet", "mongodb"] = "parquet"
+    symbols: tuple[str, ...] = ("VCB", "VIC", "VHM")
+    start_date: date = date(2020, 1, 1)
+    end_date: date | None = None
+    prices_path: Path = Path("data/prices")
+    feature_store_path: Path = Path("data/features")
+    mongodb: MongoSettings = MongoSettings()
+    split: SplitSettings = SplitSettings()
+    features: FeatureSettings = FeatureSettings()
+    selection: SelectionSettings = SelectionSettings()
+    cleaning: CleaningSettings = CleaningSettings()
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_valid(cls, symbols: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(validate_symbol(s) for s in symbols)
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> DataSettings:
+        if self.end_date is not None and self.start_date > self.end_date:
+            raise ValueError(
+                f"start_date ({self.start_date}) is after end_date ({self.end_date})"
+            )
+        return self
+
+
+class RetrainingSettings(_Section):
+    min_hours_between: float = Field(24, ge=0)
+    performance_threshold: float = 0.7
+
+
+class ModelsSettings(_Section):
+    model_types: tuple[ModelType, ...] = MODEL_TYPES
+    registry_path: Path = Path("artifacts/registry")
+    retraining: RetrainingSettings = RetrainingSettings()
+    threads: int = Field(1, ge=1, description="CPU threads per training job")
+    seed: int = 42
+    params: dict[ModelType, dict[str, Any]] = Field(
+        default_factory=dict, description="hyper-parameters per model type when tuning is off, or to start from")
+
+    @field_validator("model_types")
+    @classmethod
+    def _some_model_types(cls, types: tuple[str, ...]) -> tuple[str, ...]:
+        if not types:
+            raise ValueError("list at least one model type")
+        return tuple(dict.fromkeys(types))
+
+
+class OptimizationSettings(_Section):
+    enabled: bool = True
+    n_trials: int = Field(50, ge=1)
+    timeout: float = Field(1800, gt=0, description="seconds per study")
+    folds: int = Field(3, ge=2, description="walk-forward folds of the train split per trial")
+    storage_path: Path = Path("artifacts/optuna/studies.db")
+
+
+class BacktestSettings(_Section):
+    initial_capital: float = Field(100_000, gt=0)
+    commission: float = Field(0.001, ge=0, lt=1)
+
+
+class CrossValidationSettings(_Section):
+    cv_folds: int = Field(5, ge=2)
+
+
+class EvaluationSettings(_Section):
+    backtesting: BacktestSettings = BacktestSettings()
+    cross_validation: CrossValidationSettings = CrossValidationSettings()
+
+
+class DeploymentSettings(_Section):
+    staging_endpoint: str = "http://127.0.0.1:8001"
+    production_endpoint: str = "http://127.0.0.1:8002"
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class _Scheduled(_Section):
+    enabled: bool = True
+    time: str = "02:00"
+
+    @field_validator("time")
+    @classmethod
+    def _hhmm(cls, value: str) -> str:
+        if not _HHMM.match(value):
+            raise ValueError(f"time must be HH:MM (24h), got {value!r}")
+        return value
+
+
+class DailyRetrainSettings(_Scheduled):
+    max_data_age_hours: float = Field(48, gt=0)
+
+
+class WeeklyEvaluationSettings(_Scheduled):
+    day: Weekday = "sunday"
+    time: str = "01:00"
+
+
+class SchedulingSettings(_Section):
+    daily_retrain: DailyRetrainSettings = DailyRetrainSettings()
+    weekly_evaluation: WeeklyEvaluationSettings = WeeklyEvaluationSettings()
+
+
+class WeightSettings(_Section):
+    r2: float = Field(0.3, ge=0)
+    sharpe: float = Field(0.4, ge=0)
+    drawdown: float = Field(0.3, ge=0)
+
+    @model_validator(mode="after")
+    def _not_all_zero(self) -> WeightSettings:
+        if self.r2 + self.sharpe + self.drawdown <= 0:
+            raise ValueError("weights r2, sharpe and drawdown must not all be zero")
+        return self
+
+
+class ModelSelectionSettings(_Section):
+    weights: WeightSettings = WeightSettings()
+
+
+class ExecutionSettings(_Section):
+    cache_dir: Path = Path("artifacts/cache")
+    io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store)")
+    io_retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0)
+
+
+class Settings(BaseSettings):
+    """The root of all configuration; sections mirror config/pipeline_config.yml."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STOCK_AI_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    data: DataSettings = DataSettings()
+    models: ModelsSettings = ModelsSettings()
+    optimization: OptimizationSettings = OptimizationSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
+    scheduling: SchedulingSettings = SchedulingSettings()
+    model_selection: ModelSelectionSettings = ModelSelectionSettings()
+    execution: ExecutionSettings = ExecutionSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Priority, highest first: explicit overrides (CLI flags), environment, YAML file.
+        yaml_source = InitSettingsSource(settings_cls, init_kwargs=_yaml_values.get() or {})
+        return init_settings, env_settings, yaml_source
+
+    def resolved(self) -> Settings:
+        """Return a copy whose relative paths are made absolute against the working directory."""
+        def absolute(path: Path) -> Path:
+            return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+        data = self.data.model_copy(update={
+            "prices_path": absolute(self.data.prices_path),
+            "feature_store_path": absolute(self.data.feature_store_path),
+        })
+        models = self.models.model_copy(update={"registry_path": absolute(self.models.registry_path)})
+        optimization = self.optimization.model_copy(
+            update={"storage_path": absolute(self.optimization.storage_path)})
+        execution = self.execution.model_copy(update={"cache_dir": absolute(self.execution.cache_dir)})
+        return self.model_copy(update={"data": data, "models": models, "optimization": optimization,
+                                       "execution": execution})
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return content
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key}: {message}" + ("" if "input" not in item or isinstance(
+            item["input"], (dict, SecretStr)) else f" (got {item['input']!r})"))
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Build the root Settings once, at an entry point.
+
+    Args:
+        config_file: YAML file; defaults to `$STOCK_AI_CONFIG` or config/pipeline_config.yml.
+        overrides: nested values that win over file and environment (CLI flags).
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a value is invalid (the message names the key).
+    """
+    path = Path(config_file or os.environ.get("STOCK_AI_CONFIG") or DEFAULT_CONFIG_FILE)
+    token = _yaml_values.set(_read_yaml(path))
+    try:
+        return Settings(**dict(overrides or {})).resolved()
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    finally:
+        _yaml_values.reset(token)

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from settings import DEFAULT_CONFIG_FILE, ConfigError, Settings, load_settings
+
+
+def test_shipped_config_matches_the_seed() -> None:
+    s = load_settings(DEFAULT_CONFIG_FILE)
+    assert s.data.source == "parquet"
+    assert s.data.mongodb.database == "stock_ai"
+    assert s.data.mongodb.uri.get_secret_value() == "mongodb://localhost:27017"
+    assert s.models.model_types == ("arima", "lstm", "transformer", "catboost")
+    assert s.models.retraining.min_hours_between == 24
+    assert s.optimization.n_trials == 50 and s.optimization.timeout == 1800
+    assert s.evaluation.backtesting.initial_capital == 100_000
+    assert s.evaluation.backtesting.commission == 0.001
+    assert s.evaluation.cross_validation.cv_folds == 5
+    assert (s.model_selection.weights.r2, s.model_selection.weights.sharpe,
+            s.model_selection.weights.drawdown) == (0.3, 0.4, 0.3)
+    assert s.scheduling.daily_retrain.time == "02:00"
+    assert s.scheduling.weekly_evaluation.day == "sunday"
+    assert s.data.prices_path.is_absolute() and s.data.prices_path.parts[-2:] == ("data", "prices")
+
+
+def test_priority_is_overrides_then_env_then_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("data:\n  source: mongodb\n  features:\n    horizon: 2\n", encoding="utf-8")
+    assert load_settings(config).data.source == "mongodb"
+    monkeypatch.setenv("STOCK_AI_DATA__FEATURES__HORIZON", "5")
+    s = load_settings(config)
+    assert s.data.features.horizon == 5 and s.data.source == "mongodb"
+    s = load_settings(config, {"data": {"source": "parquet"}})
+    assert s.data.source == "parquet" and s.data.features.horizon == 5
+
+
+def test_env_selects_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("optimization:\n  n_trials: 3\n", encoding="utf-8")
+    monkeypatch.setenv("STOCK_AI_CONFIG", str(config))
+    assert load_settings().optimization.n_trials == 3
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"data": {"start_date": "2024-01-01", "end_date": "2023-01-01"}}, "start_date (2024-01-01) is after"),
+        ({"model_selection": {"weights": {"sharpe": -0.1}}}, "model_selection.weights.sharpe"),
+        ({"models": {"model_types": ["arima", "xgboost"]}}, "'xgboost'"),
+        ({"data": {"split": {"train": 0.8}}}, "data.split: fractions train+val+test must sum to 1"),
+        ({"data": {"symbols": ["../x"]}}, "invalid symbol '../x'"),
+        ({"scheduling": {"daily_retrain": {"time": "25:00"}}}, "scheduling.daily_retrain.time"),
+        ({"data": {"no_such_key": 1}}, "data.no_such_key"),
+    ],
+)
+def test_invalid_values_name_the_key(overrides: dict, expected: str) -> None:
+    with pytest.raises(ConfigError, match="invalid configuration") as info:
+        load_settings(DEFAULT_CONFIG_FILE, overrides)
+    assert expected in str(info.value)
+
+
+def test_unknown_model_type_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"models\.model_types\.1"):
+        load_settings(DEFAULT_CONFIG_FILE, {"models": {"model_types": ["arima", "xgboost"]}})
+
+
+def test_missing_config_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yml"
+    with pytest.raises(ConfigError, match=f"config file not found: {missing}"):
+        load_settings(missing)
+
+
+def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("data: [unclosed\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+
+
+def test_secret_uri_never_printed() -> None:
+    s = load_settings(DEFAULT_CONFIG_FILE, {"data": {"mongodb": {"uri": "mongodb://u:hunter2@db:27017"}}})
+    assert "hunter2" not in repr(s) and "hunter2" not in s.model_dump_json()
+    assert isinstance(s, Settings)
