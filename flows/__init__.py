@@ -1,0 +1,1 @@
+"""Prefect flows: each body only wires tasks together."""

@@ -1,0 +1,126 @@
+"""Fill the price store: `demo` writes a synthetic market, `csv` imports a real CSV or Parquet file.
+
+Usage:
+    python -m flows.ingest demo --symbols VCB,VIC,VHM --days 1500 --seed 7
+    python -m flows.ingest csv prices.csv --symbol VCB
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from schemas import InvalidSymbolError, validate_symbol
+from settings import ConfigError, load_settings
+from stores.base import PriceStore, PriceStoreError, SourceInfo
+from stores.factory import open_price_store
+from tasks.ingest import read_price_file, synthetic_market
+
+__all__ = ["main"]
+
+_DESCRIPTION = "Fill the price store with a synthetic demo market or a real price file."
+
+
+def _symbol_list(text: str) -> list[str]:
+    return [validate_symbol(s.strip().upper()) for s in text.split(",") if s.strip()]
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m flows.ingest", description=_DESCRIPTION)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="YAML settings file (default: $STOCK_AI_CONFIG or "
+                                                    "config/pipeline_config.yml)")
+    common.add_argument("--source", choices=["parquet", "mongodb"], help="price store (overrides data.source)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,csv}")
+
+    demo = commands.add_parser("demo", parents=[common], help="write a synthetic demo market",
+                               description="Write a deterministic synthetic market, marked synthetic.")
+    demo.add_argument("--symbols", type=str, help="comma-separated symbols (default: data.symbols)")
+    demo.add_argument("--days", type=int, default=1500, help="business days per symbol (default: 1500)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
+    demo.add_argument("--end", type=_iso_date, default=None, help="last day, YYYY-MM-DD (default: today)")
+
+    csv = commands.add_parser("csv", parents=[common], help="import a CSV or Parquet price file",
+                              description="Import daily bars (date, open, high, low, close, volume) "
+                                          "from a .csv or .parquet file; re-importing adds no duplicates.")
+    csv.add_argument("file", type=Path, help="the .csv or .parquet file")
+    csv.add_argument("--symbol", required=True, help="the symbol these prices belong to")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> Mapping[str, Any]:
+    return {"data": {"source": args.source}} if args.source else {}
+
+
+def _check_not_mixing(store: PriceStore, symbol: str, synthetic: bool) -> None:
+    """Refuse to merge synthetic and real bars under one symbol: the result would be neither."""
+    current = store.source_info(symbol)
+    if current is None or current.synthetic == synthetic:
+        return
+    held, incoming = ("real", "synthetic") if synthetic else ("synthetic", "real")
+    raise ValueError(
+        f"{symbol} in {store.location()} holds {held} prices ({current.kind}: {current.detail}); "
+        f"refusing to merge {incoming} prices into them. Remove {symbol} from the store first, "
+        f"or point --config at another store."
+    )
+
+
+def _write(store: PriceStore, symbol: str, bars: pl.DataFrame, source: SourceInfo) -> None:
+    added = store.upsert(symbol, bars, source)
+    dates = bars["date"].sort()
+    span = f"{dates[0]} to {dates[-1]}" if dates.len() else "no dates"
+    print(f"{symbol}: {bars.height} rows written, {added} new days ({span})")
+
+
+def _run(args: argparse.Namespace) -> None:
+    settings = load_settings(args.config, _overrides(args))
+    store = open_price_store(settings.data)
+    try:
+        if args.command == "demo":
+            symbols = _symbol_list(args.symbols) if args.symbols else list(settings.data.symbols)
+            end = args.end or date.today()
+            source = SourceInfo(kind="synthetic", detail=f"seed={args.seed} days={args.days} end={end}",
+                                synthetic=True, extra={"generator": "tasks.ingest.synthetic_market"})
+            for symbol in symbols:
+                _check_not_mixing(store, symbol, synthetic=True)
+            for symbol, bars in synthetic_market(symbols, args.days, args.seed, end).items():
+                _write(store, symbol, bars, source)
+        else:
+            symbol = validate_symbol(args.symbol.strip().upper())
+            bars = read_price_file(args.file, symbol=symbol)
+            _check_not_mixing(store, symbol, synthetic=False)
+            kind = "csv" if args.file.suffix.lower() == ".csv" else "parquet"
+            _write(store, symbol, bars, SourceInfo(
+                kind=kind, detail=args.file.name, extra={"path": str(args.file.resolve())}))
+        print(f"store: {settings.data.source} at {store.location()}")
+    finally:
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ingest CLI; returns the exit code (2 with a one-line message on bad input)."""
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except (ConfigError, InvalidSymbolError, ValueError, PriceStoreError, OSError) as exc:
+        message = str(exc).strip().replace("\n", " ")
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Storage backends behind small protocols: prices (Parquet, MongoDB) and the feature store."""

@@ -1,0 +1,1 @@
+"""Pipeline steps, one module per verb, in pipeline order."""

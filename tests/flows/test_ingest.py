@@ -1,0 +1,128 @@
+"""The ingest CLI, end to end through main(argv), on both price-store backends."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from flows.ingest import main
+from settings import MongoSettings, load_settings
+from stores.base import PriceStore
+from stores.factory import open_price_store
+from stores.mongo import MongoPriceStore
+from stores.parquet import ParquetPriceStore
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(params=["parquet", "mongodb"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A config file for one backend: Parquet under tmp_path, or this test's own Mongo database."""
+    data: dict[str, object] = {"source": request.param, "prices_path": str(tmp_path / "prices")}
+    if request.param == "mongodb":
+        mongo: MongoSettings = request.getfixturevalue("mongo_settings")
+        data["mongodb"] = {"uri": mongo.uri.get_secret_value(), "database": mongo.database,
+                           "timeout_ms": mongo.timeout_ms, "retries": 1}
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump({"data": data}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def store(config: Path) -> Iterator[PriceStore]:
+    store = open_price_store(load_settings(config).data)
+    yield store
+    if isinstance(store, MongoPriceStore):
+        store.close()
+
+
+def test_demo_writes_a_synthetic_market(config: Path, store: PriceStore, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--symbols", "VCB,VIC", "--days", "80", "--seed", "7", "--end", "2024-06-28",
+            "--config", str(config)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "VCB: 80 rows written, 80 new days" in out
+    assert store.location() in out
+    assert store.symbols() == ["VCB", "VIC"]
+    info = store.source_info("VCB")
+    assert info is not None and info.synthetic and "seed=7" in info.detail
+    before = store.fingerprint("VCB")
+
+    assert main(argv) == 0
+    assert "VCB: 80 rows written, 0 new days" in capsys.readouterr().out
+    assert store.load("VCB").height == 80
+    assert store.fingerprint("VCB") == before
+
+
+def test_csv_import_and_reimport_adds_nothing(
+    config: Path, store: PriceStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "fpt.csv"
+    index = pd.bdate_range("2024-01-01", periods=60, name="Date")
+    frame = pd.DataFrame({"Open": 100.0, "HIGH": 101.0, "low": 99.0, "Close": 100.5, "Volume": 1000},
+                         index=index)
+    frame.to_csv(file)
+    assert main(["csv", str(file), "--symbol", "FPT", "--config", str(config)]) == 0
+    assert "FPT: 60 rows written, 60 new days" in capsys.readouterr().out
+    assert main(["csv", str(file), "--symbol", "FPT", "--config", str(config)]) == 0
+    assert "FPT: 60 rows written, 0 new days" in capsys.readouterr().out
+    assert store.load("FPT").height == 60
+    info = store.source_info("FPT")
+    assert info is not None and not info.synthetic and info.detail == "fpt.csv"
+
+    # A Parquet file with one more day, written by pandas with a Date index.
+    longer = tmp_path / "fpt.parquet"
+    pd.concat([frame, frame.tail(1).set_axis([index[-1] + pd.offsets.BDay()]).rename_axis("Date")]).to_parquet(longer)
+    assert main(["csv", str(longer), "--symbol", "FPT", "--config", str(config)]) == 0
+    assert "FPT: 61 rows written, 1 new days" in capsys.readouterr().out
+
+
+def test_synthetic_and_real_prices_are_not_mixed(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--symbols", "VCB", "--days", "10", "--config", str(config)]) == 0
+    file = tmp_path / "vcb.csv"
+    file.write_text("date,open,high,low,close,volume\n2024-01-02,1,1,1,1,1\n")
+    assert main(["csv", str(file), "--symbol", "VCB", "--config", str(config)]) == 2
+    assert "holds synthetic prices" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["csv", "prices.csv", "--symbol", "../x"], "invalid symbol"),
+    (["demo", "--symbols", "VCB,../x"], "invalid symbol"),
+    (["csv", "missing.csv", "--symbol", "VCB"], "price file not found"),
+    (["csv", "prices.txt", "--symbol", "VCB"], "unsupported price file"),
+    (["csv", "no_close.csv", "--symbol", "VCB"], "has no close column"),
+])
+def test_bad_input_is_one_line_and_exit_code_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(f"data:\n  prices_path: {tmp_path / 'prices'}\n")
+    (tmp_path / "no_close.csv").write_text("Date,Open,High,Low,Volume\n2024-01-02,1,1,1,1\n")
+    argv = [str(tmp_path / a) if a.endswith((".csv", ".txt")) else a for a in argv]
+    assert main([*argv, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "prices").exists() or ParquetPriceStore(tmp_path / "prices").symbols() == []
+
+
+def test_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--config", str(tmp_path / "absent.yml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_help_on_every_subcommand_and_no_prefect_import() -> None:
+    for command in ([], ["demo"], ["csv"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--help"])
+        assert exited.value.code == 0
+    code = "import sys, flows.ingest; sys.exit('prefect' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=False).returncode == 0
