@@ -1,0 +1,58 @@
+"""Helpers shared by the flow command lines."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from schemas import validate_symbol
+
+__all__ = ["data_parser", "models_parser", "parse_symbols", "quiet_server_shutdown"]
+
+
+def parse_symbols(text: str) -> list[str]:
+    """Split 'VCB,VIC' into validated symbols; raises InvalidSymbolError naming a bad one."""
+    symbols = [validate_symbol(part.strip()) for part in text.split(",") if part.strip()]
+    if not symbols:
+        raise ValueError(f"no symbols in {text!r}")
+    return symbols
+
+
+def quiet_server_shutdown() -> None:
+    """Silence the temporary Prefect server's logger once the work is done.
+
+    When no Prefect server is configured, Prefect starts a temporary one and stops it at exit; its event
+    recorder then logs cancelled flushes as errors although every run was recorded.
+    """
+    logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+
+
+def data_parser() -> argparse.ArgumentParser:
+    """Arguments of `python -m flows.data`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.data",
+        description="Run the data pipeline (load -> clean -> engineer -> select -> split -> store).")
+    parser.add_argument("--symbols", help="comma-separated tickers, e.g. VCB,VIC,VHM (default: data.symbols)")
+    parser.add_argument("--config", help="YAML config file (default: config/pipeline_config.yml)")
+    parser.add_argument("--source", choices=["parquet", "mongodb"], help="price store to load from")
+    parser.add_argument("--refresh-cache", action="store_true", help="recompute every task, ignoring the cache")
+    return parser
+
+
+def models_parser() -> argparse.ArgumentParser:
+    """Arguments of `python -m flows.models`."""
+    from settings import MODEL_TYPES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.models",
+        description="Tune (Optuna) and train every (symbol, model type) job on the stored feature sets, "
+                    "registering each fitted model.")
+    parser.add_argument("--model-type", action="append", choices=MODEL_TYPES,
+                        help="model type to train; repeat for several (default: models.model_types)")
+    parser.add_argument("--symbols", help="comma-separated tickers (default: data.symbols)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="train even when the last model is newer than models.retraining.min_hours_between")
+    parser.add_argument("--trials", type=int, help="Optuna trials per model type (default: optimization.n_trials)")
+    parser.add_argument("--no-optimize", action="store_true", help="skip tuning; use models.params from the config")
+    parser.add_argument("--config", help="YAML config file (default: config/pipeline_config.yml)")
+    return parser

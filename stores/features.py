@@ -1,0 +1,149 @@
+"""The Parquet feature store: one immutable, content-addressed snapshot per symbol and content.
+
+Layout: `<root>/<SYMBOL>/<hash16>/{train,val,test,latest,all}.parquet + manifest.json`, and
+`<root>/<SYMBOL>/manifest.json`, a copy of the current snapshot's manifest. A snapshot is written into a
+temporary folder and renamed into place; the current manifest is replaced atomically, so a reader never
+sees a half-written feature set and a failed write leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from schemas import FeatureSetRef, validate_symbol
+
+__all__ = ["SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split"]
+
+SPLITS = ("train", "val", "test", "latest", "all")
+KEEP_SNAPSHOTS = 3
+
+
+class FeatureStoreError(RuntimeError):
+    """A feature set is missing, incomplete or altered."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json_atomic(path: Path, content: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=2, sort_keys=True, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(ref: FeatureSetRef) -> dict[str, Any]:
+    """The snapshot's manifest (feature list, row counts, hashes, watermark, reports)."""
+    if not ref.manifest_path.is_file():
+        raise FeatureStoreError(f"feature set manifest missing: {ref.manifest_path}")
+    return dict(json.loads(ref.manifest_path.read_text(encoding="utf-8")))
+
+
+def read_split(ref: FeatureSetRef, split: str) -> pl.DataFrame:
+    """Read one part of a snapshot after checking its sha256 against the manifest."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    expected = read_manifest(ref)["files"][split]["sha256"]
+    path = ref.split_path(split)
+    if not path.is_file():
+        raise FeatureStoreError(f"feature file missing: {path}")
+    if _sha256(path) != expected:
+        raise FeatureStoreError(f"feature file altered since it was stored (sha256 mismatch): {path}")
+    return pl.read_parquet(path)
+
+
+def history_before(ref: FeatureSetRef, frame: pl.DataFrame) -> pl.DataFrame:
+    """Every stored row (embargo rows included) dated before `frame`'s first row: a model's context."""
+    return read_split(ref, "all").filter(pl.col("date") < frame["date"].min())
+
+
+class FeatureStore:
+    """Writes and reads per-symbol feature snapshots under `root`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def write(self, symbol: str, parts: dict[str, pl.DataFrame], features: tuple[str, ...], label: str,
+              metadata: dict[str, Any]) -> FeatureSetRef:
+        """Store `parts` (train/val/test/latest) as a new snapshot and make it the current one."""
+        symbol_dir = self.root / validate_symbol(symbol)
+        symbol_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=symbol_dir, prefix=".tmp-"))
+        try:
+            files: dict[str, dict[str, Any]] = {}
+            for name in SPLITS:
+                path = tmp / f"{name}.parquet"
+                parts[name].write_parquet(path, compression="zstd", statistics=True)
+                files[name] = {"sha256": _sha256(path), "rows": parts[name].height}
+            content_hash = hashlib.sha256(
+                json.dumps({n: f["sha256"] for n, f in files.items()}, sort_keys=True).encode()
+            ).hexdigest()
+            snapshot = symbol_dir / content_hash[:16]
+            manifest = {
+                "symbol": symbol,
+                "snapshot": snapshot.name,
+                "content_hash": content_hash,
+                "created_at": datetime.now(UTC).isoformat(),
+                "features": list(features),
+                "label": label,
+                "rows": {n: f["rows"] for n, f in files.items()},
+                "files": files,
+                **metadata,
+            }
+            if snapshot.exists():  # identical content was stored before: keep it, drop the copy
+                shutil.rmtree(tmp)
+                manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+            else:
+                _write_json_atomic(tmp / "manifest.json", manifest)
+                os.rename(tmp, snapshot)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _write_json_atomic(symbol_dir / "manifest.json", manifest)
+        self._prune(symbol_dir, keep=snapshot.name)
+        return self._ref(snapshot / "manifest.json", manifest)
+
+    def current(self, symbol: str) -> FeatureSetRef:
+        """The reference to `symbol`'s current snapshot."""
+        path = self.root / validate_symbol(symbol) / "manifest.json"
+        if not path.is_file():
+            raise FeatureStoreError(f"no feature set for {symbol} under {self.root}: run the data pipeline first")
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        return self._ref(path.parent / manifest["snapshot"] / "manifest.json", manifest)
+
+    def manifest(self, ref: FeatureSetRef) -> dict[str, Any]:
+        """The snapshot's manifest (see read_manifest)."""
+        return read_manifest(ref)
+
+    def read(self, ref: FeatureSetRef, split: str) -> pl.DataFrame:
+        """Read one part of a snapshot (see read_split)."""
+        return read_split(ref, split)
+
+    @staticmethod
+    def _ref(manifest_path: Path, manifest: dict[str, Any]) -> FeatureSetRef:
+        return FeatureSetRef(symbol=manifest["symbol"], manifest_path=manifest_path,
+                             content_hash=manifest["content_hash"], features=tuple(manifest["features"]),
+                             label=manifest["label"], rows=dict(manifest["rows"]))
+
+    @staticmethod
+    def _prune(symbol_dir: Path, keep: str) -> None:
+        snapshots = sorted((p for p in symbol_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                           key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in [p for p in snapshots if p.name != keep][KEEP_SNAPSHOTS - 1:]:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,129 @@
+"""Cache policies that key on content: frames by their values, code by its module sources, prices by
+their store fingerprint. Keys stay cheap and stable, and change exactly when a result could change."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect.cache_policies import CachePolicy
+from prefect.context import TaskRunContext
+from prefect.utilities.hashing import hash_objects
+from pydantic import BaseModel
+
+from settings import ExecutionSettings
+
+__all__ = [
+    "ContentInputs", "ModuleSources", "PriceFingerprint", "cache_options", "code_version", "frame_digest", "io_options",
+    "module_digest", "stable_token",
+]
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """sha256 over a frame's schema and row hashes: equal frames give equal digests within a polars version."""
+    digest = hashlib.sha256(repr(frame.schema).encode())
+    digest.update(pl.__version__.encode())
+    if frame.height:
+        digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def stable_token(value: Any) -> Any:
+    """A JSON-friendly stand-in for `value` that is equal exactly when the values are equal."""
+    if isinstance(value, pl.DataFrame):
+        return {"frame": frame_digest(value)}
+    if isinstance(value, BaseModel):
+        return {type(value).__name__: value.model_dump(mode="json")}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {type(value).__name__: {f.name: stable_token(getattr(value, f.name))
+                                       for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return {str(k): stable_token(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [stable_token(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
+
+
+@dataclass
+class ContentInputs(CachePolicy):
+    """Key on the task inputs by content (DataFrames included)."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        return hash_objects(stable_token(inputs or {}), raise_on_failure=True)
+
+
+@cache
+def module_digest(modules: tuple[str, ...]) -> str:
+    """sha256 over the source files of `modules` (read once per process)."""
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ModuleNotFoundError(f"cache policy names unknown module {name!r}")
+        digest.update(Path(spec.origin).read_bytes())
+    return digest.hexdigest()
+
+
+def code_version(modules: tuple[str, ...]) -> str:
+    """Package version plus a digest of the sources in `modules`: what produced a stored artefact."""
+    try:
+        version = importlib.metadata.version("stock-ai-training")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    return f"{version}+{module_digest(modules)[:12]}"
+
+
+@dataclass
+class ModuleSources(CachePolicy):
+    """Key on the source of whole modules, so a change to any helper a task calls recomputes it."""
+
+    modules: tuple[str, ...] = field(default_factory=tuple)
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        return module_digest(self.modules)
+
+
+@dataclass
+class PriceFingerprint(CachePolicy):
+    """Key `load` on the price store's fingerprint of the requested bars, so new or changed days reload.
+
+    Used alone (not combined): when the store cannot be fingerprinted the key is None and nothing is cached.
+    """
+
+    modules: tuple[str, ...] = field(default_factory=tuple)
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        from stores.factory import open_price_store
+
+        data, symbol = inputs["data"], inputs["symbol"]
+        store = open_price_store(data)
+        try:
+            fingerprint = store.fingerprint(symbol, data.start_date, data.end_date)
+        except Exception:  # unreachable or unknown: no key, so the task runs and reports the real error
+            return None
+        finally:
+            store.close()
+        return hash_objects(store.location(), symbol, str(data.start_date), str(data.end_date),
+                            fingerprint, module_digest(self.modules), raise_on_failure=True)
+
+
+def cache_options(execution: ExecutionSettings, refresh: bool = False) -> dict[str, Any]:
+    """Task options that persist cached results under the cache dir (a Path: a str would name a block)."""
+    return {"result_storage": Path(execution.cache_dir), "persist_result": True, "refresh_cache": refresh}
+
+
+def io_options(execution: ExecutionSettings) -> dict[str, Any]:
+    """Retry options for I/O tasks, with growing delays."""
+    return {"retries": execution.io_retries, "retry_delay_seconds": list(execution.io_retry_delays)}

@@ -1,0 +1,40 @@
+"""load: read one symbol's daily bars from the configured price store (I/O: retried on outages only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from prefect import task
+from prefect.states import State
+
+from schemas import validate_symbol
+from settings import DataSettings
+from stores.base import PriceStoreUnavailable
+from stores.factory import open_price_store
+from tasks.caching import PriceFingerprint
+
+__all__ = ["load_prices"]
+
+
+def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
+    """Retry only when the store was unreachable; a bad symbol or an empty store will not heal."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, (PriceStoreUnavailable, ConnectionError, TimeoutError))
+
+
+@task(
+    name="load",
+    task_run_name="load-{symbol}",
+    cache_policy=PriceFingerprint(modules=("tasks.load", "stores.parquet", "stores.mongo")),
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=_retry_on_outage,
+)
+def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:
+    """Load `symbol`'s bars between data.start_date and data.end_date, sorted by date."""
+    store = open_price_store(data)
+    try:
+        return store.load(validate_symbol(symbol), data.start_date, data.end_date)
+    finally:
+        store.close()

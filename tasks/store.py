@@ -1,0 +1,46 @@
+"""store: write one symbol's splits to the Parquet feature store with a manifest (I/O: retried)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from prefect import task
+
+from schemas import FeatureSetRef
+from stores.features import FeatureStore
+from tasks.caching import ContentInputs, ModuleSources, code_version
+from tasks.clean import Cleaned
+from tasks.features import LABEL
+from tasks.select import Selected
+from tasks.split import Splits
+
+__all__ = ["PIPELINE_MODULES", "store"]
+
+PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engineer", "tasks.select",
+                    "tasks.split", "tasks.store", "stores.features")
+
+
+@task(
+    name="store",
+    task_run_name="store-{symbol}",
+    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.store", "stores.features")),
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+)
+def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
+          horizon: int) -> FeatureSetRef:
+    """Write the splits atomically and return a small reference to them."""
+    prices = cleaned.frame
+    metadata = {
+        "horizon": horizon,
+        "data_first_date": str(prices["date"].min()) if prices.height else None,
+        "data_watermark": str(prices["date"].max()) if prices.height else None,
+        "code_version": code_version(PIPELINE_MODULES),
+        "cleaning": asdict(cleaned.report),
+        "selection": {"engineered": selected.engineered, "kept": len(selected.report.kept),
+                      "dropped": selected.report.dropped},
+        "split_dates": {name: [str(part["date"].min()), str(part["date"].max())] if part.height else None
+                        for name, part in splits.parts().items()},
+    }
+    return FeatureStore(root).write(symbol, splits.parts(), selected.report.kept, LABEL, metadata)

@@ -1,0 +1,116 @@
+"""The data-pipeline flow end to end: caching, recomputation, bad input, both price stores."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from flows.data import DataPipelineError, data_pipeline, main
+from settings import Settings, load_settings
+from stores.base import SourceInfo
+from stores.features import FeatureStore
+from stores.parquet import ParquetPriceStore
+from tests.conftest import random_walk_prices
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+SYMBOLS = ["VCB", "VIC", "VHM"]
+
+
+def seeded(config: Path, days: int = 300) -> Settings:
+    settings = load_settings(config)
+    store = ParquetPriceStore(settings.data.prices_path)
+    for i, symbol in enumerate(SYMBOLS):
+        store.upsert(symbol, random_walk_prices(days, seed=i), SourceInfo(kind="synthetic", synthetic=True))
+    return settings
+
+
+def by_symbol(summaries: list) -> dict:
+    return {s.ref.symbol: s for s in summaries}
+
+
+def test_rerun_hits_the_cache_and_a_new_day_recomputes_only_that_symbol(small_config: Path) -> None:
+    settings = seeded(small_config)
+    first = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    assert all(s.cached_tasks == 0 and s.total_tasks == 6 for s in first.values())
+    assert first["VCB"].ref.rows["latest"] == 1
+    assert sum(first["VCB"].ref.rows[p] for p in ("train", "val", "test")) > 100
+
+    second = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    assert all(s.cached_tasks == 6 for s in second.values())
+    assert {k: s.ref for k, s in second.items()} == {k: s.ref for k, s in first.items()}
+
+    store = ParquetPriceStore(settings.data.prices_path)
+    bars = store.load("VCB")
+    new_day = bars.tail(1).with_columns(pl.col("date") + timedelta(days=1), pl.col("close") * 1.01,
+                                        pl.col("high") * 1.01)
+    assert store.upsert("VCB", new_day, SourceInfo(kind="csv")) == 1
+
+    third = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    assert third["VCB"].cached_tasks == 0
+    assert third["VCB"].ref.content_hash != first["VCB"].ref.content_hash
+    assert third["VCB"].cleaning.rows_out == first["VCB"].cleaning.rows_out + 1
+    assert third["VIC"].cached_tasks == third["VHM"].cached_tasks == 6
+
+    manifest = FeatureStore(settings.data.feature_store_path).manifest(third["VCB"].ref)
+    assert manifest["data_watermark"] == str(new_day["date"].item())
+    assert manifest["features"] == list(third["VCB"].selection.kept)
+    assert set(manifest) >= {"content_hash", "code_version", "rows", "files", "cleaning", "horizon"}
+
+
+def test_bad_symbols_fail_clearly_and_stored_sets_survive(small_config: Path) -> None:
+    settings = seeded(small_config)
+    good = by_symbol(data_pipeline(symbols=["VCB"], settings=settings))["VCB"].ref
+    ParquetPriceStore(settings.data.prices_path).upsert("SHORT", random_walk_prices(50), SourceInfo(kind="csv"))
+
+    with pytest.raises(DataPipelineError) as info:
+        data_pipeline(symbols=["VCB", "NOPE", "SHORT"], settings=settings)
+    message = str(info.value)
+    assert "NOPE: load failed: no prices for symbol 'NOPE'" in message
+    assert "SHORT: engineer failed: SHORT has 50 rows" in message and "at least" in message
+    assert "VCB:" not in message
+    assert FeatureStore(settings.data.feature_store_path).current("VCB") == good
+
+
+def test_cli_prints_the_summary_and_rejects_bad_input(small_config: Path, capsys: pytest.CaptureFixture) -> None:
+    seeded(small_config)
+    assert main(["--symbols", "VCB,VHM", "--config", str(small_config)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["symbol", "rows", "features", "train", "val", "test", "latest",
+                                           "fixes", "cached"]
+    assert out.splitlines()[1].startswith("VCB ") and "feature store:" in out
+
+    assert main(["--symbols", "../x", "--config", str(small_config)]) == 2
+    assert "invalid symbol '../x'" in capsys.readouterr().err
+    assert main(["--config", str(small_config.parent / "missing.yml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_empty_store_is_reported(small_config: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["--symbols", "VCB", "--config", str(small_config)]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_ingest_then_data_pipeline_from_mongodb(small_config: Path, mongo_settings, tmp_path: Path) -> None:
+    from flows import ingest
+    from stores.mongo import MongoPriceStore
+
+    content = yaml.safe_load(small_config.read_text(encoding="utf-8"))
+    content["data"]["source"] = "mongodb"
+    content["data"]["mongodb"] = {"uri": mongo_settings.uri.get_secret_value(),
+                                  "database": mongo_settings.database, "timeout_ms": 2000}
+    config = tmp_path / "mongo.yml"
+    config.write_text(yaml.safe_dump(content), encoding="utf-8")
+    settings = load_settings(config)
+    assert settings.data.source == "mongodb"
+    assert ingest.main(["demo", "--symbols", "VHM", "--days", "260", "--seed", "7", "--end", "2025-06-30",
+                        "--config", str(config)]) == 0
+    summary = by_symbol(data_pipeline(symbols=["VHM"], settings=settings))["VHM"]
+    bars = MongoPriceStore(settings.data.mongodb).load("VHM")
+    assert bars.height == 260 and summary.cleaning.rows_in == 260
+    assert summary.ref.rows["train"] > 0 and summary.cached_tasks == 0
+    again = by_symbol(data_pipeline(symbols=["VHM"], settings=settings))["VHM"]
+    assert again.cached_tasks == 6 and again.ref == summary.ref

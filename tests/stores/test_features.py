@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from stores.features import FeatureStore, FeatureStoreError
+
+
+def parts(offset: float = 0.0) -> dict[str, pl.DataFrame]:
+    return {name: pl.DataFrame({"x": [float(i) + offset for i in range(n)], "label": [0.1] * n})
+            for name, n in (("train", 6), ("val", 2), ("test", 2), ("latest", 1), ("all", 11))}
+
+
+def test_round_trip_and_current(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    ref = store.write("VCB", parts(), ("x",), "label", {"horizon": 1})
+    assert ref.rows == {"train": 6, "val": 2, "test": 2, "latest": 1, "all": 11}
+    assert store.read(ref, "train").equals(parts()["train"])
+    assert store.current("VCB") == ref
+    assert store.manifest(ref)["horizon"] == 1
+
+
+def test_same_content_same_snapshot_new_content_new_snapshot(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    first = store.write("VCB", parts(), ("x",), "label", {})
+    again = store.write("VCB", parts(), ("x",), "label", {})
+    changed = store.write("VCB", parts(1.0), ("x",), "label", {})
+    assert first.manifest_path == again.manifest_path
+    assert changed.content_hash != first.content_hash
+    assert store.current("VCB") == changed
+    assert store.read(first, "val").equals(parts()["val"])  # the older snapshot stays readable
+
+
+def test_altered_or_missing_file_is_named(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    ref = store.write("VCB", parts(), ("x",), "label", {})
+    pl.DataFrame({"x": [9.0]}).write_parquet(ref.split_path("test"))
+    with pytest.raises(FeatureStoreError, match=r"test.parquet"):
+        store.read(ref, "test")
+    ref.split_path("val").unlink()
+    with pytest.raises(FeatureStoreError, match=r"missing.*val.parquet"):
+        store.read(ref, "val")
+
+
+def test_failed_write_leaves_the_current_set_intact(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    good = store.write("VCB", parts(), ("x",), "label", {})
+    broken = parts(2.0)
+    del broken["latest"]
+    with pytest.raises(KeyError):
+        store.write("VCB", broken, ("x",), "label", {})
+    assert store.current("VCB") == good
+    assert not [p for p in (tmp_path / "VCB").iterdir() if p.name.startswith(".tmp")]
+    assert json.loads((tmp_path / "VCB" / "manifest.json").read_text())["content_hash"] == good.content_hash
+
+
+def test_invalid_symbol_never_becomes_a_path(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"invalid symbol '../x'"):
+        FeatureStore(tmp_path / "fs").write("../x", parts(), ("x",), "label", {})
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(FeatureStoreError, match=r"no feature set for VHM"):
+        FeatureStore(tmp_path).current("VHM")
