@@ -1,0 +1,160 @@
+"""ARIMA(p, d, q) on the label series, optionally with standardized features as regressors (SARIMAX)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import Field
+
+from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
+
+if TYPE_CHECKING:
+    import optuna
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+__all__ = ["STATE_FILE", "ArimaForecaster", "ArimaParams"]
+
+STATE_FILE = "arima.json"
+
+
+class ArimaParams(ModelParams):
+    """Order and trend of the ARIMA model, and how many features enter as exogenous regressors."""
+
+    p: int = Field(1, ge=0)
+    d: int = Field(0, ge=0, le=2)
+    q: int = Field(0, ge=0)
+    trend: Literal["n", "c"] = "c"
+    n_exog: int = Field(0, ge=0, description="leading feature columns used as regressors")
+    maxiter: int = Field(50, ge=1)
+
+
+class ArimaForecaster(Forecaster):
+    """SARIMAX on the labels; row t is forecast only from labels of rows <= t - horizon."""
+
+    model_type = "arima"
+    params_type = ArimaParams
+    params: ArimaParams
+
+    _exog: tuple[str, ...]
+    _mean: np.ndarray
+    _std: np.ndarray
+    _param_names: list[str]
+    _param_values: np.ndarray
+
+    @classmethod
+    def suggest(cls, trial: optuna.trial.BaseTrial) -> ArimaParams:
+        """Draw order, trend and the number of exogenous features."""
+        return ArimaParams(p=trial.suggest_int("p", 0, 3), d=trial.suggest_int("d", 0, 1),
+                           q=trial.suggest_int("q", 0, 2), trend=trial.suggest_categorical("trend", ["n", "c"]),
+                           n_exog=trial.suggest_int("n_exog", 0, 5))
+
+    def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None:
+        # val is unused: maximum likelihood has no early stopping, and the order is chosen by tuning.
+        self._exog = self.features[:self.params.n_exog]
+        raw = feature_matrix(train, self._exog) if self._exog else np.empty((train.height, 0))
+        std = raw.std(axis=0)
+        self._mean, self._std = raw.mean(axis=0), np.where(std > 0, std, 1.0)
+        model = self._sarimax(_labels(train), self._exog_matrix(train) if self._exog else None)
+        try:
+            with warnings.catch_warnings():
+                _quiet_fit_warnings()
+                results = model.fit(disp=False, maxiter=self.params.maxiter)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            raise ModelError(f"arima: fit failed for order {self._order()}: {exc}") from exc
+        values = np.asarray(results.params, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ModelError(f"arima: fit for order {self._order()} gave non-finite parameters")
+        self._param_names, self._param_values = list(model.param_names), values
+
+    def _predict(self, frame: pl.DataFrame, context: pl.DataFrame | None) -> np.ndarray:
+        parts = [context, frame] if context is not None and context.height else [frame]
+        labels = np.concatenate([_labels(part) for part in parts])
+        exog = np.concatenate([self._exog_matrix(part) for part in parts]) if self._exog else None
+        model = self._sarimax(labels, exog)
+        if list(model.param_names) != self._param_names:
+            raise ModelError(f"arima: saved parameters {self._param_names} do not fit order {self._order()}")
+        # Re-applying the fitted parameters to the whole series: history conditions the state, no refit.
+        filtered = model.filter(self._param_values).filter_results
+        rows = np.arange(labels.shape[0] - frame.height, labels.shape[0])
+        return _ahead(model.ssm, filtered.predicted_state, rows, self.horizon)
+
+    def _save(self, directory: Path) -> dict[str, Any]:
+        state = {"order": list(self._order()), "trend": self.params.trend, "exog": list(self._exog),
+                 "exog_mean": self._mean.tolist(), "exog_std": self._std.tolist(),
+                 "param_names": self._param_names, "params": self._param_values.tolist()}
+        # json writes floats as their shortest round-trip repr, so loading gives identical parameters.
+        (directory / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+        return {"file": STATE_FILE}
+
+    def _load(self, directory: Path, state: dict[str, Any]) -> None:
+        saved = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        if tuple(saved["order"]) != self._order() or saved["trend"] != self.params.trend:
+            raise ModelError(f"arima: {STATE_FILE} holds order {saved['order']} / trend {saved['trend']}, "
+                             f"model.json says {self._order()} / {self.params.trend}")
+        if tuple(saved["exog"]) != self.features[:self.params.n_exog]:
+            raise ModelError(f"arima: {STATE_FILE} exogenous columns {saved['exog']} do not match the features")
+        self._exog = tuple(saved["exog"])
+        self._mean = np.asarray(saved["exog_mean"], dtype=np.float64)
+        self._std = np.asarray(saved["exog_std"], dtype=np.float64)
+        self._param_names = list(saved["param_names"])
+        self._param_values = np.asarray(saved["params"], dtype=np.float64)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _order(self) -> tuple[int, int, int]:
+        return self.params.p, self.params.d, self.params.q
+
+    def _sarimax(self, labels: np.ndarray, exog: np.ndarray | None) -> SARIMAX:
+        from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+        return SARIMAX(labels, exog=exog, order=self._order(), trend=self.params.trend)
+
+    def _exog_matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        """The exogenous columns standardized with the train mean / std."""
+        return (feature_matrix(frame, self._exog) - self._mean) / self._std
+
+
+def _labels(frame: pl.DataFrame) -> np.ndarray:
+    """Labels as float64 with NaN where unknown: the Kalman filter skips missing observations."""
+    if LABEL not in frame.columns:
+        return np.full(frame.height, np.nan)
+    values = frame[LABEL].cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _quiet_fit_warnings() -> None:
+    """Silence the optimizer's routine complaints; a bad fit shows up in the evaluation metrics."""
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    warnings.filterwarnings("ignore", message="Non-(stationary|invertible) starting", category=UserWarning)
+
+
+def _at(matrix: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """System matrix (..., 1 or nobs) at each of `times`: shape (..., len(times))."""
+    return matrix[..., times] if matrix.shape[-1] > 1 else np.repeat(matrix, len(times), axis=-1)
+
+
+def _ahead(ssm: Any, predicted_state: np.ndarray, rows: np.ndarray, horizon: int) -> np.ndarray:
+    """E[y_t | labels <= t - horizon] for each row t, from one pass of the Kalman filter.
+
+    predicted_state[:, j] is a_{j | j-1}; start at j = t - horizon + 1 (or 0 before any label) and
+    step with alpha_{s+1} = c_s + T_s alpha_s until t, then y_t = d_t + Z_t alpha_t.
+    """
+    times = np.maximum(rows - horizon + 1, 0)
+    state = predicted_state[:, times].copy()  # (k_states, rows)
+    for _ in range(horizon - 1):
+        moving = times < rows
+        if not moving.any():
+            break
+        s = times[moving]
+        state[:, moving] = (np.einsum("ijr,jr->ir", _at(ssm.transition, s), state[:, moving])
+                            + _at(ssm.state_intercept, s))
+        times = np.where(moving, times + 1, times)
+    forecast = np.einsum("ijr,jr->ir", _at(ssm.design, rows), state) + _at(ssm.obs_intercept, rows)
+    return np.asarray(forecast[0], dtype=np.float64)

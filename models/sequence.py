@@ -1,0 +1,259 @@
+"""What the LSTM and Transformer forecasters share: params, scaling, windows, the LightningModule, fit/predict.
+
+A window ending at row t holds rows t - lookback + 1 .. t, so a prediction for row t never sees a later row.
+At predict time the window reaches back into `context`; where there is too little history (no context, or a
+short one) the window is padded at the front with zeros, which is the train mean once features are scaled.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+import lightning as L
+import numpy as np
+import polars as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from pydantic import Field
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["WEIGHTS_FILE", "Scaler", "SequenceForecaster", "SequenceParams", "SequenceRegressor",
+           "WindowDataModule", "sliding_windows", "with_history"]
+
+WEIGHTS_FILE = "weights.pt"
+PREDICT_CHUNK = 4096  # windows per forward pass at predict time: bounds memory, same chunks on every call
+# Lightning logs banners (hardware, tensor cores, tips, "fit stopped") at info level; its warnings still pass.
+_CHATTY_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+class SequenceParams(ModelParams):
+    """Hyper-parameters every windowed network shares."""
+
+    lookback: int = Field(20, ge=1, description="rows per window, the predicted row included")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(64, ge=1)
+    max_epochs: int = Field(50, ge=1)
+    patience: int = Field(5, ge=1, description="epochs without a better val_loss before stopping")
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Feature mean/std and the label scale, fitted on train only, so the nets see O(1) numbers."""
+
+    mean: np.ndarray  # (n_features,)
+    std: np.ndarray  # (n_features,)
+    target_scale: float
+
+    @classmethod
+    def fit(cls, features: np.ndarray, target: np.ndarray) -> Scaler:
+        """Fit on train features (rows, n_features) and labels (rows,); constant columns get std 1."""
+        std = features.std(axis=0)
+        target_scale = float(target.std())
+        return cls(features.mean(axis=0), np.where(std > 0, std, 1.0),
+                   target_scale if target_scale > 0 else 1.0)
+
+    def features(self, values: np.ndarray) -> np.ndarray:
+        """(rows, n_features) -> the same, standardised."""
+        return (values - self.mean) / self.std
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-able; floats survive the round trip exactly."""
+        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "target_scale": self.target_scale}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Scaler:
+        """Inverse of `to_state`."""
+        return cls(np.asarray(state["mean"], dtype=np.float64), np.asarray(state["std"], dtype=np.float64),
+                   float(state["target_scale"]))
+
+
+def with_history(values: np.ndarray, history: np.ndarray | None, lookback: int) -> np.ndarray:
+    """The last `lookback - 1` history rows, then `values`: (lookback - 1 + rows, n_features).
+
+    Missing history is padded at the front with zeros, i.e. the train mean once features are scaled, so
+    the first rows still get a full window (the padded part carries no information).
+    """
+    need = lookback - 1
+    tail = history[max(len(history) - need, 0):] if history is not None and need else values[:0]
+    padding = np.zeros((need - len(tail), values.shape[1]), dtype=values.dtype)
+    return np.concatenate([padding, tail, values])
+
+
+def sliding_windows(rows: np.ndarray, lookback: int) -> torch.Tensor:
+    """(n, n_features) -> float32 (n - lookback + 1, lookback, n_features); window i ends at row i + lookback - 1."""
+    values = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))  # (n, n_features)
+    return values.unfold(0, lookback, 1).transpose(1, 2)  # a view: no copy per window
+
+
+class WindowDataModule(L.LightningDataModule):
+    """Scaled train and val rows as sliding windows; val windows reach back into the tail of train.
+
+    Args:
+        train: scaled train features (rows, n_features) and targets (rows,), in date order.
+        val: the same for val, which follows train.
+        lookback: rows per window.
+        batch_size: windows per batch.
+        seed: seeds the shuffling of training windows.
+    """
+
+    def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
+                 lookback: int, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.train_rows, self.val_rows = train, val
+        self.lookback, self.batch_size, self.seed = lookback, batch_size, seed
+
+    def setup(self, stage: str) -> None:
+        (train_x, train_y), (val_x, val_y) = self.train_rows, self.val_rows
+        # Train windows end at rows t >= lookback - 1, so none is padded.
+        self.train_set = TensorDataset(sliding_windows(train_x, self.lookback),
+                                       torch.tensor(train_y[self.lookback - 1:], dtype=torch.float32))
+        self.val_set = TensorDataset(sliding_windows(with_history(val_x, train_x, self.lookback), self.lookback),
+                                     torch.tensor(val_y, dtype=torch.float32))
+
+    def train_dataloader(self) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.batch_size)
+
+
+class SequenceRegressor(L.LightningModule):
+    """MSE regression of the scaled label on a window, with AdamW; the network is injected."""
+
+    def __init__(self, net: nn.Module, learning_rate: float, weight_decay: float) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        """(batch, lookback, n_features) -> (batch,)."""
+        return self.net(windows)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        windows, target = batch
+        loss = nn.functional.mse_loss(self.net(windows), target)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(target))
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        windows, target = batch
+        self.log("val_loss", nn.functional.mse_loss(self.net(windows), target), batch_size=len(target))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+
+# Targeted, process-wide and set once: warnings.catch_warnings is not thread-safe, and jobs train in threads.
+# Windows live in memory, so loader workers would only add start-up cost.
+warnings.filterwarnings("ignore", message=r".*does not have many workers")
+# Raised inside Lightning's own use of torch's pytree; nothing a caller can act on.
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+@contextmanager
+def _torch_session(threads: int) -> Iterator[None]:
+    """CPU threads for this model; torch's process-wide settings restored afterwards."""
+    previous_threads = torch.get_num_threads()
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.set_num_threads(threads)
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])  # Trainer sets it
+
+
+class SequenceForecaster(Forecaster):
+    """Fit / predict / save / load for any network that maps (batch, lookback, n_features) to (batch,)."""
+
+    params_type: ClassVar[type[SequenceParams]]
+    params: SequenceParams
+    training_summary: dict[str, Any]  # epochs run, best epoch and its val_loss (scaled units)
+    _net: nn.Module
+    _scaler: Scaler
+
+    @abstractmethod
+    def _build_net(self, n_features: int) -> nn.Module:
+        """A freshly initialised network for this model's params."""
+
+    @staticmethod
+    def _suggest_training(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+        """The search space shared by every windowed network."""
+        return {"lookback": trial.suggest_int("lookback", 5, 60),
+                "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+                "learning_rate": trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)}
+
+    def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None:
+        p = self.params
+        if train.height < p.lookback:
+            raise ModelError(f"{self.model_type}: train has {train.height} rows, lookback needs {p.lookback}")
+        train_x, train_y = feature_matrix(train, self.features), train[LABEL].to_numpy().astype(np.float64)
+        val_x, val_y = feature_matrix(val, self.features), val[LABEL].to_numpy().astype(np.float64)
+        scaler = Scaler.fit(train_x, train_y)
+        data = WindowDataModule((scaler.features(train_x), train_y / scaler.target_scale),
+                                (scaler.features(val_x), val_y / scaler.target_scale),
+                                p.lookback, p.batch_size, self.seed)
+        with _torch_session(self.threads), TemporaryDirectory(prefix="sequence-fit-") as scratch:
+            L.seed_everything(self.seed, workers=True, verbose=False)
+            regressor = SequenceRegressor(self._build_net(len(self.features)), p.learning_rate, p.weight_decay)
+            checkpoint = ModelCheckpoint(dirpath=scratch, monitor="val_loss", mode="min", save_weights_only=True)
+            trainer = L.Trainer(
+                accelerator="auto", devices=1, deterministic=True, max_epochs=p.max_epochs,
+                callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=p.patience), checkpoint],
+                logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=scratch)
+            trainer.fit(regressor, datamodule=data)
+            if not checkpoint.best_model_path:
+                raise ModelError(f"{self.model_type}: training produced no finite validation loss")
+            best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+        regressor.load_state_dict(best["state_dict"])
+        self._net = regressor.net.cpu().eval()
+        self._scaler = scaler
+        self.training_summary = {"epochs": int(trainer.current_epoch), "best_epoch": int(best["epoch"]),
+                                 "best_val_loss": float(cast(torch.Tensor, checkpoint.best_model_score))}
+
+    def _predict(self, frame: pl.DataFrame, context: pl.DataFrame | None) -> np.ndarray:
+        lookback = self.params.lookback
+        history = None
+        if context is not None and context.height and lookback > 1:
+            history = self._scaler.features(feature_matrix(context.tail(lookback - 1), self.features))
+        rows = with_history(self._scaler.features(feature_matrix(frame, self.features)), history, lookback)
+        windows = sliding_windows(rows, lookback)  # (frame.height, lookback, n_features)
+        # Always on CPU: the same kernels as a loaded model, so saved and served predictions match bit for bit.
+        with _torch_session(self.threads), torch.inference_mode():
+            scaled = torch.cat([self._net(chunk) for chunk in windows.split(PREDICT_CHUNK)])  # (frame.height,)
+        return scaled.numpy().astype(np.float64) * self._scaler.target_scale
+
+    def _save(self, directory: Path) -> dict[str, Any]:
+        torch.save(self._net.state_dict(), directory / WEIGHTS_FILE)
+        return {"scaler": self._scaler.to_state(), "training": self.training_summary}
+
+    def _load(self, directory: Path, state: dict[str, Any]) -> None:
+        scaler = Scaler.from_state(state["scaler"])
+        if scaler.mean.shape != (len(self.features),):
+            raise ModelError(f"{self.model_type}: scaler has {scaler.mean.size} features, "
+                             f"model has {len(self.features)}")
+        net = self._build_net(len(self.features))
+        net.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+        self._net, self._scaler = net.eval(), scaler
+        self.training_summary = dict(state.get("training", {}))

@@ -1,0 +1,239 @@
+"""The model registry: immutable, atomically numbered versions per (model type, symbol), plus aliases.
+
+Layout: `<root>/<model_type>/<SYMBOL>/v<N>/` holding the model files and `metadata.json`, and
+`<root>/aliases/<SYMBOL>.json` mapping `staging` / `production` to a (model type, version) with history.
+A version is written into a temporary folder, then renamed to the next free `v<N>`: renaming onto an
+existing, non-empty folder fails, so two processes saving at once never share or lose a version.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from models.base import Forecaster
+from schemas import validate_symbol
+
+__all__ = ["ALIASES", "LocalModelRegistry", "ModelMetadata", "ModelRegistry", "ModelVersion", "RegistryError"]
+
+Alias = Literal["staging", "production"]
+ALIASES: tuple[Alias, ...] = ("staging", "production")
+METADATA_FILE = "metadata.json"
+
+
+class RegistryError(RuntimeError):
+    """A version or alias is missing, or a stored file is damaged; the message names it."""
+
+
+class ModelMetadata(BaseModel):
+    """What is recorded with every version."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_type: str
+    symbol: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    features: list[str]
+    data_hash: str
+    """content hash of the feature set the model was trained on."""
+    code_version: str
+    created_at: datetime
+    duration_seconds: float
+    horizon: int
+    seed: int
+    files: dict[str, str] = {}
+    """file name -> sha256, checked on load."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One stored version."""
+
+    model_type: str
+    symbol: str
+    version: int
+    path: Path
+    metadata: ModelMetadata
+
+
+class ModelRegistry(Protocol):
+    """What the pipeline needs from a registry."""
+
+    def register(self, model: Forecaster, symbol: str, *, metrics: dict[str, float], data_hash: str,
+                 code_version: str, duration_seconds: float) -> ModelVersion: ...
+
+    def get(self, model_type: str, symbol: str, version: int | None = None) -> ModelVersion: ...
+
+    def load(self, model_type: str, symbol: str, version: int | None = None,
+             threads: int = 1) -> tuple[Forecaster, ModelVersion]: ...
+
+    def last_training_time(self, model_type: str, symbol: str) -> datetime | None: ...
+
+    def set_alias(self, symbol: str, alias: Alias, model_type: str, version: int) -> None: ...
+
+    def alias(self, symbol: str, alias: Alias) -> ModelVersion | None: ...
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _check_model_type(model_type: str) -> str:
+    from models.registry import MODEL_CLASSES
+
+    if model_type not in MODEL_CLASSES:
+        raise RegistryError(f"unknown model type {model_type!r}: expected one of "
+                            f"{', '.join(sorted(MODEL_CLASSES))}")
+    return model_type
+
+
+class LocalModelRegistry:
+    """The registry on a local (or shared POSIX) file system."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- versions ---------------------------------------------------------------------------------
+    def register(self, model: Forecaster, symbol: str, *, metrics: dict[str, float], data_hash: str,
+                 code_version: str, duration_seconds: float) -> ModelVersion:
+        """Save `model` as the next version of (its type, symbol) and return that version."""
+        folder = self._folder(_check_model_type(model.model_type), symbol)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
+        try:
+            model.save(tmp)
+            files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            metadata = ModelMetadata(
+                model_type=model.model_type, symbol=symbol, params=model.params.model_dump(mode="json"),
+                metrics=metrics, features=list(model.features), data_hash=data_hash,
+                code_version=code_version, created_at=datetime.now(UTC), duration_seconds=duration_seconds,
+                files=files, horizon=model.horizon, seed=model.seed,
+            )
+            (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), encoding="utf-8")
+            version = max(self._versions(folder), default=0) + 1
+            while True:
+                try:
+                    os.rename(tmp, folder / f"v{version}")
+                    break
+                except OSError:  # taken by a concurrent writer: try the next number
+                    version += 1
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return ModelVersion(model.model_type, symbol, version, folder / f"v{version}", metadata)
+
+    def versions(self, model_type: str, symbol: str) -> list[int]:
+        """Stored version numbers, ascending."""
+        return sorted(self._versions(self._folder(model_type, symbol)))
+
+    def get(self, model_type: str, symbol: str, version: int | None = None) -> ModelVersion:
+        """A version's metadata (the newest when `version` is None)."""
+        folder = self._folder(model_type, symbol)
+        if version is None:
+            version = max(self._versions(folder), default=0)
+            if not version:
+                raise RegistryError(f"no {model_type} model registered for {symbol} under {self.root}")
+        path = folder / f"v{version}"
+        meta_path = path / METADATA_FILE
+        if not path.is_dir():
+            raise RegistryError(f"{model_type} {symbol} v{version} does not exist under {self.root}")
+        try:
+            metadata = ModelMetadata.model_validate_json(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RegistryError(f"metadata file missing: {meta_path}") from None
+        except ValueError as exc:
+            raise RegistryError(f"metadata file corrupt: {meta_path} ({exc})") from None
+        return ModelVersion(model_type, symbol, version, path, metadata)
+
+    def load(self, model_type: str, symbol: str, version: int | None = None,
+             threads: int = 1) -> tuple[Forecaster, ModelVersion]:
+        """Load a version after checking every file against its recorded sha256."""
+        entry = self.get(model_type, symbol, version)
+        for name, digest in entry.metadata.files.items():
+            path = entry.path / name
+            if not path.is_file():
+                raise RegistryError(f"model file missing: {path}")
+            if _sha256(path) != digest:
+                raise RegistryError(f"model file corrupt (sha256 mismatch): {path}")
+        return Forecaster.load(entry.path, threads=threads), entry
+
+    def last_training_time(self, model_type: str, symbol: str) -> datetime | None:
+        """When the newest version of (model type, symbol) was created, or None."""
+        try:
+            return self.get(model_type, symbol).metadata.created_at
+        except RegistryError:
+            return None
+
+    # -- aliases ----------------------------------------------------------------------------------
+    def set_alias(self, symbol: str, alias: Alias, model_type: str, version: int) -> None:
+        """Point `alias` of `symbol` at a version; the previous target is kept in the alias history."""
+        if alias not in ALIASES:
+            raise RegistryError(f"unknown alias {alias!r}: expected one of {', '.join(ALIASES)}")
+        self.get(model_type, symbol, version)  # must exist
+        with self._aliases(symbol) as aliases:
+            entry = aliases.setdefault(alias, {"history": []})
+            if "model_type" in entry:
+                entry["history"].append({k: entry[k] for k in ("model_type", "version", "set_at")})
+            entry.update(model_type=model_type, version=version, set_at=datetime.now(UTC).isoformat())
+
+    def alias(self, symbol: str, alias: Alias) -> ModelVersion | None:
+        """The version `alias` points at for `symbol`, or None when unset."""
+        entry = self._read_aliases(symbol).get(alias)
+        if not entry or "model_type" not in entry:
+            return None
+        return self.get(entry["model_type"], symbol, int(entry["version"]))
+
+    def alias_history(self, symbol: str, alias: Alias) -> list[tuple[str, int]]:
+        """Earlier targets of `alias`, oldest first, as (model type, version)."""
+        entry = self._read_aliases(symbol).get(alias) or {}
+        return [(h["model_type"], int(h["version"])) for h in entry.get("history", [])]
+
+    # -- internals --------------------------------------------------------------------------------
+    def _folder(self, model_type: str, symbol: str) -> Path:
+        return self.root / model_type / validate_symbol(symbol)
+
+    @staticmethod
+    def _versions(folder: Path) -> Iterator[int]:
+        if folder.is_dir():
+            for child in folder.iterdir():
+                if child.name.startswith("v") and child.name[1:].isdigit():
+                    yield int(child.name[1:])
+
+    def _alias_path(self, symbol: str) -> Path:
+        return self.root / "aliases" / f"{validate_symbol(symbol)}.json"
+
+    def _read_aliases(self, symbol: str) -> dict[str, Any]:
+        path = self._alias_path(symbol)
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise RegistryError(f"alias file corrupt: {path} ({exc})") from None
+
+    @contextmanager
+    def _aliases(self, symbol: str) -> Iterator[dict[str, Any]]:
+        """Read-modify-write the symbol's aliases under an exclusive lock, replacing the file atomically."""
+        path = self._alias_path(symbol)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            aliases = self._read_aliases(symbol)
+            yield aliases
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(aliases, handle, indent=2)
+            os.replace(tmp, path)

@@ -1,0 +1,112 @@
+"""The windowed networks' own parts: windows, scaling, padding, early stopping, params validation."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from pydantic import ValidationError
+
+from models.base import LABEL
+from models.lstm import LSTMForecaster, LSTMParams
+from models.nets import LSTMNet, TransformerNet
+from models.sequence import Scaler, WindowDataModule, sliding_windows, with_history
+from models.transformer import TransformerParams
+
+FEATURES = ("a", "b")
+TINY = {"hidden_size": 4, "lookback": 3, "batch_size": 32}
+
+
+def frame(rows: int, seed: int = 0, start: date = date(2023, 1, 2)) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame({"date": [start + timedelta(days=i) for i in range(rows)],
+                         "a": rng.normal(0, 1, rows), "b": rng.normal(5, 2, rows), LABEL: rng.normal(0, 0.01, rows)})
+
+
+def test_window_ending_at_t_holds_rows_up_to_t() -> None:
+    rows = np.arange(10, dtype=np.float64)[:, None] * [1.0, -1.0]  # (10, 2): row index in each column
+    windows = sliding_windows(rows, 4)
+    assert windows.shape == (7, 4, 2) and windows.dtype == torch.float32
+    for i, window in enumerate(windows):
+        t = i + 3
+        assert window[:, 0].tolist() == [t - 3, t - 2, t - 1, t]  # last row is t, nothing after it
+
+
+def test_data_module_windows_train_within_train_and_val_on_train_tail() -> None:
+    train_x, val_x = np.arange(20.0).reshape(10, 2), np.arange(20.0, 30.0).reshape(5, 2)
+    data = WindowDataModule((train_x, np.arange(10.0)), (val_x, np.arange(10.0, 15.0)), 4, 8, seed=0)
+    data.setup("fit")
+    x, y = data.train_set.tensors
+    assert x.shape == (7, 4, 2) and y.tolist() == list(range(3, 10))  # windows end at t >= lookback - 1
+    vx, vy = data.val_set.tensors
+    assert vx.shape == (5, 4, 2) and vy.tolist() == list(range(10, 15))
+    assert vx[0, :, 0].tolist() == [14.0, 16.0, 18.0, 20.0]  # three train rows, then the first val row
+    assert (vx[:, -1] == torch.tensor(val_x, dtype=torch.float32)).all()
+
+
+def test_history_is_padded_with_zeros_when_short() -> None:
+    values = np.ones((2, 2))
+    assert with_history(values, None, 4).tolist() == [[0, 0]] * 3 + [[1, 1]] * 2
+    history = np.full((1, 2), 7.0)
+    assert with_history(values, history, 4).tolist() == [[0, 0]] * 2 + [[7, 7]] + [[1, 1]] * 2
+    assert with_history(values, np.arange(10.0).reshape(5, 2), 2).tolist() == [[8, 9], [1, 1], [1, 1]]
+    assert with_history(values, history, 1).tolist() == values.tolist()
+
+
+def test_scaler_is_fitted_on_train_only() -> None:
+    train, val = frame(80, seed=1), frame(40, seed=2, start=date(2023, 4, 1)).with_columns(pl.col("a") + 100)
+    model = LSTMForecaster(FEATURES, LSTMParams(max_epochs=1, **TINY)).fit(train, val)
+    expected = Scaler.fit(train.select(FEATURES).to_numpy(), train[LABEL].to_numpy())
+    np.testing.assert_array_equal(model._scaler.mean, expected.mean)
+    np.testing.assert_array_equal(model._scaler.std, expected.std)
+    assert model._scaler.target_scale == pytest.approx(float(train[LABEL].std(ddof=0)))  # type: ignore[arg-type]
+    restored = Scaler.from_state(json.loads(json.dumps(model._scaler.to_state())))
+    np.testing.assert_array_equal(restored.mean, expected.mean)
+    np.testing.assert_array_equal(restored.std, expected.std)
+    assert restored.target_scale == model._scaler.target_scale
+
+
+def test_constant_columns_and_labels_do_not_divide_by_zero() -> None:
+    scaler = Scaler.fit(np.ones((5, 2)), np.zeros(5))
+    assert scaler.std.tolist() == [1.0, 1.0] and scaler.target_scale == 1.0
+
+
+def test_predict_without_context_pads_and_uses_context_when_given() -> None:
+    train, val, test = frame(80, seed=1), frame(30, seed=2, start=date(2023, 4, 1)), frame(5, seed=3,
+                                                                                          start=date(2023, 6, 1))
+    model = LSTMForecaster(FEATURES, LSTMParams(max_epochs=1, **TINY)).fit(train, val)
+    alone = model.predict(test)
+    assert alone.shape == (5,) and alone.dtype == np.float64
+    with_context = model.predict(test, context=val)
+    # Rows with a full window inside `test` do not depend on the history; the first ones do.
+    np.testing.assert_array_equal(alone[2:], with_context[2:])
+    assert not np.array_equal(alone[:2], with_context[:2])
+    # A frame shorter than the lookback still gets one prediction per row.
+    assert model.predict(test.head(1)).shape == (1,)
+
+
+def test_early_stopping_stops_before_max_epochs_on_noise() -> None:
+    train, val = frame(200, seed=4), frame(60, seed=5, start=date(2023, 8, 1))
+    params = LSTMParams(max_epochs=40, patience=2, learning_rate=1e-2, **TINY)
+    model = LSTMForecaster(FEATURES, params).fit(train, val)
+    summary = model.training_summary
+    assert summary["epochs"] < params.max_epochs
+    assert summary["epochs"] - 1 - summary["best_epoch"] == params.patience  # stopped `patience` after the best
+
+
+def test_transformer_heads_must_divide_width() -> None:
+    with pytest.raises(ValidationError, match=r"nhead \(3\) must divide d_model \(32\)"):
+        TransformerParams(nhead=3)
+    with pytest.raises(ValueError, match=r"nhead \(5\) must divide d_model \(16\)"):
+        TransformerNet(2, 4, d_model=16, nhead=5, num_layers=1, dim_feedforward=8, dropout=0.0)
+
+
+@pytest.mark.parametrize("net", [LSTMNet(3, 5, 2, 0.1),
+                                 TransformerNet(3, 6, d_model=8, nhead=2, num_layers=1, dim_feedforward=8,
+                                                dropout=0.1)])
+def test_nets_map_windows_to_one_value_each(net: torch.nn.Module) -> None:
+    assert net(torch.zeros(7, 6, 3)).shape == (7,)
