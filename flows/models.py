@@ -1,0 +1,139 @@
+"""Flow `model-pipeline`: tune each model type (Optuna), then train.map over symbols x model types.
+
+CLI: python -m flows.models [--model-type lstm ...] [--symbols VHM] [--retrain] [--trials N] [--no-optimize]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flows.cli import models_parser, parse_symbols, quiet_server_shutdown
+
+if __name__ == "__main__":
+    models_parser().parse_args()  # answer --help and usage errors before the slow imports below
+
+from dataclasses import dataclass, field
+from typing import cast
+from uuid import UUID
+
+from prefect import flow, task, unmapped
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
+
+from schemas import FeatureSetRef, validate_symbol
+from settings import ConfigError, Settings, load_settings
+from stores.features import FeatureStore, FeatureStoreError
+from tasks.caching import cache_options
+from tasks.train import TrainJob, TrainResult, train
+from tasks.tune import TuneResult, tune
+
+__all__ = ["JobFailure", "ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """A job that failed, and why."""
+
+    symbol: str
+    model_type: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ModelPipelineResult:
+    """Every job's outcome: trained or skipped results, and failures."""
+
+    results: list[TrainResult] = field(default_factory=list)
+    failures: list[JobFailure] = field(default_factory=list)
+
+
+@task(name="locate-features", cache_policy=NO_CACHE)
+def current_feature_sets(symbols: list[str], feature_store_path: str) -> dict[str, FeatureSetRef]:
+    """The current feature set of every symbol; a missing one is an error naming the symbol."""
+    store = FeatureStore(feature_store_path)  # type: ignore[arg-type]
+    return {symbol: store.current(symbol) for symbol in symbols}
+
+
+def _collect(futures: list[PrefectFuture[TrainResult]], jobs: list[TrainJob],
+             tuned: dict[str, PrefectFuture[TuneResult]]) -> ModelPipelineResult:
+    """Report each job as it finishes (console line + progress artifact); failures do not stop the rest."""
+    progress = cast(UUID, create_progress_artifact(0.0, description="model-pipeline: finished jobs"))
+    job_of = {f.task_run_id: job for f, job in zip(futures, jobs, strict=True)}
+    outcome = ModelPipelineResult()
+    for done, future in enumerate(as_completed(futures), start=1):
+        job = job_of[future.task_run_id]
+        future.wait()
+        result = future.result(raise_on_failure=False) if future.state.is_final() else future.state.message
+        if isinstance(result, TrainResult):
+            outcome.results.append(result)
+            detail = (f"v{result.version} val_rmse={result.val_rmse:.6f} (zero-return {result.val_naive_rmse:.6f}) "
+                      f"in {result.duration_seconds:.1f}s" if result.status == "trained" else result.reason)
+            print(f"[{done}/{len(jobs)}] {job.model_type:<11} {job.symbol:<8} {result.status}: {detail}")
+        else:
+            tuning = tuned[job.model_type]
+            error = result
+            if tuning.state.is_failed():  # report the cause, not "upstream task did not complete"
+                error = f"tune-{job.model_type} failed: {tuning.result(raise_on_failure=False)}"
+            elif isinstance(error, BaseException):
+                error = f"{type(error).__name__}: {error}"
+            outcome.failures.append(JobFailure(job.symbol, job.model_type, str(error)))
+            print(f"[{done}/{len(jobs)}] {job.model_type:<11} {job.symbol:<8} FAILED: {error}")
+        update_progress_artifact(progress, 100.0 * done / len(jobs))
+    return outcome
+
+
+@flow(name="model-pipeline", log_prints=True)
+def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | None = None,
+                   settings: Settings | None = None, refs: dict[str, FeatureSetRef] | None = None,
+                   retrain_all: bool = False, optimize: bool | None = None) -> ModelPipelineResult:
+    """Train every (symbol, model type) job; `refs` defaults to the current feature sets in the store."""
+    settings = settings or load_settings()
+    symbols = [validate_symbol(s) for s in (symbols or list(refs or settings.data.symbols))]
+    model_types = list(model_types or settings.models.model_types)
+    optimize = settings.optimization.enabled if optimize is None else optimize
+    refs = refs or current_feature_sets(symbols, str(settings.data.feature_store_path))
+    horizon = settings.data.features.horizon
+
+    tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
+        t, refs, settings.optimization, settings.models, horizon, optimize) for t in model_types}
+    jobs = [TrainJob(symbol, model_type) for symbol in symbols for model_type in model_types]
+    futures = train.map(jobs, unmapped(refs), [tuned[job.model_type] for job in jobs],
+                        unmapped(settings.models), unmapped(retrain_all))
+    outcome = _collect(list(futures), jobs, tuned)
+    create_table_artifact([
+        {"symbol": r.symbol, "model": r.model_type, "status": r.status, "version": r.version,
+         "val_rmse": r.val_rmse, "val_zero_return_rmse": r.val_naive_rmse, "seconds": round(r.duration_seconds, 2),
+         "note": r.reason} for r in outcome.results
+    ] + [{"symbol": f.symbol, "model": f.model_type, "status": "failed", "note": f.error} for f in outcome.failures],
+        key="model-pipeline-jobs", description="model-pipeline: one row per (symbol, model type) job")
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the model pipeline from the command line; exit 1 if any job failed, 2 on bad input."""
+    args = models_parser().parse_args(argv)
+    try:
+        overrides: dict = {}
+        if args.trials is not None:
+            overrides["optimization"] = {"n_trials": args.trials}
+        settings = load_settings(args.config, overrides)
+        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        outcome = model_pipeline(symbols=symbols, model_types=args.model_type, settings=settings,
+                                 retrain_all=args.retrain, optimize=False if args.no_optimize else None)
+    except (ConfigError, ValueError, FeatureStoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        quiet_server_shutdown()
+    trained = sum(r.status == "trained" for r in outcome.results)
+    skipped = sum(r.status == "skipped" for r in outcome.results)
+    print(f"{trained} trained, {skipped} skipped, {len(outcome.failures)} failed; "
+          f"registry: {settings.models.registry_path}")
+    for failure in outcome.failures:
+        print(f"failed: {failure.model_type} {failure.symbol}: {failure.error}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""train: fit one (symbol, model type) job on its feature set and register the result.
+
+Not cached by Prefect: the registry is the record, and a job trained less than `min_hours_between`
+hours ago is skipped unless retraining is forced. No retries: a failed fit is not a glitch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from models.base import LABEL
+from models.registry import MODEL_MODULES, model_class
+from schemas import FeatureSetRef
+from settings import ModelsSettings
+from stores.features import history_before, read_manifest, read_split
+from stores.registry import LocalModelRegistry
+from tasks.caching import code_version
+from tasks.tune import TuneResult
+
+__all__ = ["TrainJob", "TrainResult", "rmse", "skip_reason", "train"]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One unit of the fan-out."""
+
+    symbol: str
+    model_type: str
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What became of one job."""
+
+    symbol: str
+    model_type: str
+    status: str
+    """"trained" or "skipped"."""
+    version: int | None = None
+    val_rmse: float | None = None
+    val_naive_rmse: float | None = None
+    """RMSE of always predicting a zero return on the same validation rows."""
+    duration_seconds: float = 0.0
+    reason: str = ""
+
+
+def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Root mean squared error."""
+    return float(np.sqrt(np.mean((np.asarray(predicted) - np.asarray(actual)) ** 2)))
+
+
+def skip_reason(last_trained: datetime | None, now: datetime, min_hours_between: float,
+                retrain_all: bool) -> str | None:
+    """Why a job should be skipped, or None when it should train."""
+    if retrain_all or last_trained is None:
+        return None
+    age_hours = (now - last_trained).total_seconds() / 3600
+    if age_hours < min_hours_between:
+        return f"trained {age_hours:.1f} h ago (< min_hours_between {min_hours_between:g} h)"
+    return None
+
+
+@task(name="train", task_run_name="train-{job.model_type}-{job.symbol}", cache_policy=NO_CACHE)
+def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
+          retrain_all: bool = False) -> TrainResult:
+    """Fit, score on validation, and register one model; or skip it when it is recent enough."""
+    registry = LocalModelRegistry(models.registry_path)
+    reason = skip_reason(registry.last_training_time(job.model_type, job.symbol), datetime.now(UTC),
+                         models.retraining.min_hours_between, retrain_all)
+    if reason is not None:
+        return TrainResult(job.symbol, job.model_type, "skipped", reason=reason)
+
+    ref = refs[job.symbol]
+    horizon = int(read_manifest(ref)["horizon"])
+    train_rows, val_rows = read_split(ref, "train"), read_split(ref, "val")
+    context = history_before(ref, val_rows)
+    cls = model_class(job.model_type)
+    started = time.perf_counter()
+    model = cls(ref.features, cls.params_type(**tuned.params), horizon=horizon, seed=models.seed,
+                threads=models.threads).fit(train_rows, val_rows)
+    duration = time.perf_counter() - started
+    actual = val_rows[LABEL].to_numpy()
+    metrics = {"val_rmse": rmse(model.predict(val_rows, context=context), actual),
+               "val_naive_rmse": rmse(np.zeros_like(actual), actual)}
+    version = registry.register(model, job.symbol, metrics=metrics, data_hash=ref.content_hash,
+                                code_version=code_version((*MODEL_MODULES, "tasks.train")), duration_seconds=duration)
+    return TrainResult(job.symbol, job.model_type, "trained", version=version.version,
+                       val_rmse=metrics["val_rmse"], val_naive_rmse=metrics["val_naive_rmse"],
+                       duration_seconds=duration, reason=f"{tuned.source} params")
