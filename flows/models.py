@@ -13,31 +13,20 @@ if __name__ == "__main__":
     models_parser().parse_args()  # answer --help and usage errors before the slow imports below
 
 from dataclasses import dataclass, field
-from typing import cast
-from uuid import UUID
 
 from prefect import flow, task, unmapped
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture, as_completed
 
+from flows.fanout import JobFailure, gather
 from schemas import FeatureSetRef, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import cache_options
 from tasks.train import TrainJob, TrainResult, train
-from tasks.tune import TuneResult, tune
+from tasks.tune import tune
 
 __all__ = ["JobFailure", "ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
-
-
-@dataclass(frozen=True)
-class JobFailure:
-    """A job that failed, and why."""
-
-    symbol: str
-    model_type: str
-    error: str
 
 
 @dataclass(frozen=True)
@@ -55,32 +44,11 @@ def current_feature_sets(symbols: list[str], feature_store_path: str) -> dict[st
     return {symbol: store.current(symbol) for symbol in symbols}
 
 
-def _collect(futures: list[PrefectFuture[TrainResult]], jobs: list[TrainJob],
-             tuned: dict[str, PrefectFuture[TuneResult]]) -> ModelPipelineResult:
-    """Report each job as it finishes (console line + progress artifact); failures do not stop the rest."""
-    progress = cast(UUID, create_progress_artifact(0.0, description="model-pipeline: finished jobs"))
-    job_of = {f.task_run_id: job for f, job in zip(futures, jobs, strict=True)}
-    outcome = ModelPipelineResult()
-    for done, future in enumerate(as_completed(futures), start=1):
-        job = job_of[future.task_run_id]
-        future.wait()
-        result = future.result(raise_on_failure=False) if future.state.is_final() else future.state.message
-        if isinstance(result, TrainResult):
-            outcome.results.append(result)
-            detail = (f"v{result.version} val_rmse={result.val_rmse:.6f} (zero-return {result.val_naive_rmse:.6f}) "
-                      f"in {result.duration_seconds:.1f}s" if result.status == "trained" else result.reason)
-            print(f"[{done}/{len(jobs)}] {job.model_type:<11} {job.symbol:<8} {result.status}: {detail}")
-        else:
-            tuning = tuned[job.model_type]
-            error = result
-            if tuning.state.is_failed():  # report the cause, not "upstream task did not complete"
-                error = f"tune-{job.model_type} failed: {tuning.result(raise_on_failure=False)}"
-            elif isinstance(error, BaseException):
-                error = f"{type(error).__name__}: {error}"
-            outcome.failures.append(JobFailure(job.symbol, job.model_type, str(error)))
-            print(f"[{done}/{len(jobs)}] {job.model_type:<11} {job.symbol:<8} FAILED: {error}")
-        update_progress_artifact(progress, 100.0 * done / len(jobs))
-    return outcome
+def _describe(result: TrainResult) -> str:
+    if result.status != "trained":
+        return f"{result.status}: {result.reason}"
+    return (f"trained: v{result.version} val_rmse={result.val_rmse:.6f} (zero-return {result.val_naive_rmse:.6f}) "
+            f"in {result.duration_seconds:.1f}s")
 
 
 @flow(name="model-pipeline", log_prints=True)
@@ -100,7 +68,14 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     jobs = [TrainJob(symbol, model_type) for symbol in symbols for model_type in model_types]
     futures = train.map(jobs, unmapped(refs), [tuned[job.model_type] for job in jobs],
                         unmapped(settings.models), unmapped(retrain_all))
-    outcome = _collect(list(futures), jobs, tuned)
+    def cause(job: TrainJob) -> str | None:  # a failed tuning names the real reason of its jobs' failure
+        tuning = tuned[job.model_type]
+        return f"tune-{job.model_type} failed: {tuning.result(raise_on_failure=False)}" \
+            if tuning.state.is_failed() else None
+
+    fanout = gather(list(futures), jobs, name="model-pipeline", describe=_describe, cause=cause,
+                    failure=lambda job, error: JobFailure(job.symbol, job.model_type, error))
+    outcome = ModelPipelineResult(fanout.results, fanout.failures)
     create_table_artifact([
         {"symbol": r.symbol, "model": r.model_type, "status": r.status, "version": r.version,
          "val_rmse": r.val_rmse, "val_zero_return_rmse": r.val_naive_rmse, "seconds": round(r.duration_seconds, 2),

@@ -33,6 +33,9 @@ class TrainJob:
     symbol: str
     model_type: str
 
+    def __str__(self) -> str:
+        return f"{self.model_type:<11} {self.symbol:<8}"
+
 
 @dataclass(frozen=True)
 class TrainResult:
