@@ -173,7 +173,11 @@ class OptimizationSettings(_Section):
 
 class BacktestSettings(_Section):
     initial_capital: float = Field(100_000, gt=0)
-    commission: float = Field(0.001, ge=0, lt=1)
+    commission: float = Field(0.001, ge=0, lt=1, description="fraction of traded value, per side")
+    lot_size: int = Field(100, ge=1, description="shares are traded in whole lots of this size")
+    threshold: float = Field(0.0, ge=0, description="go long when the predicted return exceeds this")
+    allow_short: bool = Field(False, description="short when the prediction is below -threshold")
+    risk_free_rate: float = Field(0.0, description="annual, for Sharpe and Sortino")
 
 
 class CrossValidationSettings(_Section):
