@@ -1,0 +1,277 @@
+"""backtest: trade predicted returns with next-open fills, whole lots and commission, vectorized across symbols.
+
+The execution model and every output are defined in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from settings import BacktestSettings
+from tasks.risk import TRADING_DAYS
+
+__all__ = ["BacktestResult", "ManyResult", "backtest", "backtest_many", "signals"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """One symbol's backtest; arrays have one entry per input row."""
+
+    dates: npt.NDArray[Any]
+    """The input dates, chronological."""
+    equity: FloatArray
+    """Cash plus position marked at each close; equity[0] is the initial capital."""
+    returns: FloatArray
+    """Daily simple returns of equity; returns[0] = equity[0] / initial_capital - 1, which is 0."""
+    position: IntArray
+    """Shares held at each close: positive long, negative short, 0 flat."""
+    trades: pl.DataFrame
+    """One row per executed trade: entry_date, exit_date (null while open), side ("long"/"short"), shares,
+    entry_price, exit_price (null while open), pnl (after both commissions; null while open), commission."""
+    turnover: float
+    """Traded value of all fills / mean equity, per year of 252 rows."""
+    exposure: float
+    """Fraction of rows that end with a position."""
+    total_commission: float
+    """Commission paid on all fills."""
+    benchmark_equity: FloatArray
+    """Buy and hold on the same rows: all capital in whole lots at open[1], held to the end."""
+    benchmark_returns: FloatArray
+    """Daily simple returns of benchmark_equity, defined like `returns`."""
+
+
+@dataclass(frozen=True)
+class ManyResult:
+    """Backtests of many symbols at once; 2-D arrays are (symbols, days)."""
+
+    equity: FloatArray
+    """As BacktestResult.equity, per symbol."""
+    returns: FloatArray
+    """As BacktestResult.returns, per symbol."""
+    position: IntArray
+    """As BacktestResult.position, per symbol."""
+    trades: IntArray
+    """Executed trades per symbol, the one still open at the end included."""
+    turnover: FloatArray
+    """As BacktestResult.turnover, per symbol."""
+    exposure: FloatArray
+    """As BacktestResult.exposure, per symbol."""
+    total_commission: FloatArray
+    """As BacktestResult.total_commission, per symbol."""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The raw simulation: row arrays (symbols, days) and one entry per trade in the flat trade arrays."""
+
+    equity: FloatArray
+    position: FloatArray
+    symbol: IntArray
+    side: FloatArray
+    shares: FloatArray
+    entry_row: IntArray
+    exit_row: IntArray  # == days while the trade is still open
+    entry_price: FloatArray
+    exit_price: FloatArray  # nan while open
+    commission: FloatArray
+    pnl: FloatArray  # nan while open
+
+
+def signals(predictions: npt.ArrayLike, cfg: BacktestSettings) -> npt.NDArray[np.int8]:
+    """+1 (long) where prediction > threshold, -1 (short, if allowed) where < -threshold, else 0; NaN is flat."""
+    pred = np.asarray(predictions, dtype=np.float64)
+    signal = (pred > cfg.threshold).astype(np.int8)
+    if cfg.allow_short:
+        signal[pred < -cfg.threshold] = -1
+    return signal
+
+
+def _prices(open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.ArrayLike,
+            ndim: int) -> tuple[FloatArray, FloatArray]:
+    o = np.asarray(open_, dtype=np.float64)
+    c = np.asarray(close, dtype=np.float64)
+    shape = np.shape(predictions)
+    if o.ndim != ndim or o.shape != c.shape or o.shape != shape or o.size == 0:
+        raise ValueError(f"open, close and predictions must be non-empty {ndim}-D arrays of one shape, "
+                         f"got {o.shape}, {c.shape}, {shape}")
+    if not (np.isfinite(o).all() and np.isfinite(c).all() and (o > 0).all() and (c > 0).all()):
+        raise ValueError("open and close must be finite and positive")
+    return o, c
+
+
+def _ledger(cash0: float, sym: IntArray, side: FloatArray, entry_price: FloatArray, exit_value: FloatArray,
+            n_sym: int, cfg: BacktestSettings) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Shares, cash after entry and cash after exit of each trade; trades are sorted by (symbol, date).
+
+    exit_value is the exit price per share, 0 while the trade is still open. Each trade is sized from the
+    cash its predecessor left, so this walks trade ordinals (1st, 2nd, ...) with all symbols at once.
+    """
+    rate, lot = cfg.commission, float(cfg.lot_size)
+    counts = np.bincount(sym, minlength=n_sym)
+    ordinal = np.arange(len(sym)) - (np.cumsum(counts) - counts)[sym]
+    order = np.argsort(ordinal, kind="stable")
+    bounds = np.searchsorted(ordinal[order], np.arange(int(counts.max(initial=0)) + 1)).tolist()
+    # In ordinal order every step reads and writes one contiguous slice.
+    o_sym, o_side, o_price, o_exit = sym[order], side[order], entry_price[order], exit_value[order]
+    o_cost = o_price * (1 + rate)
+    shares, cash_in, cash_out = np.empty(len(sym)), np.empty(len(sym)), np.empty(len(sym))
+    cash = np.full(n_sym, cash0)
+    for a, b in itertools.pairwise(bounds):
+        who, price = o_sym[a:b], o_price[a:b]
+        before = cash[who]
+        q = np.maximum(np.floor(before / o_cost[a:b] / lot) * lot, 0.0)
+        value = q * price
+        fee = value * rate
+        short_of_cash = before - value - fee < 0
+        if short_of_cash.any():  # the division rounded up to a lot that costs a hair more than the cash
+            q = np.where(short_of_cash, np.maximum(q - lot, 0.0), q)
+            value = q * price
+            fee = value * rate
+        cash_in[a:b] = after_entry = before - o_side[a:b] * value - fee
+        value_out = q * o_exit[a:b]
+        cash_out[a:b] = cash[who] = after_entry + o_side[a:b] * value_out - value_out * rate
+        shares[a:b] = q
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return shares[back], cash_in[back], cash_out[back]
+
+
+def _simulate(open_: FloatArray, close: FloatArray, signal: npt.NDArray[np.int8], cfg: BacktestSettings) -> _Run:
+    """Run the ledger for (symbols, days) inputs; loops over trade ordinals, vectorized across symbols."""
+    n_sym, days = close.shape
+    rate = cfg.commission
+    # The side held from the open of row t is the signal decided at the close of t - 1.
+    held = np.zeros((n_sym, days), dtype=np.int8)
+    held[:, 1:] = signal[:, :-1]
+    starts = np.ones((n_sym, days), dtype=bool)
+    starts[:, 1:] = held[:, 1:] != held[:, :-1]
+    # Segments: maximal runs of one held side, in row-major order (by symbol, then row).
+    seg = np.flatnonzero(starts)
+    seg_sym, seg_row = np.divmod(seg, days)
+    seg_side = held.ravel()[seg]
+    seg_end = np.append(seg[1:], n_sym * days) - seg_sym * days  # the next segment's start row, or `days`
+    is_trade = seg_side != 0
+    t_seg = np.flatnonzero(is_trade)
+    sym, entry_row, exit_row = seg_sym[t_seg], seg_row[t_seg], seg_end[t_seg]
+    side = seg_side[t_seg].astype(np.float64)
+    is_open = exit_row == days
+    entry_price = open_[sym, entry_row]
+    exit_price = np.where(is_open, np.nan, open_[sym, np.minimum(exit_row, days - 1)])
+
+    shares, cash_in, cash_out = _ledger(float(cfg.initial_capital), sym, side, entry_price,
+                                        np.where(is_open, 0.0, np.nan_to_num(exit_price)), n_sym, cfg)
+
+    # Cash per segment: a trade holds its post-entry cash; a flat run holds what the trade before it left.
+    seg_cash = np.full(len(seg), float(cfg.initial_capital))
+    seg_shares = np.zeros(len(seg))
+    seg_cash[t_seg] = cash_in
+    seg_shares[t_seg] = side * shares
+    after_trade = np.flatnonzero(~is_trade & (seg_row > 0))
+    exit_cash = np.zeros(len(seg))
+    exit_cash[t_seg] = cash_out
+    seg_cash[after_trade] = exit_cash[after_trade - 1]
+    row_seg = np.cumsum(starts.ravel()) - 1
+    position = seg_shares[row_seg].reshape(n_sym, days)
+    equity = seg_cash[row_seg].reshape(n_sym, days) + position * close
+
+    # Only a short can take equity to zero: then, like backtesting.py, close at that close and stop.
+    broke = equity <= 0
+    if broke.any():
+        ruin = np.where(broke.any(axis=1), broke.argmax(axis=1), days)
+        stopped = np.arange(days)[None, :] >= ruin[:, None]
+        equity[stopped] = 0.0
+        position[stopped] = 0.0
+        at = ruin[sym]
+        hit = (entry_row <= at) & (exit_row > at)
+        exit_row = np.where(hit, at, exit_row)
+        exit_price = np.where(hit, close[sym, np.minimum(at, days - 1)], exit_price)
+        is_open &= ~hit
+        shares = np.where(entry_row > at, 0.0, shares)
+
+    value_out = np.where(is_open, 0.0, shares * np.nan_to_num(exit_price))
+    commission = (shares * entry_price + value_out) * rate
+    pnl = np.where(is_open, np.nan, side * shares * (np.nan_to_num(exit_price) - entry_price) - commission)
+    keep = shares > 0  # a signal whose first lot is unaffordable never trades
+    return _Run(equity=equity, position=position, symbol=sym[keep], side=side[keep], shares=shares[keep],
+                entry_row=entry_row[keep], exit_row=exit_row[keep], entry_price=entry_price[keep],
+                exit_price=exit_price[keep], commission=commission[keep], pnl=pnl[keep])
+
+
+def _returns(equity: FloatArray, capital: float) -> FloatArray:
+    """Simple returns per row; the first is against the capital, and 0 after equity reached 0."""
+    previous = np.empty_like(equity)
+    previous[:, 0] = capital
+    previous[:, 1:] = equity[:, :-1]
+    safe = np.where(previous > 0, previous, 1.0)
+    return np.where(previous > 0, equity / safe - 1.0, 0.0)
+
+
+def _per_symbol(run: _Run, n_sym: int) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    """Trade count, annualised turnover, exposure and total commission per symbol."""
+    days = run.equity.shape[1]
+    traded = run.shares * run.entry_price + np.where(np.isnan(run.exit_price), 0.0,
+                                                     run.shares * np.nan_to_num(run.exit_price))
+    value = np.bincount(run.symbol, weights=traded, minlength=n_sym)
+    mean_equity = run.equity.mean(axis=1)
+    turnover = np.where(mean_equity > 0, value / np.where(mean_equity > 0, mean_equity, 1.0), 0.0)
+    return (np.bincount(run.symbol, minlength=n_sym).astype(np.int64), turnover * TRADING_DAYS / days,
+            (run.position != 0).mean(axis=1),
+            np.bincount(run.symbol, weights=run.commission, minlength=n_sym).astype(np.float64))
+
+
+def backtest_many(open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.ArrayLike,
+                  cfg: BacktestSettings) -> ManyResult:
+    """Backtest every row of (symbols, days) arrays, each on its own capital; same model as `backtest`."""
+    o, c = _prices(open_, close, predictions, ndim=2)
+    run = _simulate(o, c, signals(predictions, cfg), cfg)
+    trades, turnover, exposure, commission = _per_symbol(run, o.shape[0])
+    return ManyResult(equity=run.equity, returns=_returns(run.equity, cfg.initial_capital),
+                      position=np.rint(run.position).astype(np.int64), trades=trades, turnover=turnover,
+                      exposure=exposure, total_commission=commission)
+
+
+def _trade_frame(run: _Run, dates: npt.NDArray[Any]) -> pl.DataFrame:
+    """The trades of symbol 0 as a polars frame."""
+    mine = run.symbol == 0
+    day = pl.Series("date", dates.tolist() if dates.dtype == object else dates)
+    is_open = np.isnan(run.exit_price[mine])
+    exit_rows = pl.Series(np.where(is_open, 0, run.exit_row[mine])).scatter(np.flatnonzero(is_open), None)
+    return pl.DataFrame({
+        "entry_date": day.gather(run.entry_row[mine]),
+        "exit_date": day.gather(exit_rows),
+        "side": pl.Series(np.where(run.side[mine] > 0, "long", "short"), dtype=pl.String),
+        "shares": pl.Series(np.rint(run.shares[mine]).astype(np.int64), dtype=pl.Int64),
+        "entry_price": pl.Series(run.entry_price[mine], dtype=pl.Float64),
+        "exit_price": pl.Series(run.exit_price[mine], dtype=pl.Float64, nan_to_null=True),
+        "pnl": pl.Series(run.pnl[mine], dtype=pl.Float64, nan_to_null=True),
+        "commission": pl.Series(run.commission[mine], dtype=pl.Float64),
+    })
+
+
+def backtest(dates: npt.ArrayLike, open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.ArrayLike,
+             cfg: BacktestSettings) -> BacktestResult:
+    """Backtest one symbol: chronological 1-D arrays, prediction[t] known after the close of row t."""
+    o, c = _prices(open_, close, predictions, ndim=1)
+    day = np.asarray(dates)
+    if day.shape != o.shape:
+        raise ValueError(f"dates must have the prices' shape {o.shape}, got {day.shape}")
+    if len(day) > 1 and not bool(np.all(day[1:] > day[:-1])):
+        raise ValueError("dates must be strictly increasing")
+    # Row 1 of the stack is buy and hold: long from the first possible fill, open[1].
+    signal = np.stack([signals(predictions, cfg), np.ones(len(o), dtype=np.int8)])
+    run = _simulate(np.stack([o, o]), np.stack([c, c]), signal, cfg)
+    _, turnover, exposure, commission = _per_symbol(run, 2)
+    returns = _returns(run.equity, cfg.initial_capital)
+    return BacktestResult(
+        dates=day, equity=run.equity[0], returns=returns[0], position=np.rint(run.position[0]).astype(np.int64),
+        trades=_trade_frame(run, day), turnover=float(turnover[0]), exposure=float(exposure[0]),
+        total_commission=float(commission[0]), benchmark_equity=run.equity[1], benchmark_returns=returns[1])
