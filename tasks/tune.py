@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prefect import task
 
-from models.base import LABEL, ModelError, ModelParams
+from models.base import ModelError, ModelParams
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
 from settings import ModelsSettings, OptimizationSettings
 from stores.features import read_split
 from tasks.caching import ContentInputs, ModuleSources
-from tasks.split import walk_forward_folds
+from tasks.crossval import walk_forward_metrics
 
 if TYPE_CHECKING:
     import optuna
@@ -66,19 +66,9 @@ def study_name(model_type: str, refs: dict[str, FeatureSetRef]) -> str:
 def cross_validated_rmse(model_type: str, params: ModelParams, ref: FeatureSetRef, folds: int,
                          models: ModelsSettings, horizon: int) -> float:
     """Mean RMSE over walk-forward folds of one symbol's train split (the test split is never read)."""
-    train = read_split(ref, "train")
-    cls = model_class(model_type)
-    errors = []
-    for fit_rows, score_rows in walk_forward_folds(train.height, folds, horizon):
-        fit = train[fit_rows.start:fit_rows.stop]
-        # The last fifth of each fit window is the early-stopping set; the scored block stays unseen.
-        cut = int(fit.height * 0.8)
-        model = cls(ref.features, params, horizon=horizon, seed=models.seed, threads=models.threads)
-        model.fit(fit.head(cut - horizon), fit.slice(cut))
-        scored = train[score_rows.start:score_rows.stop]
-        predicted = model.predict(scored, context=train[:score_rows.start])
-        errors.append(float(np.sqrt(np.mean((predicted - scored[LABEL].to_numpy()) ** 2))))
-    return float(np.mean(errors))
+    scores = walk_forward_metrics(model_type, params, read_split(ref, "train"), ref.features, horizon, folds,
+                                  models.seed, models.threads)
+    return float(np.mean([s.rmse for s in scores]))
 
 
 def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings,
@@ -103,7 +93,8 @@ def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Optimizatio
 @task(
     name="tune",
     task_run_name="tune-{model_type}",
-    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.tune", "tasks.split", *MODEL_MODULES)),
+    cache_policy=ContentInputs() + ModuleSources(
+        modules=("tasks.tune", "tasks.crossval", "tasks.split", *MODEL_MODULES)),
 )
 def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings, models: ModelsSettings,
          horizon: int, enabled: bool) -> TuneResult:

@@ -1,0 +1,211 @@
+"""evaluate: score one registered model on the test split against naive baselines, backtest it, cross-validate it.
+
+Every number is computed on the same test rows: the model, the `zero` and `last_return` baselines, the
+strategy that trades on the predictions and buy-and-hold over the same bars.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import polars as pl
+from prefect import task
+
+from models.base import LABEL
+from models.registry import MODEL_MODULES, model_class
+from schemas import FeatureSetRef
+from settings import EvaluationSettings, ModelsSettings, WeightSettings
+from stores.features import history_before, read_manifest, read_split
+from stores.registry import LocalModelRegistry
+from tasks.backtest import backtest
+from tasks.caching import ContentInputs, ModuleSources
+from tasks.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
+from tasks.risk import PerformanceMetrics, performance
+from tasks.split import PART
+
+__all__ = [
+    "CV_PARTS",
+    "Baselines",
+    "Curves",
+    "EvaluationError",
+    "EvaluationResult",
+    "PredictionMetrics",
+    "composite_score",
+    "evaluate",
+    "last_return_baseline",
+    "naive_baselines",
+    "prediction_metrics",
+]
+
+CV_PARTS = ("train", "embargo", "val")
+"""parts of the `all` split that walk-forward cross-validation may read (never test or latest)."""
+
+
+class EvaluationError(RuntimeError):
+    """A model cannot be evaluated on a feature set; the message says why."""
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """Naive forecasts scored on the model's test rows."""
+
+    zero: PredictionMetrics
+    """always predict a zero return."""
+    last_return: PredictionMetrics
+    """predict the last fully known `horizon`-day log return, ln(close_t / close_{t-horizon})."""
+
+    @property
+    def best_rmse(self) -> float:
+        """The lower of the two baselines' RMSE: what a model must beat."""
+        return min(self.zero.rmse, self.last_return.rmse)
+
+    @property
+    def best_name(self) -> str:
+        return "zero" if self.zero.rmse <= self.last_return.rmse else "last_return"
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Per test row series for the report, all of equal length and in date order."""
+
+    dates: tuple[date, ...]
+    actual: tuple[float, ...]
+    predicted: tuple[float, ...]
+    equity: tuple[float, ...]
+    benchmark_equity: tuple[float, ...]
+    """buy-and-hold equity over the same bars."""
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything measured about one registered model version on one feature set."""
+
+    symbol: str
+    model_type: str
+    version: int
+    data_hash: str
+    """content hash of the feature set evaluated on: results are comparable only on the same one."""
+    test_start: date
+    test_end: date
+    rows: int
+    prediction: PredictionMetrics
+    baselines: Baselines
+    strategy: PerformanceMetrics
+    buy_and_hold: PerformanceMetrics
+    turnover: float
+    exposure: float
+    trades: int
+    """executed trades of the strategy, the one still open at the end included."""
+    total_commission: float
+    cv: CVSummary
+    """walk-forward folds over the train, embargo and val rows up to the last val row, refitted with this
+    version's params, seed and features."""
+    composite: float
+    """composite_score(prediction.r2, strategy.sharpe, strategy.max_drawdown, weights)."""
+    curves: Curves
+
+
+def last_return_baseline(close: np.ndarray, context_close: np.ndarray, horizon: int) -> np.ndarray:
+    """At each row t, ln(close_t / close_{t-horizon}): the newest `horizon`-day return known at t's close.
+
+    Closes before the first row come from `context_close` (the rows right before, in date order); a row
+    with fewer than `horizon` earlier closes gets 0.0.
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    closes = np.concatenate([np.asarray(context_close, dtype=np.float64), np.asarray(close, dtype=np.float64)])
+    if not (np.isfinite(closes).all() and (closes > 0).all()):
+        raise ValueError("closes must be finite and positive")
+    rows = np.arange(closes.size - len(close), closes.size)
+    known = rows >= horizon
+    out = np.zeros(rows.size)
+    out[known] = np.log(closes[rows[known]] / closes[rows[known] - horizon])
+    return out
+
+
+def naive_baselines(actual: np.ndarray, close: np.ndarray, context_close: np.ndarray, horizon: int) -> Baselines:
+    """Score the `zero` and `last_return` forecasts on the rows whose labels are `actual`."""
+    return Baselines(
+        zero=prediction_metrics(np.zeros(len(actual)), actual),
+        last_return=prediction_metrics(last_return_baseline(close, context_close, horizon), actual),
+    )
+
+
+def composite_score(r2: float, sharpe: float, max_drawdown: float, weights: WeightSettings) -> float:
+    """w_r2 * r2 + w_sharpe * max(0, sharpe) + w_drawdown * (1 - |max_drawdown|)."""
+    if not all(math.isfinite(v) for v in (r2, sharpe, max_drawdown)):
+        raise ValueError(f"composite needs finite inputs, got r2={r2}, sharpe={sharpe}, "
+                         f"max_drawdown={max_drawdown}")
+    return weights.r2 * r2 + weights.sharpe * max(0.0, sharpe) + weights.drawdown * (1.0 - abs(max_drawdown))
+
+
+def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise EvaluationError(f"{what} lacks column(s) {', '.join(missing)}")
+
+
+@task(
+    name="evaluate",
+    task_run_name="evaluate-{model_type}-{symbol}",
+    cache_policy=ContentInputs() + ModuleSources(modules=(
+        "tasks.evaluate", "tasks.backtest", "tasks.risk", "tasks.crossval", "tasks.split", *MODEL_MODULES)),
+)
+def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
+             models: ModelsSettings, weights: WeightSettings) -> EvaluationResult:
+    """Score registered `model_type` v`version` of `symbol` on the test split of `ref`.
+
+    Raises:
+        EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
+    """
+    registry = LocalModelRegistry(models.registry_path)
+    entry = registry.get(model_type, symbol, version)
+    missing = [f for f in entry.metadata.features if f not in ref.features]
+    if missing:
+        raise EvaluationError(
+            f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "
+            f"{ref.content_hash[:12]}: {', '.join(missing)}; retrain it on the current features")
+    horizon = int(read_manifest(ref)["horizon"])
+    if entry.metadata.horizon != horizon:
+        raise EvaluationError(f"{model_type} v{version} for {symbol} predicts {entry.metadata.horizon}-day "
+                              f"returns; feature set {ref.content_hash[:12]} labels {horizon}-day returns")
+    model, _ = registry.load(model_type, symbol, version, threads=models.threads)
+
+    test = read_split(ref, "test")
+    context = history_before(ref, test)
+    _require(test, ("date", "open", "close", LABEL), f"test split of {symbol}")
+    _require(context, ("close",), f"rows before the test split of {symbol}")
+    predicted = model.predict(test, context=context)
+    actual = test[LABEL].to_numpy().astype(np.float64)
+    close = test["close"].to_numpy().astype(np.float64)
+
+    cfg = evaluation.backtesting
+    run = backtest(test["date"].to_numpy(), test["open"].to_numpy(), close, predicted, cfg)
+    strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
+    # Buy-and-hold's one trade is still open at the end, and open trades count in no trade statistic.
+    buy_and_hold = performance(run.benchmark_returns, run.benchmark_equity, np.empty(0), cfg.risk_free_rate)
+
+    # Rows up to the last validation row: the embargo after val is left out, its labels read test closes.
+    everything = read_split(ref, "all")
+    last_val = everything.filter(pl.col(PART) == "val")["date"].max()
+    history = everything.filter((pl.col("date") <= last_val) & pl.col(PART).is_in(CV_PARTS)).drop(PART)
+    folds = walk_forward_metrics(model_type, model_class(model_type).params_type(**entry.metadata.params), history,
+                                 model.features, horizon, evaluation.cross_validation.cv_folds, entry.metadata.seed,
+                                 models.threads)
+
+    prediction = prediction_metrics(predicted, actual)
+    return EvaluationResult(
+        symbol=symbol, model_type=model_type, version=version, data_hash=ref.content_hash,
+        test_start=test["date"].min(), test_end=test["date"].max(),  # type: ignore[arg-type]
+        rows=test.height, prediction=prediction,
+        baselines=naive_baselines(actual, close, context["close"].to_numpy(), horizon),
+        strategy=strategy, buy_and_hold=buy_and_hold, turnover=float(run.turnover), exposure=float(run.exposure),
+        trades=run.trades.height, total_commission=float(run.total_commission), cv=summarize(folds),
+        composite=composite_score(prediction.r2, strategy.sharpe, strategy.max_drawdown, weights),
+        curves=Curves(dates=tuple(test["date"].to_list()), actual=tuple(actual.tolist()),
+                      predicted=tuple(predicted.tolist()), equity=tuple(np.asarray(run.equity).tolist()),
+                      benchmark_equity=tuple(np.asarray(run.benchmark_equity).tolist())),
+    )

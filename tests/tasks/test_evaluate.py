@@ -1,0 +1,185 @@
+"""evaluate: prediction metrics by hand, naive baselines, the composite, and the task end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import spearmanr
+
+from models.base import LABEL
+from models.registry import model_class
+from schemas import FeatureSetRef
+from settings import CrossValidationSettings, EvaluationSettings, ModelsSettings, WeightSettings
+from stores.features import FeatureStore, read_split
+from stores.registry import LocalModelRegistry
+from tasks.evaluate import (
+    EvaluationError,
+    composite_score,
+    evaluate,
+    last_return_baseline,
+    naive_baselines,
+    prediction_metrics,
+)
+from tests.models.test_contract import FEATURES
+from tests.tasks.test_train import write_feature_set
+
+WEIGHTS = WeightSettings(r2=0.3, sharpe=0.4, drawdown=0.3)
+
+
+def test_prediction_metrics_by_hand() -> None:
+    predicted = np.array([0.01, -0.02, 0.03, 0.0])
+    actual = np.array([0.02, -0.01, -0.01, 0.01])
+    m = prediction_metrics(predicted, actual)
+    # errors -0.01, -0.01, 0.04, -0.01; SSE 0.0019; actual mean 0.0025, SST 0.000675
+    assert m.rmse == pytest.approx(math.sqrt(0.0019 / 4))
+    assert m.mae == pytest.approx(0.0175)
+    assert m.r2 == pytest.approx(1 - 0.0019 / 0.000675)
+    assert m.directional_accuracy == 0.5  # +/+ and -/- match; +/- and 0/+ do not
+    assert m.ic == pytest.approx(np.corrcoef(predicted, actual)[0, 1])
+    # ranks: predicted 3,1,4,2; actual 4,1.5,1.5,3 (tied values share the average rank)
+    assert m.rank_ic == pytest.approx(np.corrcoef([3, 1, 4, 2], [4, 1.5, 1.5, 3])[0, 1])
+
+
+def test_prediction_metrics_match_numpy_and_scipy() -> None:
+    rng = np.random.default_rng(5)
+    actual = rng.normal(0, 0.02, 200)
+    predicted = 0.5 * actual + rng.normal(0, 0.02, 200)
+    m = prediction_metrics(predicted, actual)
+    assert m.r2 == pytest.approx(1 - np.sum((predicted - actual) ** 2) / np.sum((actual - actual.mean()) ** 2))
+    assert m.ic == pytest.approx(np.corrcoef(predicted, actual)[0, 1])
+    assert m.rank_ic == pytest.approx(spearmanr(predicted, actual).statistic)
+
+
+def test_constant_inputs_give_zero_correlation_not_nan() -> None:
+    actual = np.array([0.01, -0.02, 0.03])
+    m = prediction_metrics(np.full(3, 0.1), actual)
+    assert (m.ic, m.rank_ic) == (0.0, 0.0)
+    zero = prediction_metrics(np.zeros(3), actual)
+    assert zero.directional_accuracy == 0.0  # sign 0 matches only an actual of exactly 0
+    assert prediction_metrics(np.array([0.0, 0.1, -0.1]), np.array([0.0, 0.2, 0.3])).directional_accuracy == 2 / 3
+    flat = np.full(3, 0.1 + 0.2)
+    assert prediction_metrics(np.array([0.1, 0.2, 0.3]), flat).r2 == 0.0  # SST is 0: not -inf
+    assert prediction_metrics(flat, flat).r2 == 1.0
+
+
+def test_prediction_metrics_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="2 predictions for 3"):
+        prediction_metrics(np.zeros(2), np.zeros(3))
+    with pytest.raises(ValueError, match="no rows"):
+        prediction_metrics(np.zeros(0), np.zeros(0))
+    with pytest.raises(ValueError, match="finite"):
+        prediction_metrics(np.array([np.nan]), np.zeros(1))
+
+
+def test_last_return_reads_context_closes() -> None:
+    close, context = np.array([10.0, 11.0, 12.1]), np.array([8.0, 9.0])
+    np.testing.assert_allclose(last_return_baseline(close, context, 1), np.log([10 / 9, 11 / 10, 12.1 / 11]))
+    np.testing.assert_allclose(last_return_baseline(close, context, 2), np.log([10 / 8, 11 / 9, 12.1 / 10]))
+    # Too little history for the first rows: they get 0.0.
+    np.testing.assert_allclose(last_return_baseline(close, context[1:], 3), [0.0, 0.0, math.log(12.1 / 9)])
+    np.testing.assert_allclose(last_return_baseline(close, np.empty(0), 1), [0.0, *np.log([11 / 10, 12.1 / 11])])
+
+
+@pytest.mark.parametrize("horizon", [1, 3])
+def test_last_return_is_a_past_label_never_the_current_one(horizon: int) -> None:
+    rng = np.random.default_rng(horizon)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    labels = np.log(closes[horizon:] / closes[:-horizon])  # label_t = ln(close_{t+h} / close_t)
+    context, rows = closes[:20], closes[20:50]
+    baseline = last_return_baseline(rows, context, horizon)
+    # At row t it is label_{t-h}, known at t's close: the current label needs closes after t.
+    np.testing.assert_allclose(baseline, labels[20 - horizon:50 - horizon])
+    assert not np.allclose(baseline, labels[20:50])
+    changed = rows.copy()
+    changed[10:] *= 1.5  # later closes do not move earlier baselines
+    np.testing.assert_array_equal(last_return_baseline(changed, context, horizon)[:10], baseline[:10])
+
+
+def test_naive_baselines_score_the_same_rows() -> None:
+    actual = np.array([0.02, -0.01, 0.03])
+    base = naive_baselines(actual, np.array([10.0, 11.0, 12.0]), np.array([9.0]), 1)
+    assert base.zero == prediction_metrics(np.zeros(3), actual)
+    assert base.last_return == prediction_metrics(np.log([10 / 9, 11 / 10, 12 / 11]), actual)
+    assert base.best_rmse == min(base.zero.rmse, base.last_return.rmse)
+
+
+def test_composite_is_exactly_the_formula() -> None:
+    assert composite_score(0.1, 1.5, -0.2, WEIGHTS) == 0.3 * 0.1 + 0.4 * 1.5 + 0.3 * (1 - 0.2)
+    assert composite_score(-0.5, -1.0, -0.25, WEIGHTS) == 0.3 * -0.5 + 0.4 * 0.0 + 0.3 * (1 - 0.25)
+    other = WeightSettings(r2=1.0, sharpe=0.0, drawdown=2.0)
+    assert composite_score(0.2, 3.0, 0.0, other) == 1.0 * 0.2 + 0.0 * 3.0 + 2.0 * 1.0
+    with pytest.raises(ValueError, match="finite"):
+        composite_score(float("nan"), 1.0, -0.1, WEIGHTS)
+
+
+# -- the task end to end --------------------------------------------------------------------------
+def priced_feature_set(root: Path, symbol: str, features: tuple[str, ...] = FEATURES) -> FeatureSetRef:
+    """write_feature_set's AR(1) set plus open and close prices whose log returns are its labels."""
+    tagged = read_split(write_feature_set(root / "plain", symbol), "all")
+    # r0 at row t is the return from t-1 to t (label_{t-1}), so close_t = 100 * exp(cumsum r0).
+    close = 100 * np.exp(np.cumsum(tagged["r0"].to_numpy()))
+    gap = np.random.default_rng(1).normal(0, 0.002, tagged.height)
+    opened = np.concatenate([[close[0]], close[:-1]]) * np.exp(gap)
+    tagged = tagged.with_columns(pl.Series("open", opened), pl.Series("close", close))
+    parts = {name: tagged.filter(pl.col("part") == name).drop("part") for name in ("train", "val", "test", "latest")}
+    return FeatureStore(root / "priced").write(symbol, {**parts, "all": tagged}, features, LABEL, {"horizon": 1})
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> tuple[FeatureSetRef, ModelsSettings]:
+    root = tmp_path_factory.mktemp("evaluate")
+    ref = priced_feature_set(root, "VHM")
+    models = ModelsSettings(registry_path=root / "registry", params={"catboost": {"iterations": 60}})
+    cls = model_class("catboost")
+    model = cls(FEATURES, cls.params_type.model_validate({"iterations": 60}), horizon=1, seed=11)
+    model.fit(read_split(ref, "train"), read_split(ref, "val"))
+    LocalModelRegistry(models.registry_path).register(model, "VHM", metrics={}, data_hash=ref.content_hash,
+                                                      code_version="test", duration_seconds=0.0)
+    return ref, models
+
+
+def _floats(value: Any) -> list[float]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [x for f in dataclasses.fields(value) for x in _floats(getattr(value, f.name))]
+    if isinstance(value, tuple):
+        return [x for v in value for x in _floats(v)]
+    return [float(value)] if isinstance(value, (int, float)) else []
+
+
+def test_evaluate_end_to_end(registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
+    ref, models = registered
+    cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
+    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS)
+
+    test = read_split(ref, "test")
+    assert (result.symbol, result.model_type, result.version, result.rows) == ("VHM", "catboost", 1, test.height)
+    assert (result.test_start, result.test_end) == (test["date"].min(), test["date"].max())
+    assert result.data_hash == ref.content_hash
+    assert all(math.isfinite(x) for x in _floats(result))
+    curves = result.curves
+    assert {len(c) for c in (curves.dates, curves.actual, curves.predicted, curves.equity,
+                             curves.benchmark_equity)} == {test.height}
+    assert list(curves.dates) == test["date"].to_list() and curves.actual == tuple(test[LABEL].to_list())
+    assert curves.equity[0] == cfg.backtesting.initial_capital
+    assert result.composite == composite_score(result.prediction.r2, result.strategy.sharpe,
+                                               result.strategy.max_drawdown, WEIGHTS)
+    assert result.prediction == prediction_metrics(np.array(curves.predicted), np.array(curves.actual))
+    # The AR(1) signal is learnable: the model beats both naive baselines, on test and on every fold.
+    assert result.prediction.rmse < result.baselines.best_rmse
+    assert result.cv.folds == 2 and all(m.ic > 0.3 for m in result.cv.per_fold)
+    assert result.trades > 0 and 0 < result.exposure <= 1
+    assert result.strategy.closed_trades > 0 and result.buy_and_hold.closed_trades == 0
+
+
+def test_a_model_reading_absent_features_is_refused(registered: tuple[FeatureSetRef, ModelsSettings],
+                                                    tmp_path: Path) -> None:
+    _, models = registered
+    narrower = priced_feature_set(tmp_path, "VHM", features=("r0", "r1"))
+    with pytest.raises(EvaluationError, match=r"catboost v1 for VHM reads feature\(s\) missing .*: noise"):
+        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS)
