@@ -24,8 +24,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 
 demo: $(VENV)/.installed
 	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --days 1500 --seed 7
-	$(PYTHON) -m flows.data --symbols $(SYMBOLS)
-	$(PYTHON) -m flows.models --symbols $(SYMBOLS) --no-optimize
+	$(PYTHON) -m flows.training --symbols $(SYMBOLS) --no-optimize
 
 test: $(VENV)/.installed-dev
 	$(PYTHON) -m pytest

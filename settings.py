@@ -242,6 +242,7 @@ class ModelSelectionSettings(_Section):
 
 class ExecutionSettings(_Section):
     cache_dir: Path = Path("artifacts/cache")
+    reports_dir: Path = Path("reports")
     io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store)")
     io_retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0)
 
@@ -287,7 +288,8 @@ class Settings(BaseSettings):
         models = self.models.model_copy(update={"registry_path": absolute(self.models.registry_path)})
         optimization = self.optimization.model_copy(
             update={"storage_path": absolute(self.optimization.storage_path)})
-        execution = self.execution.model_copy(update={"cache_dir": absolute(self.execution.cache_dir)})
+        execution = self.execution.model_copy(update={"cache_dir": absolute(self.execution.cache_dir),
+                                                      "reports_dir": absolute(self.execution.reports_dir)})
         return self.model_copy(update={"data": data, "models": models, "optimization": optimization,
                                        "execution": execution})
 

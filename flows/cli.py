@@ -7,7 +7,7 @@ import logging
 
 from schemas import validate_symbol
 
-__all__ = ["data_parser", "models_parser", "parse_symbols", "quiet_server_shutdown"]
+__all__ = ["data_parser", "models_parser", "parse_symbols", "quiet_server_shutdown", "training_parser"]
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -55,4 +55,18 @@ def models_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trials", type=int, help="Optuna trials per model type (default: optimization.n_trials)")
     parser.add_argument("--no-optimize", action="store_true", help="skip tuning; use models.params from the config")
     parser.add_argument("--config", help="YAML config file (default: config/pipeline_config.yml)")
+    return parser
+
+
+def training_parser() -> argparse.ArgumentParser:
+    """Arguments of `python -m flows.training`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.training",
+        description="Run the full pipeline: data -> models -> evaluation -> champion choice -> report; "
+                    "prints the leaderboard and the report location.")
+    parser.add_argument("--symbols", help="comma-separated tickers (default: data.symbols)")
+    parser.add_argument("--config", help="YAML config file (default: config/pipeline_config.yml)")
+    parser.add_argument("--retrain-all", action="store_true",
+                        help="retrain every model even if trained within models.retraining.min_hours_between")
+    parser.add_argument("--no-optimize", action="store_true", help="skip Optuna; use models.params from the config")
     return parser

@@ -1,0 +1,81 @@
+"""Flow `evaluation-pipeline`: evaluate.map over the newest version of every (symbol, model type), plus each
+symbol's production model on the same test window, so challengers and champions are compared like for like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prefect import flow, task, unmapped
+from prefect.cache_policies import NO_CACHE
+
+from flows.fanout import JobFailure, gather
+from schemas import FeatureSetRef
+from settings import Settings
+from stores.registry import LocalModelRegistry, RegistryError
+from tasks.evaluate import EvaluationResult, evaluate
+
+__all__ = ["EvaluationOutcome", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One registered version to evaluate."""
+
+    symbol: str
+    model_type: str
+    version: int
+    production: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.model_type:<11} {self.symbol:<8} v{self.version}" + (" (production)" if self.production else "")
+
+
+@dataclass(frozen=True)
+class EvaluationOutcome:
+    """Challenger results, each symbol's production result (None when it has none), and failed evaluations."""
+
+    results: list[EvaluationResult] = field(default_factory=list)
+    production: dict[str, EvaluationResult | None] = field(default_factory=dict)
+    failures: list[JobFailure] = field(default_factory=list)
+
+
+@task(name="models-to-evaluate", cache_policy=NO_CACHE)
+def models_to_evaluate(symbols: list[str], model_types: list[str], registry_path: str) -> list[ModelRef]:
+    """The newest version of each (symbol, model type) that exists, and each symbol's production version."""
+    registry = LocalModelRegistry(registry_path)  # type: ignore[arg-type]
+    refs = []
+    for symbol in symbols:
+        for model_type in model_types:
+            try:
+                refs.append(ModelRef(symbol, model_type, registry.get(model_type, symbol).version))
+            except RegistryError:
+                continue  # never trained (its job failed): reported by the model pipeline
+        production = registry.alias(symbol, "production")
+        if production is not None:
+            ref = ModelRef(symbol, production.model_type, production.version)
+            # Production is often also the newest version of its type: evaluate it once, flagged.
+            refs = [r for r in refs if r != ref] + [ModelRef(symbol, ref.model_type, ref.version, production=True)]
+    return refs
+
+
+@flow(name="evaluation-pipeline", log_prints=True)
+def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
+                        model_types: list[str] | None = None) -> EvaluationOutcome:
+    """Evaluate every candidate and production model of `refs`' symbols on their test split."""
+    models = settings.models
+    jobs = models_to_evaluate(list(refs), list(model_types or models.model_types), str(models.registry_path))
+    futures = evaluate.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
+                           [refs[j.symbol] for j in jobs], unmapped(settings.evaluation), unmapped(models),
+                           unmapped(settings.model_selection.weights))
+    fanout = gather(list(futures), jobs, name="evaluation-pipeline",
+                    describe=lambda r: f"composite {r.composite:.4f} rmse {r.prediction.rmse:.6f} "
+                                       f"sharpe {r.strategy.sharpe:.2f} max_dd {r.strategy.max_drawdown:.2%}",
+                    failure=lambda job, error: JobFailure(job.symbol, job.model_type, error))
+    by_job = {(r.symbol, r.model_type, r.version): r for r in fanout.results}
+    production = {s: None for s in refs} | {
+        j.symbol: by_job.get((j.symbol, j.model_type, j.version)) for j in jobs if j.production}
+    newest = {(s, t): max(v for s2, t2, v in by_job if (s2, t2) == (s, t)) for s, t, _ in by_job}
+    # The newest version of each type is the challenger, also when it is the production model itself.
+    challengers = [r for key, r in by_job.items() if newest[key[:2]] == key[2]]
+    return EvaluationOutcome(challengers, production, fanout.failures)

@@ -1,0 +1,156 @@
+"""Flow `training`: data-pipeline -> model-pipeline -> evaluation-pipeline -> choose -> stage -> report.
+
+CLI: python -m flows.training --symbols VHM [--config FILE] [--retrain-all] [--no-optimize]
+Python: run_full_pipeline(symbols=["VHM"], retrain_all=False)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flows.cli import parse_symbols, quiet_server_shutdown, training_parser
+
+if __name__ == "__main__":
+    training_parser().parse_args()  # answer --help and usage errors before the slow imports below
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.data import DataPipelineError, data_pipeline
+from flows.evaluation import EvaluationOutcome, evaluation_pipeline
+from flows.fanout import JobFailure
+from flows.models import ModelPipelineResult, model_pipeline
+from schemas import DataSummary, validate_symbol
+from settings import ConfigError, DataSettings, Settings, load_settings
+from stores.base import PriceStoreError
+from stores.factory import open_price_store
+from tasks.choose import Decision, choose
+from tasks.deploy import stage_champions
+from tasks.report import ReportRef, leaderboard_rows, report, write_failure_report
+
+__all__ = ["TrainingFailed", "TrainingOutcome", "format_leaderboard", "main", "run_full_pipeline", "training"]
+
+
+class TrainingFailed(RuntimeError):
+    """The training flow stopped at a step; the failure report says which and why."""
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What one run of the full flow produced."""
+
+    run_id: str
+    report: ReportRef
+    decisions: list[Decision]
+    leaderboard: list[dict[str, Any]]
+    failures: list[JobFailure] = field(default_factory=list)
+
+
+@task(name="describe-sources", cache_policy=NO_CACHE)
+def describe_sources(symbols: list[str], data: DataSettings) -> dict[str, dict[str, Any]]:
+    """Where each symbol's prices came from (synthetic or imported), for the report."""
+    store = open_price_store(data)
+    try:
+        info = {s: store.source_info(s) for s in symbols}
+    finally:
+        store.close()
+    return {s: {"kind": i.kind, "detail": i.detail, "synthetic": i.synthetic} if i else {} for s, i in info.items()}
+
+
+def _sections(data: list[DataSummary] | None, models: ModelPipelineResult | None,
+              evaluation: EvaluationOutcome | None, sources: dict[str, Any] | None) -> dict[str, Any]:
+    """The report's record of every step that finished."""
+    return {
+        "data_source": sources or {},
+        "data": [{"symbol": s.ref.symbol, "rows": s.cleaning.rows_out, "features": list(s.selection.kept),
+                  "splits": s.ref.rows, "feature_set": s.ref.content_hash, "cleaning": s.cleaning}
+                 for s in data or []],
+        "training": {"results": models.results, "failures": models.failures} if models else None,
+        "evaluation_failures": evaluation.failures if evaluation else [],
+    }
+
+
+@flow(name="training", log_prints=True)
+def training(symbols: list[str] | None = None, config_file: str | None = None, retrain_all: bool = False,
+             optimize: bool | None = None, settings: Settings | None = None) -> TrainingOutcome:
+    """The full daily job for `symbols` (default: data.symbols), ending in a report."""
+    settings = settings or load_settings(config_file)
+    symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
+    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    data = models = evaluation = sources = None
+    step = "data-pipeline"
+    try:
+        sources = describe_sources(symbols, settings.data)
+        data = data_pipeline(symbols=symbols, settings=settings)
+        refs = {s.ref.symbol: s.ref for s in data}
+        step = "model-pipeline"
+        models = model_pipeline(symbols=symbols, settings=settings, refs=refs, retrain_all=retrain_all,
+                                optimize=optimize)
+        step = "evaluation-pipeline"
+        evaluation = evaluation_pipeline(refs, settings)
+        step = "choose"
+        decisions = choose(evaluation.results, evaluation.production)
+        stage_champions(decisions, settings.models.registry_path)
+        step = "report"
+        written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
+                         _sections(data, models, evaluation, sources))
+    except Exception as exc:
+        path = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
+                                    _sections(data, models, evaluation, sources))
+        get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc, path)
+        raise
+    return TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
+                           models.failures + evaluation.failures)
+
+
+def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = False, optimize: bool | None = None,
+                      config_file: str | None = None) -> TrainingOutcome:
+    """Run the `training` flow from Python, as the CLI does."""
+    return training(symbols=symbols, config_file=config_file, retrain_all=retrain_all, optimize=optimize)
+
+
+def format_leaderboard(outcome: TrainingOutcome) -> str:
+    """The console leaderboard: the main metrics per (symbol, model) and the decisions."""
+    columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "r2", "dir_acc", "sharpe", "max_dd",
+               "total_return", "bh_return", "chosen")
+    lines = [" ".join(f"{c:>12}" for c in columns)]
+    for row in outcome.leaderboard:
+        lines.append(" ".join(
+            f"{row[c]:>12.4f}" if isinstance(row[c], float) else f"{'' if row[c] is None else str(row[c]):>12}"
+            for c in columns))
+    for d in outcome.decisions:
+        target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
+        lines.append(f"{d.symbol}: {d.action} ({target})")
+        lines += [f"    {reason}" for reason in d.reasons]
+    for failure in outcome.failures:
+        lines.append(f"failed: {failure.model_type} {failure.symbol}: {failure.error}")
+    lines.append(f"report: {outcome.report.html_path}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the full pipeline from the command line; exit 2 on bad input, 1 if the run failed."""
+    args = training_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        outcome = training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
+                           optimize=False if args.no_optimize else None)
+    except (ConfigError, ValueError, PriceStoreError, DataPipelineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        quiet_server_shutdown()
+    print(format_leaderboard(outcome))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,184 @@
+"""report: the training run's leaderboard and decisions as Prefect artifacts and as files.
+
+Files go to `<reports_dir>/<timestamp>/`: `report.json` (everything, machine-readable) and `report.html`
+(self-contained: the leaderboard, and per symbol the equity curve against buy-and-hold and the predicted
+against the actual returns, drawn with matplotlib and embedded as PNG).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from tasks.choose import Decision
+from tasks.evaluate import EvaluationResult
+
+__all__ = ["ReportRef", "leaderboard_rows", "report", "to_jsonable", "write_failure_report"]
+
+LEADERBOARD_COLUMNS = ("symbol", "model", "version", "composite", "chosen", "rmse", "zero_rmse", "last_rmse", "mae",
+                       "r2", "dir_acc", "ic", "rank_ic", "sharpe", "sortino", "max_dd", "calmar", "ann_return",
+                       "ann_vol", "total_return", "bh_return", "win_rate", "profit_factor", "var_95", "cvar_95",
+                       "turnover", "exposure", "trades", "cv_rmse", "cv_rmse_std")
+
+
+@dataclass(frozen=True)
+class ReportRef:
+    """Where a run's report was written."""
+
+    directory: Path
+    json_path: Path
+    html_path: Path
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, paths, dates and non-finite floats as plain JSON values (NaN/inf become null)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (Path, date, datetime)):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return to_jsonable(value.item())
+    return value
+
+
+def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision]) -> list[dict[str, Any]]:
+    """One row per (symbol, model type): every metric, the composite, and whether it was chosen."""
+    chosen = {(d.symbol, d.model_type, d.version) for d in decisions if d.action == "promote"}
+    rows = []
+    for r in sorted(results, key=lambda r: (r.symbol, -r.composite)):
+        p, s = r.prediction, r.strategy
+        rows.append({
+            "symbol": r.symbol, "model": r.model_type, "version": r.version, "composite": r.composite,
+            "chosen": (r.symbol, r.model_type, r.version) in chosen,
+            "rmse": p.rmse, "zero_rmse": r.baselines.zero.rmse, "last_rmse": r.baselines.last_return.rmse,
+            "mae": p.mae, "r2": p.r2, "dir_acc": p.directional_accuracy, "ic": p.ic, "rank_ic": p.rank_ic,
+            "sharpe": s.sharpe, "sortino": s.sortino, "max_dd": s.max_drawdown, "calmar": s.calmar,
+            "ann_return": s.annual_return, "ann_vol": s.annual_volatility, "total_return": s.total_return,
+            "bh_return": r.buy_and_hold.total_return, "win_rate": s.win_rate, "profit_factor": s.profit_factor,
+            "var_95": s.var_95, "cvar_95": s.cvar_95, "turnover": r.turnover, "exposure": r.exposure,
+            "trades": r.trades, "cv_rmse": r.cv.mean.rmse, "cv_rmse_std": r.cv.std.rmse,
+        })
+    return [to_jsonable(row) for row in rows]
+
+
+def _figure_png(result_group: list[EvaluationResult], chosen: EvaluationResult | None) -> str:
+    """Equity vs buy-and-hold for every model of a symbol, and predicted vs actual for the best one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    first = result_group[0].curves
+    left.plot(first.dates, first.benchmark_equity, color="black", linewidth=1.5, label="buy and hold")
+    for r in result_group:
+        left.plot(r.curves.dates, r.curves.equity, linewidth=1, label=f"{r.model_type} v{r.version}")
+    left.set_title(f"equity on the test window (from {first.equity[0]:,.0f})")
+    left.legend(fontsize=8)
+    shown = chosen or max(result_group, key=lambda r: r.composite)
+    right.plot(shown.curves.dates, shown.curves.actual, color="black", linewidth=1, label="actual")
+    right.plot(shown.curves.dates, shown.curves.predicted, linewidth=1, label=f"predicted ({shown.model_type})")
+    right.set_title("forward log return: predicted vs actual")
+    right.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: list[Decision]) -> str:
+    def cell(value: Any) -> str:
+        text = f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+        return f"<td>{html.escape(text)}</td>"
+
+    rows = content["leaderboard"]
+    table = "<tr>" + "".join(f"<th>{c}</th>" for c in LEADERBOARD_COLUMNS) + "</tr>" + "".join(
+        "<tr" + (' class="chosen"' if row["chosen"] else "") + ">" + "".join(cell(row[c]) for c in LEADERBOARD_COLUMNS)
+        + "</tr>" for row in rows)
+    sections = []
+    for decision in decisions:
+        group = [r for r in results if r.symbol == decision.symbol]
+        chosen = next((r for r in group if (r.model_type, r.version) == (decision.model_type, decision.version)), None)
+        reasons = "".join(f"<li>{html.escape(line)}</li>" for line in decision.reasons)
+        image = f'<img src="data:image/png;base64,{_figure_png(group, chosen)}">' if group else ""
+        sections.append(f"<h2>{html.escape(decision.symbol)}: {html.escape(decision.action)}</h2>"
+                        f"<ul>{reasons}</ul>{image}")
+    source = html.escape(json.dumps(content["data_source"]))
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>training report {content['run_id']}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}tr.chosen{{background:#e6f4e6}}</style></head><body>
+<h1>Training report {html.escape(content['run_id'])}</h1>
+<p>Created {html.escape(content['created_at'])}. Test windows per symbol are the held-out test split.
+Data source: {source}.</p>
+<h2>Leaderboard</h2><table>{table}</table>{''.join(sections)}</body></html>"""
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _markdown(decisions: list[Decision]) -> str:
+    lines = ["# Champion decisions", ""]
+    for d in decisions:
+        target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
+        lines += [f"## {d.symbol}: {d.action} ({target})", *[f"- {reason}" for reason in d.reasons], ""]
+    return "\n".join(lines)
+
+
+@task(name="report", cache_policy=NO_CACHE)
+def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], decisions: list[Decision],
+           sections: dict[str, Any]) -> ReportRef:
+    """Write report.json and report.html, and publish the leaderboard and decisions as Prefect artifacts."""
+    content = {
+        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "completed",
+        "leaderboard": leaderboard_rows(results, decisions), "decisions": to_jsonable(decisions),
+        "evaluations": to_jsonable(results), **to_jsonable(sections),
+    }
+    content.setdefault("data_source", {})
+    directory = Path(reports_dir) / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = directory / "report.json", directory / "report.html"
+    _write_atomic(json_path, json.dumps(content, indent=2))
+    _write_atomic(html_path, _html(content, results, decisions))
+    create_table_artifact(content["leaderboard"], key="training-leaderboard",
+                          description="symbol x model: every metric, the composite score, and the chosen champion")
+    create_markdown_artifact(_markdown(decisions), key="training-decisions",
+                             description=f"champion decisions; files in {directory}")
+    return ReportRef(directory, json_path, html_path)
+
+
+def write_failure_report(reports_dir: Path, run_id: str, step: str, error: BaseException,
+                         sections: dict[str, Any]) -> Path:
+    """Record a failed run: which step failed and why, plus what had finished before it."""
+    directory = Path(reports_dir) / run_id
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "report.json"
+    _write_atomic(path, json.dumps({
+        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "failed", "failed_step": step,
+        "error": f"{type(error).__name__}: {error}", **to_jsonable(sections)}, indent=2))
+    return path

@@ -1,0 +1,96 @@
+"""The full `training` flow end to end on a small synthetic demo market with tiny model settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.data import DataPipelineError
+from flows.training import format_leaderboard, main, training
+from settings import load_settings
+from stores.base import SourceInfo
+from stores.parquet import ParquetPriceStore
+from stores.registry import LocalModelRegistry
+from tasks.ingest import synthetic_market
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+TYPES = ["arima", "catboost", "lstm", "transformer"]
+
+
+def demo_config(tmp_path: Path, symbols: tuple[str, ...] = ("VCB", "VHM")) -> Path:
+    path = tmp_path / "training.yml"
+    path.write_text(yaml.safe_dump({
+        "data": {"prices_path": str(tmp_path / "prices"), "feature_store_path": str(tmp_path / "features"),
+                 "symbols": list(symbols), "features": {"windows": [5, 10, 20]}, "split": {"min_rows": 30}},
+        "models": {"registry_path": str(tmp_path / "registry"), "model_types": TYPES, "params": {
+            "arima": {"p": 1, "q": 0}, "catboost": {"iterations": 40},
+            "lstm": {"max_epochs": 2, "hidden_size": 8, "lookback": 5},
+            "transformer": {"max_epochs": 2, "d_model": 8, "nhead": 2, "num_layers": 1, "dim_feedforward": 16,
+                            "lookback": 5}}},
+        "optimization": {"enabled": False},
+        "evaluation": {"cross_validation": {"cv_folds": 2}},
+        "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports"),
+                      "io_retry_delays": [0.1]},
+    }), encoding="utf-8")
+    store = ParquetPriceStore(tmp_path / "prices")
+    for symbol, bars in synthetic_market(list(symbols), 420, seed=7, end=date(2026, 10, 30)).items():
+        store.upsert(symbol, bars, SourceInfo(kind="synthetic", detail="seed=7", synthetic=True))
+    return path
+
+
+async def artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {a.key for a in await client.read_artifacts() if a.key}
+
+
+def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None:
+    settings = load_settings(demo_config(tmp_path))
+    outcome = training(settings=settings)
+
+    assert sorted((row["symbol"], row["model"]) for row in outcome.leaderboard) == sorted(
+        (s, t) for s in ("VCB", "VHM") for t in TYPES)
+    assert {d.symbol for d in outcome.decisions} == {"VCB", "VHM"}
+    assert all(d.reasons for d in outcome.decisions)
+    content = json.loads(outcome.report.json_path.read_text())
+    assert content["status"] == "completed" and len(content["leaderboard"]) == 8
+    assert content["data_source"]["VHM"]["synthetic"] is True
+    assert {e["symbol"] for e in content["evaluations"]} == {"VCB", "VHM"}
+    page = outcome.report.html_path.read_text()
+    assert page.count('<img src="data:image/png;base64,') == 2 and "Leaderboard" in page
+    assert {"training-leaderboard", "training-decisions", "model-pipeline-jobs"} <= asyncio.run(artifact_keys())
+
+    registry = LocalModelRegistry(settings.models.registry_path)
+    for decision in outcome.decisions:
+        staged = registry.alias(decision.symbol, "staging")
+        if decision.action == "promote":
+            assert (staged.model_type, staged.version) == (decision.model_type, decision.version)
+        else:
+            assert staged is None
+    printed = format_leaderboard(outcome)
+    assert "composite" in printed and f"report: {outcome.report.html_path}" in printed
+
+
+def test_failure_is_reported_with_its_step_and_propagates(tmp_path: Path) -> None:
+    settings = load_settings(demo_config(tmp_path))
+    with pytest.raises(DataPipelineError, match="NOPE"):
+        training(symbols=["VHM", "NOPE"], settings=settings)
+    reports = list((tmp_path / "reports").glob("*/report.json"))
+    assert len(reports) == 1
+    failure = json.loads(reports[0].read_text())
+    assert failure["status"] == "failed" and failure["failed_step"] == "data-pipeline"
+    assert "NOPE" in failure["error"]
+
+
+def test_cli_prints_the_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = demo_config(tmp_path, symbols=("VHM",))
+    assert main(["--symbols", "VHM", "--config", str(config), "--no-optimize"]) == 0
+    out = capsys.readouterr().out
+    assert "VHM:" in out and "report:" in out and "transformer" in out
+    assert main(["--symbols", "../x", "--config", str(config)]) == 2
