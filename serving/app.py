@@ -1,0 +1,205 @@
+"""The model server's HTTP API (FastAPI): health, model listing, deployments, rollback and predictions.
+
+Deployments and rollbacks need the bearer token; predictions and reads do not. Errors answer
+`{"detail": "..."}`: 400 bad package, 401 token, 404 nothing deployed, 409 nothing to roll back,
+413 package too large, 415 wrong content type, 422 bad request body or rows.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import polars as pl
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.base import LABEL
+from schemas import InvalidSymbolError, validate_symbol
+from serving.package import PackageError, PackageTooLargeError
+from serving.state import DeployedModel, ModelSlots, NotDeployedError, NothingToRollBackError, RowsError
+
+__all__ = ["MAX_ROWS", "PACKAGE_CONTENT_TYPES", "PredictRequest", "create_app"]
+
+log = logging.getLogger("serving")
+MAX_ROWS = 10_000
+PACKAGE_CONTENT_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
+
+
+class PredictRequest(BaseModel):
+    """`POST /v1/predict`: a symbol and either "latest" or rows carrying `date` and every model feature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str
+    rows: Literal["latest"] | Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_ROWS)]
+
+
+class _RequestLog:
+    """One log line per request (method, path, status, ms); unhandled errors logged and answered 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start, status, started = time.perf_counter(), 500, False
+
+        async def send_status(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        except Exception:
+            log.exception("%s %s failed", scope["method"], scope["path"])
+            if started:  # too late for a clean 500: let the server close the connection
+                raise
+            await JSONResponse({"detail": "internal server error"}, status_code=500)(scope, receive, send)
+        finally:
+            log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+                     (time.perf_counter() - start) * 1000)
+
+
+def _bearer(token: str) -> Callable[[str | None], None]:
+    expected = token.encode()
+
+    def check(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, given = (authorization or "").partition(" ")
+        # compare_digest takes as long for a near miss as for a wild guess: no timing oracle.
+        if not (hmac.compare_digest(given.strip().encode(), expected) and scheme.lower() == "bearer"):
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+    return check
+
+
+def _described(model: DeployedModel) -> dict[str, Any]:
+    return {"model_type": model.model_type, "version": model.version, "data_hash": model.data_hash,
+            "deployed_at": model.deployed_at.isoformat()}
+
+
+def _deployment(model: DeployedModel) -> dict[str, Any]:
+    previous = model.previous
+    return {"symbol": model.symbol, **_described(model),
+            "previous": {"model_type": previous.model_type, "version": previous.version} if previous else None}
+
+
+def _symbol(symbol: str) -> str:
+    try:
+        return validate_symbol(symbol)
+    except InvalidSymbolError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _rows_frame(rows: list[dict[str, Any]], features: tuple[str, ...]) -> pl.DataFrame:
+    """JSON rows as a frame: `date` parsed, features (and `label` when sent) as Float64."""
+    missing = [name for name in ("date", *features) if any(name not in row for row in rows)]
+    if missing:
+        raise RowsError(f"rows lack the model feature(s): {', '.join(missing)}")
+    try:
+        dates = [date.fromisoformat(row["date"]) for row in rows]
+    except (TypeError, ValueError):
+        raise RowsError("every row needs `date` as an ISO date string (YYYY-MM-DD)") from None
+    columns: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in features}
+    if any(LABEL in row for row in rows):
+        columns[LABEL] = [row.get(LABEL) for row in rows]
+    for name, values in columns.items():
+        if any(isinstance(v, bool) or not isinstance(v, int | float | None) for v in values) or (
+                name != LABEL and None in values):
+            raise RowsError(f"feature {name!r} must be a number in every row")
+    return pl.DataFrame({"date": dates, **{n: pl.Series(n, v, dtype=pl.Float64) for n, v in columns.items()}})
+
+
+def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int) -> FastAPI:
+    """The server for one stage, serving the models deployed under `state_dir`."""
+    if not token:
+        raise ValueError("a non-empty deployment token is required")
+    slots = ModelSlots(state_dir)
+    app = FastAPI(title=f"stock-ai model server ({stage})")
+    app.state.slots = slots
+    app.add_middleware(_RequestLog)
+    authorized = [Depends(_bearer(token))]
+
+    @app.exception_handler(StarletteHTTPException)
+    async def log_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
+        return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def log_invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        log.warning("%s %s -> 422: %s", request.method, request.url.path, exc.errors()[:3])
+        return await request_validation_exception_handler(request, exc)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        # "degraded": a model deployed earlier could not be loaded at start-up (see the log).
+        return {"status": "degraded" if slots.errors else "ok", "stage": stage, "models": len(slots.all())}
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"stage": stage, "models": {s: _described(m) for s, m in slots.all().items()}}
+
+    @app.post("/v1/deployments", status_code=201, dependencies=authorized)
+    async def deploy(request: Request) -> dict[str, Any]:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in PACKAGE_CONTENT_TYPES:
+            raise HTTPException(415, f"send the package as one of {', '.join(PACKAGE_CONTENT_TYPES)}")
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_package_bytes:
+            raise HTTPException(413, f"package is {length} bytes, over the limit of {max_package_bytes}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > max_package_bytes:
+                raise HTTPException(413, f"package is over the limit of {max_package_bytes} bytes")
+        try:
+            deployed = await run_in_threadpool(slots.deploy, bytes(body), max_package_bytes)
+        except PackageTooLargeError as exc:
+            raise HTTPException(413, str(exc)) from None
+        except PackageError as exc:
+            raise HTTPException(400, f"package rejected: {exc}") from None
+        return _deployment(deployed)
+
+    @app.post("/v1/rollback/{symbol}", dependencies=authorized)
+    def rollback(symbol: str) -> dict[str, Any]:
+        try:
+            return _deployment(slots.rollback(_symbol(symbol)))
+        except NotDeployedError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except NothingToRollBackError as exc:
+            raise HTTPException(409, str(exc)) from None
+
+    @app.post("/v1/predict")
+    def predict(body: PredictRequest) -> Response:
+        symbol = _symbol(body.symbol)
+        deployed = slots.get(symbol)
+        if deployed is None:
+            raise HTTPException(404, f"no model deployed for {symbol}")
+        try:
+            rows = None if body.rows == "latest" else _rows_frame(body.rows, deployed.features)
+            predictions, model, dates = slots.predict(symbol, rows)
+        except NotDeployedError as exc:
+            raise HTTPException(404, str(exc)) from None
+        except RowsError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return JSONResponse({
+            "symbol": symbol, "model_type": model.model_type, "version": model.version,
+            "predictions": [{"date": d.isoformat(), "prediction": float(p)} for d, p in zip(dates, predictions,
+                                                                                             strict=True)]})
+
+    return app

@@ -1,0 +1,265 @@
+"""Deployed models on disk, so a restarted server serves what it served before.
+
+Layout under `state_dir`: `slots/<SYMBOL>/<id>/` (one unpacked package each), `current/<SYMBOL>.json`
+(the live slot) and `history/<SYMBOL>.json` (earlier live slots, newest last, for rollback). A new
+package is unpacked and smoke-tested in its own slot before the pointer is replaced with `os.replace`,
+so a failed deployment never touches the live model and a crash leaves either the old or the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from models.base import LABEL, Forecaster, ModelError
+from schemas import validate_symbol
+from serving.package import FEATURES_FILE, MANIFEST_FILE, MODEL_DIR, PackageError, PackageManifest, read_package
+
+__all__ = ["DeployedModel", "ModelSlots", "NotDeployedError", "NothingToRollBackError", "RowsError"]
+
+log = logging.getLogger(__name__)
+MAX_HISTORY = 5
+SLOT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class NotDeployedError(LookupError):
+    """No model is deployed for the symbol."""
+
+
+class NothingToRollBackError(LookupError):
+    """The symbol has no earlier deployment to return to."""
+
+
+class RowsError(ValueError):
+    """Rows sent for prediction do not fit the deployed model; the message says why."""
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """One deployed package, as the API reports it."""
+
+    symbol: str
+    model_type: str
+    version: int
+    data_hash: str
+    deployed_at: datetime
+    features: tuple[str, ...]
+    previous: DeployedModel | None = field(default=None, compare=False)
+    """only on what `deploy` / `rollback` return: the model that was live before."""
+
+
+@dataclass
+class _Live:
+    """A loaded slot: the model, its feature history and the "latest" rows with their predictions."""
+
+    info: DeployedModel
+    slot: str
+    model: Forecaster
+    history: pl.DataFrame
+    latest: pl.DataFrame
+    latest_predictions: np.ndarray
+    latest_dates: list[date]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _write_json(path: Path, content: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(content, handle, indent=2)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def _pointer(live: _Live) -> dict[str, Any]:
+    info = asdict(replace(live.info, previous=None))
+    del info["previous"]
+    return {**info, "slot": live.slot, "deployed_at": live.info.deployed_at.isoformat()}
+
+
+class ModelSlots:
+    """The deployed models of one server: unpack, smoke-test, swap in, roll back, predict."""
+
+    def __init__(self, state_dir: Path, threads: int = 1) -> None:
+        self.root = Path(state_dir)
+        self.threads = threads
+        self.errors: dict[str, str] = {}
+        """symbol -> why its live slot could not be loaded at start-up."""
+        self._lock = threading.Lock()
+        self._live: dict[str, _Live] = {}
+        self._pending: set[str] = set()  # slots being loaded: not live yet, but not garbage either
+        for sub in ("slots", "current", "history"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        for leftover in (self.root / "slots").glob(".incoming-*"):  # from a deployment cut short
+            shutil.rmtree(leftover, ignore_errors=True)
+        for path in sorted((self.root / "current").glob("*.json")):
+            symbol = path.stem
+            try:
+                self._live[symbol] = self._load(validate_symbol(symbol), self._read_pointer(path))
+            except Exception as exc:  # one broken slot must not keep the other symbols offline
+                self.errors[symbol] = str(exc)
+                log.error("cannot load the deployed model for %s: %s", symbol, exc)
+        for symbol_dir in (self.root / "slots").iterdir():
+            if symbol_dir.is_dir() and not symbol_dir.name.startswith("."):
+                self._prune_orphans(symbol_dir.name)
+
+    # -- deployments ------------------------------------------------------------------------------
+    def deploy(self, data: bytes, max_bytes: int) -> DeployedModel:
+        """Unpack, load and smoke-test a package, then make it the symbol's live model."""
+        incoming = self.root / "slots" / f".incoming-{uuid.uuid4().hex}"
+        slot = uuid.uuid4().hex
+        try:
+            manifest = read_package(data, incoming, max_bytes)
+            target = self.root / "slots" / manifest.symbol / slot
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                self._pending.add(slot)
+            os.rename(incoming, target)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+        try:
+            live = self._load(manifest.symbol, {"slot": slot, "deployed_at": datetime.now(UTC).isoformat()})
+        except Exception as exc:  # whatever a broken package makes a reader raise, it is the package's fault
+            with self._lock:
+                self._pending.discard(slot)
+            shutil.rmtree(target, ignore_errors=True)
+            raise PackageError(f"model does not load or predict: {exc}") from exc
+        with self._lock:
+            self._pending.discard(slot)
+            previous = self._live.get(manifest.symbol)
+            history = self._history(manifest.symbol)
+            if previous is not None:
+                history = [*history, _pointer(previous)][-MAX_HISTORY:]
+            self._swap(live, history)
+        log.info("deployed %s %s v%s (slot %s)", manifest.symbol, manifest.model_type, manifest.version, slot)
+        return replace(live.info, previous=previous.info if previous else None)
+
+    def rollback(self, symbol: str) -> DeployedModel:
+        """Make the symbol's previous deployment live again; the rolled-back one is discarded."""
+        with self._lock:
+            current = self._live.get(validate_symbol(symbol))
+            if current is None:
+                raise NotDeployedError(f"no model deployed for {symbol}")
+            history = self._history(symbol)
+            if not history:
+                raise NothingToRollBackError(f"{symbol} has no earlier deployment to roll back to")
+            try:
+                restored = self._load(symbol, history[-1])
+            except Exception as exc:
+                raise NothingToRollBackError(f"the previous deployment of {symbol} cannot be loaded: {exc}") from exc
+            self._swap(restored, history[:-1])
+        log.info("rolled %s back to %s v%s", symbol, restored.info.model_type, restored.info.version)
+        return replace(restored.info, previous=current.info)
+
+    def get(self, symbol: str) -> DeployedModel | None:
+        """The live model for `symbol`, or None."""
+        live = self._live.get(symbol)
+        return live.info if live else None
+
+    def all(self) -> dict[str, DeployedModel]:
+        """Every live model by symbol."""
+        return {symbol: live.info for symbol, live in sorted(self._live.items())}
+
+    # -- predictions ------------------------------------------------------------------------------
+    def predict(self, symbol: str, rows: pl.DataFrame | None) -> tuple[np.ndarray, DeployedModel, list[date]]:
+        """Predict `rows` (None: the package's latest rows) with the package rows before them as context."""
+        live = self._live.get(symbol)
+        if live is None:
+            raise NotDeployedError(f"no model deployed for {symbol}")
+        if rows is None:  # a pure function of the package: computed once, when the slot was loaded
+            return live.latest_predictions.copy(), live.info, list(live.latest_dates)
+        frame = _checked_rows(rows, live)
+        context = live.history.filter(pl.col("date") < frame["date"].min())
+        try:
+            with live.lock:  # models make no promise of thread safety
+                predictions = live.model.predict(frame, context)
+        except ModelError as exc:
+            raise RowsError(str(exc)) from exc
+        return predictions, live.info, list(frame["date"].cast(pl.Date))
+
+    # -- internals --------------------------------------------------------------------------------
+    def _load(self, symbol: str, pointer: dict[str, Any]) -> _Live:
+        """Load a slot after checking its files against the manifest, and predict its newest row."""
+        slot = str(pointer["slot"])
+        if not SLOT_ID.fullmatch(slot):  # pointer files name folders: never let one point elsewhere
+            raise PackageError(f"invalid slot id {slot!r} in the pointer for {symbol}")
+        slot_dir = self.root / "slots" / symbol / slot
+        manifest = PackageManifest.model_validate_json((slot_dir / MANIFEST_FILE).read_bytes())
+        if manifest.symbol != symbol:
+            raise PackageError(f"slot {slot} holds a package for {manifest.symbol}, not {symbol}")
+        for name, digest in manifest.files.items():
+            if hashlib.sha256((slot_dir / name).read_bytes()).hexdigest() != digest:
+                raise PackageError(f"{slot_dir / name}: altered since it was deployed (sha256 mismatch)")
+        model = Forecaster.load(slot_dir / MODEL_DIR, threads=self.threads)
+        if (model.model_type, model.features, model.horizon) != (
+                manifest.model_type, manifest.features, manifest.horizon):
+            raise PackageError("model.json disagrees with the manifest on model type, features or horizon")
+        history = pl.read_parquet(slot_dir / FEATURES_FILE).sort("date")
+        if history.height == 0:
+            raise PackageError(f"{FEATURES_FILE} has no rows")
+        # Smoke test: the newest row with everything before it as context must give a finite prediction.
+        model.predict(history.tail(1), history.head(history.height - 1))
+        unlabelled = history.filter(pl.col(LABEL).is_null()) if LABEL in history.columns else history.head(0)
+        latest = unlabelled if unlabelled.height else history.tail(1)
+        latest_predictions = model.predict(latest, history.filter(pl.col("date") < latest["date"].min()))
+        info = DeployedModel(symbol, manifest.model_type, manifest.version, manifest.data_hash,
+                             datetime.fromisoformat(str(pointer["deployed_at"])), manifest.features)
+        return _Live(info, slot, model, history, latest, latest_predictions,
+                     list(latest["date"].cast(pl.Date)))
+
+    def _swap(self, live: _Live, history: list[dict[str, Any]]) -> None:
+        """Record the history, then replace the live pointer; drop slots nothing points at any more."""
+        symbol = live.info.symbol
+        _write_json(self.root / "history" / f"{symbol}.json", history)
+        _write_json(self.root / "current" / f"{symbol}.json", _pointer(live))
+        self._live[symbol] = live
+        self.errors.pop(symbol, None)
+        self._prune_orphans(symbol)
+
+    def _prune_orphans(self, symbol: str) -> None:
+        """Delete the symbol's slots that neither the live pointer nor the history name."""
+        try:
+            current = self.root / "current" / f"{symbol}.json"
+            pointers = [*self._history(symbol), *([self._read_pointer(current)] if current.is_file() else [])]
+            keep = {*self._pending, *(str(p["slot"]) for p in pointers)}
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable pointers: delete nothing
+            return
+        for slot_dir in (self.root / "slots" / symbol).iterdir():
+            if slot_dir.name not in keep:
+                shutil.rmtree(slot_dir, ignore_errors=True)
+
+    def _history(self, symbol: str) -> list[dict[str, Any]]:
+        path = self.root / "history" / f"{symbol}.json"
+        return list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
+
+    @staticmethod
+    def _read_pointer(path: Path) -> dict[str, Any]:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def _checked_rows(rows: pl.DataFrame, live: _Live) -> pl.DataFrame:
+    """The request rows as the model's frame: date + features (+ label when sent), dates increasing."""
+    missing = [c for c in ("date", *live.info.features) if c not in rows.columns]
+    if missing:
+        raise RowsError(f"rows lack the model feature(s): {', '.join(missing)}")
+    if rows.height == 0:
+        raise RowsError("no rows to predict")
+    columns = ["date", *live.info.features] + ([LABEL] if LABEL in rows.columns else [])
+    frame = rows.select(columns).with_columns(pl.col("date").cast(live.history.schema["date"]))
+    if frame["date"].null_count() or not frame["date"].is_sorted() or frame["date"].n_unique() != frame.height:
+        raise RowsError("row dates must be present, unique and increasing")
+    return frame

@@ -1,0 +1,234 @@
+"""The model server: the API in-process for the many small cases, a real uvicorn process for restarts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import polars as pl
+import pytest
+
+from serving import TOKEN_ENV, ServerProcess
+from serving.app import create_app
+from tests.models.test_contract import FEATURES
+from tests.serving.test_package import (
+    MAX_BYTES,
+    SYMBOL,
+    Packaged,
+    feature_history,
+    make_archive,
+    members,
+    package_model,
+)
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+GZIP = {"Content-Type": "application/gzip"}
+ROOT = Path(__file__).resolve().parents[2]
+
+with warnings.catch_warnings():  # starlette now nudges towards httpx2, which the project does not depend on
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Packaged, Packaged]:
+    """Versions 1 and 2 of the same symbol's model, packaged with the same history."""
+    root, history = tmp_path_factory.mktemp("packages"), feature_history()
+    return package_model(root, history, iterations=30), package_model(root, history, iterations=60)
+
+
+def new_client(state_dir: Path, max_bytes: int = MAX_BYTES) -> TestClient:
+    return TestClient(create_app("staging", state_dir, TOKEN, max_bytes))
+
+
+@pytest.fixture(scope="module")
+def client(packages: tuple[Packaged, Packaged], tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A staging server with version 1 deployed."""
+    with new_client(tmp_path_factory.mktemp("state")) as test_client:
+        response = test_client.post("/v1/deployments", content=packages[0].archive.read_bytes(),
+                                    headers={**AUTH, **GZIP})
+        assert response.status_code == 201, response.text
+        yield test_client
+
+
+def local_predictions(packaged: Packaged, rows: pl.DataFrame) -> np.ndarray:
+    """What the same model predicts offline, with the packaged history before `rows` as context."""
+    context = packaged.history.filter(pl.col("date") < rows["date"].min())
+    return packaged.model.predict(rows, context)
+
+
+def as_json_rows(frame: pl.DataFrame) -> list[dict[str, object]]:
+    return [{"date": row["date"].isoformat(), **{f: row[f] for f in FEATURES}} for row in frame.iter_rows(named=True)]
+
+
+def test_health_listing_and_request_log(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="serving"):
+        assert client.get("/health").json() == {"status": "ok", "stage": "staging", "models": 1}
+    assert any(r.getMessage().startswith("GET /health 200 ") and r.getMessage().endswith("ms")
+               for r in caplog.records)
+    listing = client.get("/v1/models").json()
+    assert listing["stage"] == "staging" and set(listing["models"]) == {SYMBOL}
+    assert listing["models"][SYMBOL] | {"deployed_at": None} == {
+        "model_type": "catboost", "version": 1, "data_hash": "d" * 64, "deployed_at": None}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                                     {"Authorization": TOKEN}])
+def test_deployments_need_the_token(client: TestClient, packages: tuple[Packaged, Packaged],
+                                    headers: dict[str, str]) -> None:
+    response = client.post("/v1/deployments", content=packages[1].archive.read_bytes(), headers={**headers, **GZIP})
+    assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+    assert client.post(f"/v1/rollback/{SYMBOL}", headers=headers).status_code == 401
+    assert client.get("/v1/models").json()["models"][SYMBOL]["version"] == 1
+
+
+def test_predictions_equal_local_ones(client: TestClient, packages: tuple[Packaged, Packaged]) -> None:
+    packaged = packages[0]
+    latest = client.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).json()
+    newest = packaged.history.tail(1)
+    assert latest["symbol"] == SYMBOL and (latest["model_type"], latest["version"]) == ("catboost", 1)
+    assert [p["date"] for p in latest["predictions"]] == [newest["date"][0].isoformat()]
+    np.testing.assert_allclose([p["prediction"] for p in latest["predictions"]],
+                               local_predictions(packaged, newest), rtol=0, atol=1e-9)
+
+    rows = packaged.history.slice(200, 25).select("date", *FEATURES)
+    answer = client.post("/v1/predict", json={"symbol": SYMBOL, "rows": as_json_rows(rows)}).json()
+    assert [p["date"] for p in answer["predictions"]] == [d.isoformat() for d in rows["date"]]
+    np.testing.assert_allclose([p["prediction"] for p in answer["predictions"]], local_predictions(packaged, rows),
+                               rtol=0, atol=1e-9)
+
+
+def test_prediction_errors(client: TestClient) -> None:
+    row = {"date": "2026-01-05", "r0": 0.01, "r1": -0.02, "noise": 0.0}
+    cases: list[tuple[object, int, str]] = [
+        ({"symbol": "VIC", "rows": "latest"}, 404, "no model deployed for VIC"),
+        ({"symbol": "../etc", "rows": "latest"}, 422, "invalid symbol"),
+        ({"symbol": SYMBOL}, 422, "missing"),
+        ({"symbol": SYMBOL, "rows": "oldest"}, 422, "latest"),
+        ({"symbol": SYMBOL, "rows": []}, 422, "at least 1"),
+        ({"symbol": SYMBOL, "rows": "latest", "extra": 1}, 422, "extra"),
+        ({"symbol": SYMBOL, "rows": [{"date": "2026-01-05", "r0": 0.1}]}, 422, "feature(s): r1, noise"),
+        ({"symbol": SYMBOL, "rows": [{**row, "r1": "high"}]}, 422, "'r1' must be a number"),
+        ({"symbol": SYMBOL, "rows": [{**row, "date": "05/01/2026"}]}, 422, "ISO date"),
+        ({"symbol": SYMBOL, "rows": [row, {**row, "date": "2026-01-02"}]}, 422, "increasing"),
+        ({"symbol": SYMBOL, "rows": [{**row, "label": "up"}]}, 422, "'label' must be a number"),
+        ({"symbol": SYMBOL, "rows": [{**row, "r0": None}]}, 422, "'r0' must be a number"),
+    ]
+    for body, status, detail in cases:
+        response = client.post("/v1/predict", json=body)
+        assert response.status_code == status, (body, response.text)
+        assert detail in response.text, (body, response.text)
+    not_json = client.post("/v1/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 422
+    # Known outcomes may ride along (models that read past labels use them); unknown ones are null.
+    labelled = client.post("/v1/predict", json={"symbol": SYMBOL, "rows": [{**row, "label": None}, {
+        **row, "date": "2026-01-06", "label": 0.01}]})
+    assert labelled.status_code == 200 and len(labelled.json()["predictions"]) == 2
+
+
+def test_bad_packages_are_refused(client: TestClient, packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
+    garbage = client.post("/v1/deployments", content=b"\x1f\x8b not really", headers={**AUTH, **GZIP})
+    assert garbage.status_code == 400 and "not a gzip-compressed tar archive" in garbage.json()["detail"]
+    wrong_type = client.post("/v1/deployments", content=b"{}", headers={**AUTH, "Content-Type": "application/json"})
+    assert wrong_type.status_code == 415
+    with new_client(tmp_path / "small", max_bytes=1000) as small:
+        data = packages[0].archive.read_bytes()
+        too_large = small.post("/v1/deployments", content=data, headers={**AUTH, **GZIP})
+        assert too_large.status_code == 413 and "over the limit of 1000" in too_large.json()["detail"]
+        chunked = small.post("/v1/deployments", content=iter([data[:600], data[600:]]), headers={**AUTH, **GZIP})
+        assert chunked.status_code == 413  # no Content-Length: cut off while streaming
+        assert small.get("/health").json()["models"] == 0
+
+    # A package that is intact but holds a model that cannot load never replaces the live one.
+    files = members(packages[1].archive)
+    files["model/model.cbm"] = b"not a catboost model"
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["model/model.cbm"] = hashlib.sha256(files["model/model.cbm"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    broken = client.post("/v1/deployments", content=make_archive(files), headers={**AUTH, **GZIP})
+    assert broken.status_code == 400 and "model does not load or predict" in broken.json()["detail"]
+    assert client.get("/v1/models").json()["models"][SYMBOL]["version"] == 1
+    slots_dir = client.app.state.slots.root / "slots" / SYMBOL  # type: ignore[attr-defined]
+    assert len(list(slots_dir.iterdir())) == 1
+
+
+def test_a_damaged_slot_is_reported_at_start_up(packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
+    with new_client(tmp_path) as api:
+        assert api.post("/v1/deployments", content=packages[0].archive.read_bytes(),
+                        headers={**AUTH, **GZIP}).status_code == 201
+    (weights,) = tmp_path.glob(f"slots/{SYMBOL}/*/model/model.cbm")
+    weights.write_bytes(weights.read_bytes()[:-1])
+    with new_client(tmp_path) as api:
+        assert api.get("/health").json() == {"status": "degraded", "stage": "staging", "models": 0}
+        assert api.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).status_code == 404
+        # Deploying again repairs it.
+        assert api.post("/v1/deployments", content=packages[0].archive.read_bytes(),
+                        headers={**AUTH, **GZIP}).status_code == 201
+        assert api.get("/health").json()["status"] == "ok"
+
+
+def test_deploy_and_roll_back(packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
+    first, second = packages
+    with new_client(tmp_path / "state") as api:
+        deployed = [api.post("/v1/deployments", content=p.archive.read_bytes(),
+                             headers={**AUTH, "Content-Type": "application/octet-stream"}) for p in packages]
+        assert [r.status_code for r in deployed] == [201, 201]
+        assert deployed[0].json()["previous"] is None
+        assert deployed[1].json() | {"deployed_at": None} == {
+            "symbol": SYMBOL, "model_type": "catboost", "version": 2, "data_hash": "d" * 64, "deployed_at": None,
+            "previous": {"model_type": "catboost", "version": 1}}
+        rows = second.history.slice(220, 5)
+        served = api.post("/v1/predict", json={"symbol": SYMBOL, "rows": as_json_rows(rows)}).json()
+        assert served["version"] == 2
+        np.testing.assert_allclose([p["prediction"] for p in served["predictions"]],
+                                   local_predictions(second, rows), rtol=0, atol=1e-9)
+
+        restored = api.post(f"/v1/rollback/{SYMBOL}", headers=AUTH)
+        assert restored.status_code == 200
+        assert (restored.json()["version"], restored.json()["previous"]) == (1, {"model_type": "catboost",
+                                                                                 "version": 2})
+        served = api.post("/v1/predict", json={"symbol": SYMBOL, "rows": as_json_rows(rows)}).json()
+        assert served["version"] == 1
+        np.testing.assert_allclose([p["prediction"] for p in served["predictions"]],
+                                   local_predictions(first, rows), rtol=0, atol=1e-9)
+        assert api.post(f"/v1/rollback/{SYMBOL}", headers=AUTH).status_code == 409
+        assert api.post("/v1/rollback/VIC", headers=AUTH).status_code == 404
+        assert api.post("/v1/rollback/bad%20symbol", headers=AUTH).status_code == 422
+    # The rolled-back slot is gone; only the live one is left on disk.
+    assert len(list((tmp_path / "state" / "slots" / SYMBOL).iterdir())) == 1
+
+
+def test_cli_refuses_to_start_without_a_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    result = subprocess.run([sys.executable, "-m", "serving", "--stage", "staging", "--state-dir", str(tmp_path)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and f"set the deployment token in ${TOKEN_ENV}" in result.stderr
+
+
+def test_real_server_keeps_its_models_across_a_restart(packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
+    state, log = tmp_path / "state", tmp_path / "server.log"
+    with ServerProcess("production", state, TOKEN, log_path=log) as server, httpx.Client(base_url=server.url) as http:
+        for packaged in packages:
+            response = http.post("/v1/deployments", content=packaged.archive.read_bytes(), headers={**AUTH, **GZIP})
+            assert response.status_code == 201, response.text
+        before = http.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).json()
+        listing = http.get("/v1/models").json()
+    assert server.process is None  # stopped
+
+    with ServerProcess("production", state, TOKEN, log_path=log) as server, httpx.Client(base_url=server.url) as http:
+        assert http.get("/health").json() == {"status": "ok", "stage": "production", "models": 1}
+        assert http.get("/v1/models").json() == listing
+        assert http.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).json() == before
+        assert http.post(f"/v1/rollback/{SYMBOL}", headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert http.post(f"/v1/rollback/{SYMBOL}", headers=AUTH).json()["version"] == 1  # history survived too
+    assert f"POST /v1/rollback/{SYMBOL} -> 401" in log.read_text()  # errors are logged
