@@ -8,6 +8,7 @@ short one) the window is padded at the front with zeros, which is the train mean
 from __future__ import annotations
 
 import logging
+import threading
 import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
@@ -168,20 +169,26 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers")
 warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+# torch's RNG, thread count and determinism flags are process-wide: two fits interleaving in threads would
+# draw from one RNG and make results depend on timing. One torch session at a time keeps every fit seeded.
+_TORCH_LOCK = threading.Lock()
+
+
 @contextmanager
 def _torch_session(threads: int) -> Iterator[None]:
-    """CPU threads for this model; torch's process-wide settings restored afterwards."""
-    previous_threads = torch.get_num_threads()
-    deterministic = (torch.are_deterministic_algorithms_enabled(),
-                     torch.is_deterministic_algorithms_warn_only_enabled())
-    torch.set_num_threads(threads)
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous_threads)
-        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])  # Trainer sets it
+    """CPU threads for this model, one session at a time; torch's process-wide settings restored afterwards."""
+    with _TORCH_LOCK:
+        previous_threads = torch.get_num_threads()
+        deterministic = (torch.are_deterministic_algorithms_enabled(),
+                         torch.is_deterministic_algorithms_warn_only_enabled())
+        torch.set_num_threads(threads)
+        for name in _CHATTY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous_threads)
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])  # Trainer sets it
 
 
 class SequenceForecaster(Forecaster):

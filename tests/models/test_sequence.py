@@ -110,3 +110,21 @@ def test_transformer_heads_must_divide_width() -> None:
                                                 dropout=0.1)])
 def test_nets_map_windows_to_one_value_each(net: torch.nn.Module) -> None:
     assert net(torch.zeros(7, 6, 3)).shape == (7,)
+
+
+def test_fits_in_concurrent_threads_match_sequential_fits() -> None:
+    """Jobs train in a thread pool: torch's process-wide RNG must not make results depend on timing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.models.test_contract import ar1_frame, make, parts
+
+    train, val, test, context = parts(ar1_frame())
+
+    def fit_predict(model_type: str) -> np.ndarray:
+        return make(model_type).fit(train, val).predict(test, context=context)
+
+    sequential = [fit_predict("lstm"), fit_predict("transformer")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        concurrent = list(pool.map(fit_predict, ["lstm", "transformer"]))
+    for one, other in zip(sequential, concurrent, strict=True):
+        np.testing.assert_array_equal(one, other)
