@@ -25,6 +25,7 @@ __all__ = [
     "CleaningSettings",
     "ConfigError",
     "DataSettings",
+    "DeploymentSettings",
     "ExecutionSettings",
     "FeatureSettings",
     "ModelsSettings",
@@ -190,8 +191,17 @@ class EvaluationSettings(_Section):
 
 
 class DeploymentSettings(_Section):
+    enabled: bool = Field(True, description="deploy champions at the end of the training flow")
     staging_endpoint: str = "http://127.0.0.1:8001"
     production_endpoint: str = "http://127.0.0.1:8002"
+    token: SecretStr | None = Field(None, description="bearer token the model servers accept")
+    packages_path: Path = Path("artifacts/packages")
+    max_package_mb: float = Field(100, gt=0)
+    timeout_seconds: float = Field(30, gt=0, description="per HTTP request")
+    retries: int = Field(3, ge=0, description="retries of a push when the server cannot be reached")
+    parity_tolerance: float = Field(1e-6, gt=0, description="max |staging - offline| prediction difference")
+    latency_requests: int = Field(30, ge=5)
+    max_p95_ms: float = Field(500, gt=0, description="p95 latency bound of /v1/predict on staging")
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -288,10 +298,12 @@ class Settings(BaseSettings):
         models = self.models.model_copy(update={"registry_path": absolute(self.models.registry_path)})
         optimization = self.optimization.model_copy(
             update={"storage_path": absolute(self.optimization.storage_path)})
+        deployment = self.deployment.model_copy(
+            update={"packages_path": absolute(self.deployment.packages_path)})
         execution = self.execution.model_copy(update={"cache_dir": absolute(self.execution.cache_dir),
                                                       "reports_dir": absolute(self.execution.reports_dir)})
         return self.model_copy(update={"data": data, "models": models, "optimization": optimization,
-                                       "execution": execution})
+                                       "deployment": deployment, "execution": execution})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

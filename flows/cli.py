@@ -7,7 +7,9 @@ import logging
 
 from schemas import validate_symbol
 
-__all__ = ["data_parser", "models_parser", "parse_symbols", "quiet_server_shutdown", "training_parser"]
+__all__ = [
+    "data_parser", "deployment_parser", "models_parser", "parse_symbols", "quiet_server_shutdown", "training_parser",
+]
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -69,4 +71,21 @@ def training_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain-all", action="store_true",
                         help="retrain every model even if trained within models.retraining.min_hours_between")
     parser.add_argument("--no-optimize", action="store_true", help="skip Optuna; use models.params from the config")
+    parser.add_argument("--no-deploy", action="store_true", help="stop after the report; deploy nothing")
+    return parser
+
+
+def deployment_parser() -> argparse.ArgumentParser:
+    """Arguments of `python -m flows.deployment`."""
+    parser = argparse.ArgumentParser(prog="python -m flows.deployment",
+                                     description="Talk to the staging and production model servers.")
+    parser.add_argument("--config", help="YAML config file (default: config/pipeline_config.yml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    rollback = commands.add_parser("rollback", help="restore the previous production model of a symbol")
+    rollback.add_argument("--symbol", required=True)
+    predict = commands.add_parser("predict", help="ask a server for the newest prediction of a symbol")
+    predict.add_argument("--symbol", required=True)
+    predict.add_argument("--stage", choices=["staging", "production"], default="production")
+    status = commands.add_parser("status", help="health and deployed models of both servers")
+    status.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the servers to come up")
     return parser

@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.data import DataPipelineError, data_pipeline
+from flows.deployment import DeploymentResult, deployment_pipeline
 from flows.evaluation import EvaluationOutcome, evaluation_pipeline
 from flows.fanout import JobFailure
 from flows.models import ModelPipelineResult, model_pipeline
@@ -48,6 +49,7 @@ class TrainingOutcome:
     decisions: list[Decision]
     leaderboard: list[dict[str, Any]]
     failures: list[JobFailure] = field(default_factory=list)
+    deployments: list[DeploymentResult] = field(default_factory=list)
 
 
 @task(name="describe-sources", cache_policy=NO_CACHE)
@@ -62,7 +64,8 @@ def describe_sources(symbols: list[str], data: DataSettings) -> dict[str, dict[s
 
 
 def _sections(data: list[DataSummary] | None, models: ModelPipelineResult | None,
-              evaluation: EvaluationOutcome | None, sources: dict[str, Any] | None) -> dict[str, Any]:
+              evaluation: EvaluationOutcome | None, sources: dict[str, Any] | None,
+              deployments: list[DeploymentResult] | None = None) -> dict[str, Any]:
     """The report's record of every step that finished."""
     return {
         "data_source": sources or {},
@@ -71,17 +74,19 @@ def _sections(data: list[DataSummary] | None, models: ModelPipelineResult | None
                  for s in data or []],
         "training": {"results": models.results, "failures": models.failures} if models else None,
         "evaluation_failures": evaluation.failures if evaluation else [],
+        "deployment": deployments,
     }
 
 
 @flow(name="training", log_prints=True)
 def training(symbols: list[str] | None = None, config_file: str | None = None, retrain_all: bool = False,
-             optimize: bool | None = None, settings: Settings | None = None) -> TrainingOutcome:
+             optimize: bool | None = None, deploy: bool | None = None,
+             settings: Settings | None = None) -> TrainingOutcome:
     """The full daily job for `symbols` (default: data.symbols), ending in a report."""
     settings = settings or load_settings(config_file)
     symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    data = models = evaluation = sources = None
+    data = models = evaluation = sources = deployments = None
     step = "data-pipeline"
     try:
         sources = describe_sources(symbols, settings.data)
@@ -95,22 +100,26 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         step = "choose"
         decisions = choose(evaluation.results, evaluation.production)
         stage_champions(decisions, settings.models.registry_path)
+        if settings.deployment.enabled if deploy is None else deploy:
+            step = "deployment-pipeline"
+            deployments = deployment_pipeline(decisions, refs, settings)
         step = "report"
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
-                         _sections(data, models, evaluation, sources))
+                         _sections(data, models, evaluation, sources, deployments))
     except Exception as exc:
         path = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
-                                    _sections(data, models, evaluation, sources))
+                                    _sections(data, models, evaluation, sources, deployments))
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc, path)
         raise
     return TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
-                           models.failures + evaluation.failures)
+                           models.failures + evaluation.failures, deployments or [])
 
 
 def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = False, optimize: bool | None = None,
-                      config_file: str | None = None) -> TrainingOutcome:
+                      deploy: bool | None = None, config_file: str | None = None) -> TrainingOutcome:
     """Run the `training` flow from Python, as the CLI does."""
-    return training(symbols=symbols, config_file=config_file, retrain_all=retrain_all, optimize=optimize)
+    return training(symbols=symbols, config_file=config_file, retrain_all=retrain_all, optimize=optimize,
+                    deploy=deploy)
 
 
 def format_leaderboard(outcome: TrainingOutcome) -> str:
@@ -128,6 +137,9 @@ def format_leaderboard(outcome: TrainingOutcome) -> str:
         lines += [f"    {reason}" for reason in d.reasons]
     for failure in outcome.failures:
         lines.append(f"failed: {failure.model_type} {failure.symbol}: {failure.error}")
+    for deployed in outcome.deployments:
+        lines.append(f"deployment {deployed.symbol}: {deployed.model_type} v{deployed.version} -> {deployed.status} "
+                     f"({deployed.reason})")
     lines.append(f"report: {outcome.report.html_path}")
     return "\n".join(lines)
 
@@ -139,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.config)
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
         outcome = training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
-                           optimize=False if args.no_optimize else None)
+                           optimize=False if args.no_optimize else None, deploy=False if args.no_deploy else None)
     except (ConfigError, ValueError, PriceStoreError, DataPipelineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

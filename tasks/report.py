@@ -125,6 +125,11 @@ def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: l
         image = f'<img src="data:image/png;base64,{_figure_png(group, chosen)}">' if group else ""
         sections.append(f"<h2>{html.escape(decision.symbol)}: {html.escape(decision.action)}</h2>"
                         f"<ul>{reasons}</ul>{image}")
+    deployments = "".join(
+        f"<li>{html.escape(d['symbol'])}: {html.escape(d['model_type'])} v{d['version']} &rarr; "
+        f"<b>{html.escape(d['status'])}</b> ({html.escape(d['reason'])})</li>" for d in content.get("deployment") or [])
+    if deployments:
+        sections.insert(0, f"<h2>Deployment</h2><ul>{deployments}</ul>")
     source = html.escape(json.dumps(content["data_source"]))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>training report {content['run_id']}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px}}

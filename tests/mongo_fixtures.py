@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,13 @@ from pydantic import SecretStr
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from serving import free_port
 from settings import MongoSettings
 
 __all__ = ["free_port", "mongo_settings", "mongo_uri"]
 
 URI_ENV = "STOCK_AI_TEST_MONGODB_URI"
 _STARTUP_SECONDS = 30.0
-
-
-def free_port() -> int:
-    """A loopback TCP port nothing listens on (at the moment of asking)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for_ping(uri: str, process: subprocess.Popen[bytes], log: Path) -> None:

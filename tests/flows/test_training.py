@@ -33,6 +33,7 @@ def demo_config(tmp_path: Path, symbols: tuple[str, ...] = ("VCB", "VHM")) -> Pa
             "transformer": {"max_epochs": 2, "d_model": 8, "nhead": 2, "num_layers": 1, "dim_feedforward": 16,
                             "lookback": 5}}},
         "optimization": {"enabled": False},
+        "deployment": {"enabled": False},
         "evaluation": {"cross_validation": {"cv_folds": 2}},
         "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports"),
                       "io_retry_delays": [0.1]},
