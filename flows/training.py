@@ -25,13 +25,17 @@ from flows.deployment import DeploymentResult, deployment_pipeline
 from flows.evaluation import EvaluationOutcome, evaluation_pipeline
 from flows.fanout import JobFailure
 from flows.models import ModelPipelineResult, model_pipeline
+from flows.runners import task_runner
 from schemas import DataSummary, validate_symbol
 from settings import ConfigError, DataSettings, Settings, load_settings
 from stores.base import PriceStoreError
 from stores.factory import open_price_store
 from tasks.choose import Decision, choose
 from tasks.deploy import stage_champions
+from tasks.monitor import Anomaly
+from tasks.notify import notify
 from tasks.report import ReportRef, leaderboard_rows, report, write_failure_report
+from tasks.watch import watch_run
 
 __all__ = ["TrainingFailed", "TrainingOutcome", "format_leaderboard", "main", "run_full_pipeline", "training"]
 
@@ -50,6 +54,7 @@ class TrainingOutcome:
     leaderboard: list[dict[str, Any]]
     failures: list[JobFailure] = field(default_factory=list)
     deployments: list[DeploymentResult] = field(default_factory=list)
+    alerts: list[Anomaly] = field(default_factory=list)
 
 
 @task(name="describe-sources", cache_policy=NO_CACHE)
@@ -85,7 +90,8 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
     """The full daily job for `symbols` (default: data.symbols), ending in a report."""
     settings = settings or load_settings(config_file)
     symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
-    run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    started = datetime.now(UTC)
+    run_id = started.strftime("%Y%m%dT%H%M%S%fZ")
     data = models = evaluation = sources = deployments = None
     step = "data-pipeline"
     try:
@@ -93,8 +99,8 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         data = data_pipeline(symbols=symbols, settings=settings)
         refs = {s.ref.symbol: s.ref for s in data}
         step = "model-pipeline"
-        models = model_pipeline(symbols=symbols, settings=settings, refs=refs, retrain_all=retrain_all,
-                                optimize=optimize)
+        fan_out = model_pipeline.with_options(task_runner=task_runner(settings.execution))
+        models = fan_out(symbols=symbols, settings=settings, refs=refs, retrain_all=retrain_all, optimize=optimize)
         step = "evaluation-pipeline"
         evaluation = evaluation_pipeline(refs, settings)
         step = "choose"
@@ -110,9 +116,15 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         path = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
                                     _sections(data, models, evaluation, sources, deployments))
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc, path)
+        failed = Anomaly("failed_job", f"training {run_id}", f"step {step} failed: {type(exc).__name__}: {exc}")
+        notify([failed], f"training {run_id} failed", settings.monitoring)
         raise
+    failures = models.failures + evaluation.failures
+    alerts = watch_run("training", run_id, started, (datetime.now(UTC) - started).total_seconds(), "completed",
+                       models.results, failures, settings.monitoring)
+    notify(alerts, f"training {run_id}: {len(alerts)} alert(s)", settings.monitoring)
     return TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
-                           models.failures + evaluation.failures, deployments or [])
+                           failures, deployments or [], alerts)
 
 
 def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = False, optimize: bool | None = None,

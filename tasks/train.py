@@ -6,6 +6,7 @@ hours ago is skipped unless retraining is forced. No retries: a failed fit is no
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from settings import ModelsSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import LocalModelRegistry
 from tasks.caching import code_version
+from tasks.monitor import measured
 from tasks.tune import TuneResult
 
 __all__ = ["TrainJob", "TrainResult", "rmse", "skip_reason", "train"]
@@ -50,7 +52,13 @@ class TrainResult:
     val_naive_rmse: float | None = None
     """RMSE of always predicting a zero return on the same validation rows."""
     duration_seconds: float = 0.0
+    """wall time of the fit alone."""
     reason: str = ""
+    wall_seconds: float = 0.0
+    """the whole job: reading, fitting, scoring, registering."""
+    cpu_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+    """the process's peak resident memory seen during the job (process-wide: jobs share the process)."""
 
 
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -79,7 +87,14 @@ def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, mode
     if reason is not None:
         return TrainResult(job.symbol, job.model_type, "skipped", reason=reason)
 
-    ref = refs[job.symbol]
+    with measured() as usage:
+        trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
+    return dataclasses.replace(trained, wall_seconds=usage.wall_seconds, cpu_seconds=usage.cpu_seconds,
+                               peak_rss_mb=usage.peak_rss_mb)
+
+
+def _fit_and_register(job: TrainJob, ref: FeatureSetRef, tuned: TuneResult, models: ModelsSettings,
+                      registry: LocalModelRegistry) -> TrainResult:
     horizon = int(read_manifest(ref)["horizon"])
     train_rows, val_rows = read_split(ref, "train"), read_split(ref, "val")
     context = history_before(ref, val_rows)

@@ -14,6 +14,7 @@ from flows.data import DataPipelineError
 from flows.training import format_leaderboard, main, training
 from settings import load_settings
 from stores.base import SourceInfo
+from stores.metrics import MetricsHistory
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.ingest import synthetic_market
@@ -34,6 +35,7 @@ def demo_config(tmp_path: Path, symbols: tuple[str, ...] = ("VCB", "VHM")) -> Pa
                             "lookback": 5}}},
         "optimization": {"enabled": False},
         "deployment": {"enabled": False},
+        "monitoring": {"history_path": str(tmp_path / "history.sqlite")},
         "evaluation": {"cross_validation": {"cv_folds": 2}},
         "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports"),
                       "io_retry_delays": [0.1]},
@@ -74,6 +76,10 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
             assert (staged.model_type, staged.version) == (decision.model_type, decision.version)
         else:
             assert staged is None
+    history = MetricsHistory(settings.monitoring.history_path)
+    assert [r.run_id for r in history.recent_runs("training")] == [outcome.run_id]
+    measured = history.recent_tasks("train-catboost-VHM")
+    assert len(measured) == 1 and measured[0].wall_seconds > 0 and measured[0].peak_rss_mb > 0
     printed = format_leaderboard(outcome)
     assert "composite" in printed and f"report: {outcome.report.html_path}" in printed
 

@@ -1,0 +1,80 @@
+"""MetricsHistory against a real SQLite file in a temp dir."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+from stores.metrics import MetricsHistory, RunRecord
+
+T0 = datetime(2024, 5, 1, 2, 0, tzinfo=UTC)
+
+
+def test_file_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "history.sqlite"
+    history = MetricsHistory(path)
+    assert not path.exists()
+    assert history.recent_runs("training") == []
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_runs_round_trip_newest_first(tmp_path: Path) -> None:
+    history = MetricsHistory(tmp_path / "h.sqlite")
+    for i in range(4):
+        history.record_run("training", f"r{i}", T0 + timedelta(hours=i), 10.0 + i, "completed", {"n": i})
+    history.record_run("daily-retrain", "other", T0, 1.0, "failed", {})
+    runs = history.recent_runs("training", limit=3)
+    assert [r.run_id for r in runs] == ["r3", "r2", "r1"]
+    assert runs[0] == RunRecord("training", "r3", T0 + timedelta(hours=3), 13.0, "completed", {"n": 3})
+    assert [r.status for r in history.recent_runs("daily-retrain")] == ["failed"]
+
+
+def test_run_times_are_normalised_to_utc(tmp_path: Path) -> None:
+    history = MetricsHistory(tmp_path / "h.sqlite")
+    plus7 = timezone(timedelta(hours=7))
+    history.record_run("training", "early", datetime(2024, 5, 1, 8, 0, tzinfo=plus7), 1.0, "completed")
+    history.record_run("training", "late", datetime(2024, 5, 1, 2, 0, tzinfo=UTC), 1.0, "completed")
+    runs = history.recent_runs("training")
+    assert [r.run_id for r in runs] == ["late", "early"]
+    assert runs[1].started_at == datetime(2024, 5, 1, 1, 0, tzinfo=UTC)
+
+
+def test_tasks_round_trip_newest_first(tmp_path: Path) -> None:
+    history = MetricsHistory(tmp_path / "h.sqlite")
+    for i in range(3):
+        history.record_task(f"r{i}", "train", 2.0 * i, 1.0 * i, 100.0 + i)
+    history.record_task("r9", "ingest", 5.0, 4.0, 50.0)
+    tasks = history.recent_tasks("train", limit=2)
+    assert [(t.run_id, t.wall_seconds, t.cpu_seconds, t.peak_rss_mb) for t in tasks] == [
+        ("r2", 4.0, 2.0, 102.0), ("r1", 2.0, 1.0, 101.0)]
+    assert tasks[0].recorded_at.tzinfo is not None
+
+
+def test_scores_newest_window_first(tmp_path: Path) -> None:
+    history = MetricsHistory(tmp_path / "h.sqlite")
+    history.record_score("VHM", "lstm", 1, 0.6, date(2024, 5, 3), "deployment")
+    history.record_score("VHM", "catboost", 2, 0.4, date(2024, 5, 10), "weekly-evaluation")
+    history.record_score("VHM", "lstm", 1, 0.5, date(2024, 5, 10), "weekly-evaluation")
+    history.record_score("VCB", "lstm", 3, 0.9, date(2024, 5, 17), "deployment")
+    latest = history.recent_scores("VHM", limit=1)[0]
+    assert (latest.model_type, latest.composite, latest.window_end) == ("lstm", 0.5, date(2024, 5, 10))
+    assert [s.composite for s in history.recent_scores("VHM")] == [0.5, 0.4, 0.6]
+    assert [s.version for s in history.recent_scores("VHM", model_type="catboost")] == [2]
+
+
+def test_threads_share_one_history(tmp_path: Path) -> None:
+    history = MetricsHistory(tmp_path / "h.sqlite")
+
+    def write(worker: int) -> None:
+        for i in range(10):
+            history.record_task(f"w{worker}-{i}", "train", 1.0, 1.0, 1.0)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(history.recent_tasks("train", limit=100)) == 40

@@ -1,0 +1,83 @@
+"""Resource measurement and the pure anomaly checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, date, datetime
+
+import pytest
+
+from flows.fanout import JobFailure
+from settings import MonitoringSettings
+from tasks.monitor import Anomaly, failed_jobs, measured, slow, stale_feed
+
+CFG = MonitoringSettings(slow_factor=3.0, min_history=3)
+
+
+def test_measured_busy_loop() -> None:
+    with measured() as usage:
+        assert usage.wall_seconds == 0.0
+        deadline = time.perf_counter() + 0.05
+        total = 0
+        while time.perf_counter() < deadline:
+            total += 1
+    assert usage.wall_seconds >= 0.05
+    assert 0 < usage.cpu_seconds <= usage.wall_seconds + 0.01
+    assert 5 < usage.peak_rss_mb < 100_000
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        usage.wall_seconds = 1.0  # type: ignore[misc]
+
+
+def test_measured_fills_usage_when_the_block_raises() -> None:
+    with pytest.raises(ValueError), measured() as usage:
+        raise ValueError("boom")
+    assert usage.wall_seconds > 0
+
+
+def test_slow_needs_enough_history() -> None:
+    assert slow("training", 100.0, [1.0, 1.0], CFG) is None
+
+
+def test_slow_flags_above_factor_times_median() -> None:
+    anomaly = slow("training", 32.0, [10.0, 9.0, 11.0, 500.0], CFG)
+    assert anomaly is not None
+    assert (anomaly.kind, anomaly.subject) == ("slow_run", "training")
+    assert "32.0 s" in anomaly.detail and "10.5 s" in anomaly.detail
+
+
+def test_slow_not_flagged_at_threshold() -> None:
+    assert slow("train", 30.0, [10.0, 10.0, 10.0], CFG, kind="slow_task") is None
+    flagged = slow("train", 30.1, [10.0, 10.0, 10.0], CFG, kind="slow_task")
+    assert flagged is not None and flagged.kind == "slow_task"
+
+
+def test_failed_jobs() -> None:
+    failures = [JobFailure("VHM", "lstm", "ValueError: nan loss"), JobFailure("VCB", "arima", "boom")]
+    assert failed_jobs(failures) == [Anomaly("failed_job", "lstm VHM", "ValueError: nan loss"),
+                                     Anomaly("failed_job", "arima VCB", "boom")]
+    assert failed_jobs([]) == []
+
+
+def test_stale_feed() -> None:
+    now = datetime(2024, 5, 3, 2, 0, tzinfo=UTC)
+    assert stale_feed("VHM", date(2024, 5, 2), now, 48) is None
+    assert stale_feed("VHM", date(2024, 5, 1), now, 50) is None  # exactly 50 h old
+    anomaly = stale_feed("VHM", date(2024, 5, 1), now, 48)
+    assert anomaly is not None
+    assert (anomaly.kind, anomaly.subject) == ("stale_feed", "VHM")
+    assert "2024-05-01" in anomaly.detail and "50 h" in anomaly.detail
+
+
+def test_stale_feed_naive_now() -> None:
+    assert stale_feed("VHM", date(2024, 5, 1), datetime(2024, 5, 10), 48) is not None
+
+
+def test_stale_feed_does_not_count_weekends() -> None:
+    friday = date(2026, 11, 20)
+    monday_2am = datetime(2026, 11, 23, 2, tzinfo=UTC)
+    assert stale_feed("VHM", friday, monday_2am, 48) is None  # 74 h of clock time, 26 h of weekdays
+    assert stale_feed("VHM", friday, datetime(2026, 11, 22, 23, tzinfo=UTC), 48) is None  # Sunday night
+    tuesday_2am = datetime(2026, 11, 24, 2, tzinfo=UTC)
+    alert = stale_feed("VHM", friday, tuesday_2am, 48)  # Monday's bar is missing: 50 h of weekdays
+    assert alert is not None and "50 h old" in alert.detail
