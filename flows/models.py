@@ -19,6 +19,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.fanout import JobFailure, gather
+from flows.runners import task_runner
 from schemas import FeatureSetRef, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
@@ -94,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             overrides["optimization"] = {"n_trials": args.trials}
         settings = load_settings(args.config, overrides)
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
-        outcome = model_pipeline(symbols=symbols, model_types=args.model_type, settings=settings,
-                                 retrain_all=args.retrain, optimize=False if args.no_optimize else None)
+        run = model_pipeline.with_options(task_runner=task_runner(settings.execution))
+        outcome = run(symbols=symbols, model_types=args.model_type, settings=settings, retrain_all=args.retrain,
+                      optimize=False if args.no_optimize else None)
     except (ConfigError, ValueError, FeatureStoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
