@@ -30,6 +30,7 @@ __all__ = [
     "FeatureSettings",
     "ModelsSettings",
     "MongoSettings",
+    "MonitoringSettings",
     "OptimizationSettings",
     "SelectionSettings",
     "Settings",
@@ -227,11 +228,27 @@ class DailyRetrainSettings(_Scheduled):
 class WeeklyEvaluationSettings(_Scheduled):
     day: Weekday = "sunday"
     time: str = "01:00"
+    window_days: int = Field(5, ge=2, description="newest labelled trading days the production models are scored on")
+    score_tolerance: float = Field(0.1, ge=0, description="degraded when the score drops more than this "
+                                   "below the score recorded at deployment")
+    psi_bound: float = Field(0.25, gt=0, description="degraded when a feature's PSI (drift rows vs train) exceeds it")
+    drift_days: int = Field(120, ge=20, description="newest rows whose feature distribution is compared with "
+                            "train (PSI over a few days is noise)")
 
 
 class SchedulingSettings(_Section):
+    timezone: str = "Asia/Ho_Chi_Minh"
+    work_pool: str = "stock-ai"
     daily_retrain: DailyRetrainSettings = DailyRetrainSettings()
     weekly_evaluation: WeeklyEvaluationSettings = WeeklyEvaluationSettings()
+
+
+class MonitoringSettings(_Section):
+    webhook_url: str | None = Field(None, description="Slack-compatible incoming webhook; None = log only")
+    history_path: Path = Path("artifacts/monitoring/history.sqlite")
+    slow_factor: float = Field(3.0, gt=1, description="a run or task slower than this x its recent median is flagged")
+    history_runs: int = Field(20, ge=1, description="past runs a new one is compared with")
+    min_history: int = Field(3, ge=1, description="runs needed before slowness is judged")
 
 
 class WeightSettings(_Section):
@@ -251,6 +268,9 @@ class ModelSelectionSettings(_Section):
 
 
 class ExecutionSettings(_Section):
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = Field(None, description="scheduler of an existing Dask cluster; None = local")
+    dask_workers: int = Field(2, ge=1, description="worker processes of the local Dask cluster")
     cache_dir: Path = Path("artifacts/cache")
     reports_dir: Path = Path("reports")
     io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store)")
@@ -271,6 +291,7 @@ class Settings(BaseSettings):
     deployment: DeploymentSettings = DeploymentSettings()
     scheduling: SchedulingSettings = SchedulingSettings()
     model_selection: ModelSelectionSettings = ModelSelectionSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     execution: ExecutionSettings = ExecutionSettings()
 
     @classmethod
@@ -298,12 +319,14 @@ class Settings(BaseSettings):
         models = self.models.model_copy(update={"registry_path": absolute(self.models.registry_path)})
         optimization = self.optimization.model_copy(
             update={"storage_path": absolute(self.optimization.storage_path)})
+        monitoring = self.monitoring.model_copy(update={"history_path": absolute(self.monitoring.history_path)})
         deployment = self.deployment.model_copy(
             update={"packages_path": absolute(self.deployment.packages_path)})
         execution = self.execution.model_copy(update={"cache_dir": absolute(self.execution.cache_dir),
                                                       "reports_dir": absolute(self.execution.reports_dir)})
         return self.model_copy(update={"data": data, "models": models, "optimization": optimization,
-                                       "deployment": deployment, "execution": execution})
+                                       "deployment": deployment, "monitoring": monitoring,
+                                       "execution": execution})
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

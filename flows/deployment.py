@@ -74,7 +74,7 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
         except (DeploymentError, httpx.HTTPError) as exc:
             results.append(_failed(decision, f"production push failed: {exc}", checks))
             continue
-        promote(package, registry_path)
+        promote(package, registry_path, decision.composite, settings.monitoring.history_path)
         results.append(DeploymentResult(decision.symbol, package.model_type, package.version, "production",
                                         "all deployment tests passed on staging", checks))
     for result in results:

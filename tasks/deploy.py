@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from schemas import FeatureSetRef
 from settings import DeploymentSettings
 from stores.features import history_before, read_split
+from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tasks.choose import Decision
 
@@ -169,6 +171,12 @@ def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg
 
 
 @task(name="promote", task_run_name="promote-{package.symbol}", cache_policy=NO_CACHE)
-def promote(package: PackageRef, registry_path: Path) -> None:
-    """Point the registry's `production` alias at a package that production now serves."""
+def promote(package: PackageRef, registry_path: Path, composite: float | None, history_path: Path) -> None:
+    """Point the registry's `production` alias at a package production now serves, and record its score.
+
+    The composite recorded here is the reference the weekly evaluation measures degradation against.
+    """
     LocalModelRegistry(registry_path).set_alias(package.symbol, "production", package.model_type, package.version)
+    if composite is not None:
+        MetricsHistory(history_path).record_score(package.symbol, package.model_type, package.version, composite,
+                                                  datetime.now(UTC).date(), "deployment")

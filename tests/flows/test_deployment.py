@@ -11,6 +11,7 @@ import pytest
 from flows.deployment import deployment_pipeline, rollback
 from serving import ServerProcess, free_port
 from settings import Settings, load_settings
+from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tasks.choose import Decision
 from tasks.deploy import deployment_tests, package_champion, push
@@ -37,6 +38,7 @@ def setup(tmp_path: Path, servers: dict[str, str], **deployment: object) -> tupl
     settings = load_settings(overrides={
         "models": {"registry_path": str(tmp_path / "registry")},
         "execution": {"cache_dir": str(tmp_path / "cache")},
+        "monitoring": {"history_path": str(tmp_path / "history.sqlite")},
         "deployment": {"staging_endpoint": servers["staging"], "production_endpoint": servers["production"],
                        "token": TOKEN, "packages_path": str(tmp_path / "packages"), "retries": 0,
                        "max_p95_ms": 2000, **deployment}})
@@ -64,6 +66,8 @@ def test_deploys_to_production_after_passing_tests_then_rolls_back(tmp_path: Pat
     registry = LocalModelRegistry(settings.models.registry_path)
     assert registry.alias("VHM", "production").version == 1
     assert served(servers["production"])["VHM"]["version"] == 1
+    [score] = MetricsHistory(settings.monitoring.history_path).recent_scores("VHM")
+    assert (score.source, score.version, score.composite) == ("deployment", 1, 0.5)
 
     second = [Decision("VHM", "promote", "catboost", 2, 0.6, ("won",))]
     assert deployment_pipeline(second, refs, settings)[0].status == "production"

@@ -1,0 +1,136 @@
+"""Flow `daily-retrain`: check each symbol's feed and production score, retrain the ones that need it, notify.
+
+CLI: python -m flows.daily_retrain [--symbols VCB,VHM] [--config FILE] [--force]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flows.scheduled_cli import daily_retrain_parser
+
+if __name__ == "__main__":
+    daily_retrain_parser().parse_args()  # answer --help and usage errors before the slow imports below
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.cli import parse_symbols, quiet_server_shutdown
+from flows.training import TrainingOutcome, training
+from schemas import validate_symbol
+from settings import ConfigError, DataSettings, ModelsSettings, MonitoringSettings, Settings, load_settings
+from stores.base import PriceStoreError
+from stores.factory import open_price_store
+from stores.metrics import MetricsHistory
+from stores.registry import LocalModelRegistry
+from tasks.monitor import Anomaly, failed_jobs
+from tasks.notify import notify
+from tasks.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
+
+__all__ = ["DailyRetrainOutcome", "daily_retrain", "main", "symbol_statuses"]
+
+
+@dataclass(frozen=True)
+class DailyRetrainOutcome:
+    """The plan, the training run it started (None when nothing was retrained) and the alerts sent."""
+
+    plan: RetrainPlan
+    training: TrainingOutcome | None = None
+    alerts: list[Anomaly] = field(default_factory=list)
+
+
+@task(name="retrain-inputs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def symbol_statuses(symbols: list[str], data: DataSettings, models: ModelsSettings,
+                    monitoring: MonitoringSettings) -> list[SymbolStatus]:
+    """Per symbol: the newest bar, the production model and its newest score.
+
+    The score is the newest one MetricsHistory holds for the production version (weekly evaluations,
+    deployments); without one, `composite` from the version's registry metadata when it has that metric.
+    """
+    store = open_price_store(data)
+    registry = LocalModelRegistry(models.registry_path)
+    history = MetricsHistory(monitoring.history_path)
+    statuses = []
+    try:
+        for symbol in symbols:
+            try:
+                newest = store.load(symbol)["date"].max()
+            except PriceStoreError:
+                newest = None
+            production = registry.alias(symbol, "production")
+            if production is None:
+                statuses.append(SymbolStatus(symbol, newest))  # type: ignore[arg-type]
+                continue
+            name = f"{production.model_type} v{production.version}"
+            records = [r for r in history.recent_scores(symbol, 100, production.model_type)
+                       if r.version == production.version]
+            if records:
+                score, source = records[0].composite, f"{records[0].source} {records[0].window_end.isoformat()}"
+            elif "composite" in production.metadata.metrics:
+                score, source = production.metadata.metrics["composite"], "registry metadata"
+            else:
+                score, source = None, ""
+            statuses.append(SymbolStatus(symbol, newest, name, score, source))  # type: ignore[arg-type]
+    finally:
+        store.close()
+    return statuses
+
+
+def _title(plan: RetrainPlan, outcome: TrainingOutcome | None) -> str:
+    retrained = ", ".join(plan.symbols) or "nothing"
+    return f"daily-retrain: retrained {retrained}" + (f" (report {outcome.report.json_path})" if outcome else "")
+
+
+@flow(name="daily-retrain", log_prints=True)
+def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = None, config_file: str | None = None,
+                  force: bool = False, now: datetime | None = None) -> DailyRetrainOutcome:
+    """Retrain `symbols` (default: data.symbols) that need it, per the plan of `should_retrain`, then notify."""
+    settings = settings or load_settings(config_file)
+    if (off := disabled_schedule(settings.scheduling.daily_retrain.enabled, "daily_retrain")) is not None:
+        print(off)
+        return DailyRetrainOutcome(RetrainPlan(()))
+    symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
+    statuses = symbol_statuses(symbols, settings.data, settings.models, settings.monitoring)
+    plan = should_retrain(statuses, now or datetime.now(UTC), settings.scheduling.daily_retrain.max_data_age_hours,
+                          settings.models.retraining.performance_threshold, force)
+    for decision in plan.decisions:
+        print(decision)
+    alerts, outcome = list(plan.alerts), None
+    if plan.symbols:
+        try:
+            # The plan already decided: min_hours_between must not veto it.
+            outcome = training(symbols=plan.symbols, settings=settings, retrain_all=True)
+            alerts += failed_jobs(outcome.failures)
+        except Exception as exc:
+            alerts.append(Anomaly("failed_job", "training", f"{type(exc).__name__}: {exc}"))
+    notify(alerts, _title(plan, outcome), settings.monitoring)
+    return DailyRetrainOutcome(plan, outcome, alerts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the daily retrain from the command line; exit 2 on bad input, 1 if the run failed."""
+    args = daily_retrain_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        outcome = daily_retrain(symbols=symbols, settings=settings, force=args.force)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"daily retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        quiet_server_shutdown()
+    for decision in outcome.plan.decisions:
+        print(decision)
+    for alert in outcome.alerts:
+        print(f"alert {alert.kind} {alert.subject}: {alert.detail}")
+    return 1 if outcome.training is None and outcome.plan.symbols else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

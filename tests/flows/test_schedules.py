@@ -1,0 +1,78 @@
+"""The scheduled flows end to end: weekly evaluation retrains the degraded symbol only; stale data retrains none."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows.daily_retrain import daily_retrain
+from flows.training import training
+from flows.weekly_evaluation import weekly_evaluation
+from settings import Settings, load_settings
+from stores.base import SourceInfo
+from stores.metrics import MetricsHistory
+from stores.parquet import ParquetPriceStore
+from stores.registry import LocalModelRegistry
+from tasks.ingest import synthetic_market
+from tests.flows.test_training import demo_config
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def schedule_settings(tmp_path: Path, fresh: bool) -> Settings:
+    """The demo market with catboost only; `fresh` re-creates the prices so they end today."""
+    path = demo_config(tmp_path)
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    config["models"]["model_types"] = ["catboost"]
+    config["monitoring"] = {"history_path": str(tmp_path / "history.sqlite")}
+    config["scheduling"] = {"daily_retrain": {"max_data_age_hours": 120},
+                            "weekly_evaluation": {"window_days": 20, "score_tolerance": 0.1, "psi_bound": 1000}}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    if fresh:
+        shutil.rmtree(tmp_path / "prices")
+        store = ParquetPriceStore(tmp_path / "prices")
+        for symbol, bars in synthetic_market(["VCB", "VHM"], 420, seed=7, end=datetime.now(UTC).date()).items():
+            store.upsert(symbol, bars, SourceInfo(kind="synthetic", detail="seed=7", synthetic=True))
+    return load_settings(path)
+
+
+def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) -> None:
+    settings = schedule_settings(tmp_path, fresh=True)
+    training(settings=settings)
+    registry = LocalModelRegistry(settings.models.registry_path)
+    history = MetricsHistory(settings.monitoring.history_path)
+    for symbol, deployed in (("VCB", 100.0), ("VHM", -100.0)):  # VCB's window score must fall far below 100
+        registry.set_alias(symbol, "production", "catboost", 1)
+        history.record_score(symbol, "catboost", 1, deployed, datetime(2026, 1, 1).date(), "deployment")
+
+    outcome = weekly_evaluation(settings=settings)
+
+    assert {c.symbol: c.degraded for c in outcome.checks} == {"VCB": True, "VHM": False}
+    assert outcome.retrain == ["VCB"] and outcome.retrain_run is None  # no deployment on the test API
+    assert outcome.retrained is not None and outcome.retrained.plan.symbols == ["VCB"]
+    assert registry.versions("catboost", "VCB") == [1, 2] and registry.versions("catboost", "VHM") == [1]
+    report = json.loads(outcome.report_path.read_text())
+    assert {r["symbol"]: r["degraded"] for r in report["rows"]} == {"VCB": True, "VHM": False}
+    weekly = [r for r in history.recent_scores("VHM", 10) if r.source == "weekly-evaluation"]
+    scores = {c.symbol: c.score for c in outcome.checks}
+    assert len(weekly) == 1 and weekly[0].composite == scores["VHM"]
+
+
+def test_daily_retrain_with_stale_data_retrains_nothing_and_alerts(tmp_path: Path) -> None:
+    settings = schedule_settings(tmp_path, fresh=False)  # the demo prices end 2026-10-30
+    outcome = daily_retrain(settings=settings, now=datetime(2026, 11, 26, 2, 0, tzinfo=UTC))
+    assert outcome.plan.symbols == [] and outcome.training is None
+    assert sorted((a.kind, a.subject) for a in outcome.alerts) == [("stale_feed", "VCB"), ("stale_feed", "VHM")]
+    assert not settings.models.registry_path.exists()
+
+
+def test_clis_refuse_bad_symbols() -> None:
+    from flows.daily_retrain import main as daily_main
+    from flows.weekly_evaluation import main as weekly_main
+
+    assert daily_main(["--symbols", "../x"]) == 2 and weekly_main(["--symbols", "../x"]) == 2
