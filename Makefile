@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.training
 	$(PYTHON) -m benchmarks.backtest
 	$(PYTHON) -m benchmarks.serving
+	$(PYTHON) -m benchmarks.fanout
 
 clean-demo:
 	rm -rf data artifacts
