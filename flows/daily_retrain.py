@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from flows.scheduled_cli import daily_retrain_parser
+from flows.cli import daily_retrain_parser
 
 if __name__ == "__main__":
     daily_retrain_parser().parse_args()  # answer --help and usage errors before the slow imports below

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from flows.scheduled_cli import weekly_evaluation_parser
+from flows.cli import weekly_evaluation_parser
 
 if __name__ == "__main__":
     weekly_evaluation_parser().parse_args()  # answer --help and usage errors before the slow imports below
