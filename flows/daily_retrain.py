@@ -26,7 +26,7 @@ from stores.base import PriceStoreError
 from stores.factory import open_price_store
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
-from tasks.monitor import Anomaly, failed_jobs
+from tasks.monitor import Anomaly, failed_jobs, resource_logged
 from tasks.notify import notify
 from tasks.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
 
@@ -43,6 +43,7 @@ class DailyRetrainOutcome:
 
 
 @task(name="retrain-inputs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@resource_logged
 def symbol_statuses(symbols: list[str], data: DataSettings, models: ModelsSettings,
                     monitoring: MonitoringSettings) -> list[SymbolStatus]:
     """Per symbol: the newest bar, the production model and its newest score.

@@ -14,6 +14,7 @@ from schemas import FeatureSetRef
 from settings import Settings
 from stores.registry import LocalModelRegistry, RegistryError
 from tasks.evaluate import EvaluationResult, evaluate
+from tasks.monitor import resource_logged
 
 __all__ = ["EvaluationOutcome", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
 
@@ -41,6 +42,7 @@ class EvaluationOutcome:
 
 
 @task(name="models-to-evaluate", cache_policy=NO_CACHE)
+@resource_logged
 def models_to_evaluate(symbols: list[str], model_types: list[str], registry_path: str) -> list[ModelRef]:
     """The newest version of each (symbol, model type) that exists, and each symbol's production version."""
     registry = LocalModelRegistry(registry_path)  # type: ignore[arg-type]

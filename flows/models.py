@@ -24,6 +24,7 @@ from schemas import FeatureSetRef, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import cache_options
+from tasks.monitor import resource_logged
 from tasks.train import TrainJob, TrainResult, train
 from tasks.tune import tune
 
@@ -39,6 +40,7 @@ class ModelPipelineResult:
 
 
 @task(name="locate-features", cache_policy=NO_CACHE)
+@resource_logged
 def current_feature_sets(symbols: list[str], feature_store_path: str) -> dict[str, FeatureSetRef]:
     """The current feature set of every symbol; a missing one is an error naming the symbol."""
     store = FeatureStore(feature_store_path)  # type: ignore[arg-type]

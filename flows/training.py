@@ -32,7 +32,7 @@ from stores.base import PriceStoreError
 from stores.factory import open_price_store
 from tasks.choose import Decision, choose
 from tasks.deploy import stage_champions
-from tasks.monitor import Anomaly
+from tasks.monitor import Anomaly, resource_logged
 from tasks.notify import notify
 from tasks.report import ReportRef, leaderboard_rows, report, write_failure_report
 from tasks.watch import watch_run
@@ -58,6 +58,7 @@ class TrainingOutcome:
 
 
 @task(name="describe-sources", cache_policy=NO_CACHE)
+@resource_logged
 def describe_sources(symbols: list[str], data: DataSettings) -> dict[str, dict[str, Any]]:
     """Where each symbol's prices came from (synthetic or imported), for the report."""
     store = open_price_store(data)

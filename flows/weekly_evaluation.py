@@ -34,7 +34,7 @@ from stores.features import FeatureStore, FeatureStoreError
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tasks.drift import WindowAssessment, assess_window
-from tasks.monitor import Anomaly, failed_jobs
+from tasks.monitor import Anomaly, failed_jobs, resource_logged
 from tasks.notify import notify
 from tasks.schedule import HealthCheck, degraded, disabled_schedule
 
@@ -74,6 +74,7 @@ class WeeklyOutcome:
 
 
 @task(name="production-targets", cache_policy=NO_CACHE)
+@resource_logged
 def production_targets(symbols: list[str], data: DataSettings, models: ModelsSettings) -> list[ProductionTarget]:
     """Each symbol with a production model and a current feature set; the others are skipped with a note."""
     registry, features = LocalModelRegistry(models.registry_path), FeatureStore(data.feature_store_path)
@@ -93,6 +94,7 @@ def production_targets(symbols: list[str], data: DataSettings, models: ModelsSet
 
 
 @task(name="deployment-scores", cache_policy=NO_CACHE)
+@resource_logged
 def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -> dict[str, float | None]:
     """Per symbol, the composite its production version had when deployed, from MetricsHistory.
 
@@ -108,6 +110,7 @@ def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -
 
 
 @task(name="record-scores", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@resource_logged
 def record_scores(assessments: list[WindowAssessment], history_path: Path) -> int:
     """Append each window score to MetricsHistory with source "weekly-evaluation"."""
     history = MetricsHistory(history_path)
@@ -127,6 +130,7 @@ def _rows(assessments: list[WindowAssessment], checks: list[HealthCheck]) -> lis
 
 
 @task(name="weekly-report", cache_policy=NO_CACHE)
+@resource_logged
 def weekly_report(run_id: str, assessments: list[WindowAssessment], checks: list[HealthCheck],
                   failures: list[JobFailure], reports_dir: Path) -> Path:
     """Publish the "weekly-evaluation" table and markdown artifacts and write reports/weekly-<run_id>/weekly.json."""
@@ -148,6 +152,7 @@ def weekly_report(run_id: str, assessments: list[WindowAssessment], checks: list
 
 
 @task(name="request-retrain", cache_policy=NO_CACHE)
+@resource_logged
 def request_retrain(symbols: list[str]) -> str | None:
     """Start the `daily-retrain/daily` deployment for `symbols` without waiting; None when it does not exist."""
     try:

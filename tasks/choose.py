@@ -16,6 +16,7 @@ from prefect import task
 
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.evaluate import EvaluationResult
+from tasks.monitor import resource_logged
 
 __all__ = ["Action", "Decision", "choose", "choose_champions", "qualifies"]
 
@@ -132,6 +133,7 @@ def choose_champions(results: list[EvaluationResult],
 
 
 @task(name="choose", cache_policy=ContentInputs() + ModuleSources(modules=("tasks.choose", "tasks.evaluate")))
+@resource_logged
 def choose(results: list[EvaluationResult], production: dict[str, EvaluationResult | None]) -> list[Decision]:
     """Pick each symbol's champion (see choose_champions)."""
     return choose_champions(results, production)

@@ -14,6 +14,7 @@ from schemas import CleaningReport
 from settings import CleaningSettings
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 from tasks.caching import ContentInputs, ModuleSources
+from tasks.monitor import resource_logged
 
 __all__ = ["Cleaned", "clean"]
 
@@ -38,6 +39,7 @@ def _count(frame: pl.DataFrame, condition: pl.Expr) -> int:
     task_run_name="clean-{symbol}",
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.clean",)),
 )
+@resource_logged
 def clean(prices: pl.DataFrame, symbol: str, cfg: CleaningSettings) -> Cleaned:
     """Return repaired bars plus a report of every repair, per rule. The input is not modified."""
     missing = [c for c in PRICE_COLUMNS if c not in prices.columns]

@@ -23,6 +23,7 @@ from stores.features import history_before, read_split
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tasks.choose import Decision
+from tasks.monitor import resource_logged
 
 __all__ = [
     "DeploymentCheck",
@@ -73,6 +74,7 @@ def _retry_unreachable(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(name="stage-champions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[1, 5])
+@resource_logged
 def stage_champions(decisions: list[Decision], registry_path: Path) -> list[Decision]:
     """Point each promoted symbol's `staging` alias at its new champion; return the promotions."""
     registry = LocalModelRegistry(registry_path)
@@ -83,6 +85,7 @@ def stage_champions(decisions: list[Decision], registry_path: Path) -> list[Deci
 
 
 @task(name="package", task_run_name="package-{decision.symbol}", cache_policy=NO_CACHE)
+@resource_logged
 def package_champion(decision: Decision, ref: FeatureSetRef, registry_path: Path, packages_path: Path) -> PackageRef:
     """Build the deployment archive of a champion: its registry files and the symbol's feature history."""
     from serving.package import build_package
@@ -99,6 +102,7 @@ def package_champion(decision: Decision, ref: FeatureSetRef, registry_path: Path
 
 @task(name="push", task_run_name="push-{package.symbol}", cache_policy=NO_CACHE, retries=3,
       retry_delay_seconds=[1, 3, 9], retry_condition_fn=_retry_unreachable)
+@resource_logged
 def push(package: PackageRef, endpoint: str, cfg: DeploymentSettings) -> dict[str, Any]:
     """POST the archive to a server's /v1/deployments; returns its answer."""
     response = httpx.post(f"{endpoint}/v1/deployments", content=package.path.read_bytes(),
@@ -149,6 +153,7 @@ def _latency(symbol: str, endpoint: str, cfg: DeploymentSettings) -> DeploymentC
 
 
 @task(name="deployment-tests", task_run_name="deployment-tests-{package.symbol}", cache_policy=NO_CACHE)
+@resource_logged
 def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg: DeploymentSettings,
                      registry_path: Path) -> tuple[DeploymentCheck, ...]:
     """Health, deployed version, prediction parity, p95 latency and bad-symbol handling on a server."""
@@ -171,6 +176,7 @@ def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg
 
 
 @task(name="promote", task_run_name="promote-{package.symbol}", cache_policy=NO_CACHE)
+@resource_logged
 def promote(package: PackageRef, registry_path: Path, composite: float | None, history_path: Path) -> None:
     """Point the registry's `production` alias at a package production now serves, and record its score.
 

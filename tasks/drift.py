@@ -20,6 +20,7 @@ from stores.registry import LocalModelRegistry
 from tasks.backtest import backtest
 from tasks.crossval import PredictionMetrics, prediction_metrics
 from tasks.evaluate import EvaluationError, composite_score
+from tasks.monitor import resource_logged
 from tasks.risk import PerformanceMetrics, performance
 from tasks.split import PART
 
@@ -103,6 +104,7 @@ class WindowAssessment:
 
 
 @task(name="assess-window", task_run_name="assess-window-{model_type}-{symbol}", cache_policy=NO_CACHE)
+@resource_logged
 def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef, window_days: int,
                   evaluation: EvaluationSettings, models: ModelsSettings, weights: WeightSettings,
                   drift_days: int = 120) -> WindowAssessment:

@@ -9,6 +9,7 @@ from settings import FeatureSettings, SplitSettings
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.clean import Cleaned
 from tasks.features import compute_features
+from tasks.monitor import resource_logged
 from tasks.split import check_history
 
 __all__ = ["engineer"]
@@ -19,6 +20,7 @@ __all__ = ["engineer"]
     task_run_name="engineer-{symbol}",
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.engineer", "tasks.features")),
 )
+@resource_logged
 def engineer(cleaned: Cleaned, symbol: str, features: FeatureSettings, split: SplitSettings) -> pl.DataFrame:
     """Every feature and the label for one symbol; fails early, naming the rows needed, on short history."""
     check_history(cleaned.frame.height, symbol, features, split)

@@ -23,6 +23,7 @@ from stores.registry import LocalModelRegistry
 from tasks.backtest import backtest
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
+from tasks.monitor import resource_logged
 from tasks.risk import PerformanceMetrics, performance
 from tasks.split import PART
 
@@ -154,6 +155,7 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
     cache_policy=ContentInputs() + ModuleSources(modules=(
         "tasks.evaluate", "tasks.backtest", "tasks.risk", "tasks.crossval", "tasks.split", *MODEL_MODULES)),
 )
+@resource_logged
 def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
              models: ModelsSettings, weights: WeightSettings) -> EvaluationResult:
     """Score registered `model_type` v`version` of `symbol` on the test split of `ref`.

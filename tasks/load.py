@@ -13,6 +13,7 @@ from settings import DataSettings
 from stores.base import PriceStoreUnavailable
 from stores.factory import open_price_store
 from tasks.caching import PriceFingerprint
+from tasks.monitor import resource_logged
 
 __all__ = ["load_prices"]
 
@@ -31,6 +32,7 @@ def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
     retry_delay_seconds=[2, 10, 30],
     retry_condition_fn=_retry_on_outage,
 )
+@resource_logged
 def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:
     """Load `symbol`'s bars between data.start_date and data.end_date, sorted by date."""
     store = open_price_store(data)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 import psutil
 
 from flows.fanout import JobFailure
 from settings import MonitoringSettings
 
-__all__ = ["Anomaly", "AnomalyKind", "ResourceUsage", "failed_jobs", "measured", "slow", "stale_feed"]
+__all__ = [
+    "Anomaly", "AnomalyKind", "ResourceUsage", "failed_jobs", "measured", "resource_logged", "slow", "stale_feed",
+]
 
 AnomalyKind = Literal["slow_run", "slow_task", "failed_job", "stale_feed", "degraded_model"]
 _MB = 1024 * 1024
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -102,3 +108,29 @@ def stale_feed(symbol: str, newest: date, now: datetime, max_age_hours: float) -
         return None
     return Anomaly("stale_feed", symbol, f"newest prices are from {newest.isoformat()}, "
                                          f"{age_hours:.0f} h old (limit {max_age_hours:g} h)")
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:  # called as plain Python (e.g. `task.fn(...)` in a test)
+        return logging.getLogger(__name__)
+
+
+def resource_logged(fn: Callable[P, R]) -> Callable[P, R]:
+    """Log the wall time, CPU time and peak memory of every call into its task run's log."""
+
+    @functools.wraps(fn)
+    def logged(*args: P.args, **kwargs: P.kwargs) -> R:
+        usage = ResourceUsage()
+        try:
+            with measured() as usage:
+                return fn(*args, **kwargs)
+        finally:  # failed calls are logged too
+            _run_logger().info("resources: wall %.3f s, cpu %.3f s (this thread), peak rss %.0f MB (process)",
+                               usage.wall_seconds, usage.cpu_seconds, usage.peak_rss_mb)
+
+    return logged

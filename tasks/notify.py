@@ -14,7 +14,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 
 from settings import MonitoringSettings
-from tasks.monitor import Anomaly
+from tasks.monitor import Anomaly, resource_logged
 
 __all__ = ["LogNotifier", "Notifier", "WebhookNotifier", "format_alerts", "notify"]
 
@@ -72,6 +72,7 @@ def _markdown(alerts: Sequence[Anomaly], title: str) -> str:
 
 
 @task(name="notify", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30])
+@resource_logged
 def notify(alerts: list[Anomaly], title: str, cfg: MonitoringSettings) -> int:
     """Log every alert, publish the "alerts" artifact (inside a run), and post to the webhook if one is set.
 

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.choose import Decision
 from tasks.evaluate import EvaluationResult
+from tasks.monitor import resource_logged
 
 __all__ = ["ReportRef", "leaderboard_rows", "report", "to_jsonable", "write_failure_report"]
 
@@ -156,6 +157,7 @@ def _markdown(decisions: list[Decision]) -> str:
 
 
 @task(name="report", cache_policy=NO_CACHE)
+@resource_logged
 def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], decisions: list[Decision],
            sections: dict[str, Any]) -> ReportRef:
     """Write report.json and report.html, and publish the leaderboard and decisions as Prefect artifacts."""

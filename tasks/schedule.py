@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.drift import FeatureDrift
-from tasks.monitor import Anomaly, stale_feed
+from tasks.monitor import Anomaly, resource_logged, stale_feed
 
 __all__ = [
     "HealthCheck",
@@ -70,6 +70,7 @@ def _stale(status: SymbolStatus, now: datetime, max_age_hours: float) -> Anomaly
 
 
 @task(name="should-retrain", cache_policy=NO_CACHE)
+@resource_logged
 def should_retrain(statuses: Sequence[SymbolStatus], now: datetime, max_data_age_hours: float,
                    performance_threshold: float, force: bool = False) -> RetrainPlan:
     """Decide which symbols the daily job retrains.
@@ -128,6 +129,7 @@ class HealthCheck:
 
 
 @task(name="degraded", task_run_name="degraded-{symbol}", cache_policy=NO_CACHE)
+@resource_logged
 def degraded(symbol: str, model: str, score: float, deployment_score: float | None, drift: FeatureDrift,
              score_tolerance: float, psi_bound: float) -> HealthCheck:
     """Degraded when `score` fell more than `score_tolerance` below `deployment_score`, or a feature's PSI

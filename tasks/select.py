@@ -17,6 +17,7 @@ from settings import FeatureSettings, SelectionSettings, SplitSettings
 from stores.base import PRICE_COLUMNS
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.features import LABEL, feature_names
+from tasks.monitor import resource_logged
 from tasks.split import bounds_or_raise
 
 __all__ = ["MAX_NULL_FRACTION", "Selected", "select", "select_features"]
@@ -74,6 +75,7 @@ def select_features(train: pl.DataFrame, names: list[str], cfg: SelectionSetting
     task_run_name="select-{symbol}",
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.select",)),
 )
+@resource_logged
 def select(engineered: pl.DataFrame, symbol: str, features: FeatureSettings, split: SplitSettings,
            cfg: SelectionSettings) -> Selected:
     """Drop the warm-up rows, fit the selection on the train part, keep the chosen features everywhere."""

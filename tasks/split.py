@@ -14,6 +14,7 @@ from prefect import task
 from settings import FeatureSettings, SplitSettings
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.features import LABEL
+from tasks.monitor import resource_logged
 
 if TYPE_CHECKING:
     from tasks.select import Selected
@@ -115,6 +116,7 @@ def bounds_or_raise(labelled: int, symbol: str, features: FeatureSettings, cfg: 
     task_run_name="split-{symbol}",
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.split",)),
 )
+@resource_logged
 def split(selected: Selected, symbol: str, features: FeatureSettings, cfg: SplitSettings) -> Splits:
     """Cut the selected feature rows (warm-up already dropped) into chronological parts."""
     frame = selected.frame

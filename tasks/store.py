@@ -12,6 +12,7 @@ from stores.features import FeatureStore
 from tasks.caching import ContentInputs, ModuleSources, code_version
 from tasks.clean import Cleaned
 from tasks.features import LABEL
+from tasks.monitor import resource_logged
 from tasks.select import Selected
 from tasks.split import Splits
 
@@ -28,6 +29,7 @@ PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engine
     retries=3,
     retry_delay_seconds=[2, 10, 30],
 )
+@resource_logged
 def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
           horizon: int) -> FeatureSetRef:
     """Write the splits atomically and return a small reference to them."""

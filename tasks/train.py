@@ -22,7 +22,7 @@ from settings import ModelsSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import LocalModelRegistry
 from tasks.caching import code_version
-from tasks.monitor import measured
+from tasks.monitor import measured, resource_logged
 from tasks.tune import TuneResult
 
 __all__ = ["TrainJob", "TrainResult", "rmse", "skip_reason", "train"]
@@ -78,6 +78,7 @@ def skip_reason(last_trained: datetime | None, now: datetime, min_hours_between:
 
 
 @task(name="train", task_run_name="train-{job.model_type}-{job.symbol}", cache_policy=NO_CACHE)
+@resource_logged
 def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
           retrain_all: bool = False) -> TrainResult:
     """Fit, score on validation, and register one model; or skip it when it is recent enough."""

@@ -21,6 +21,7 @@ from settings import ModelsSettings, OptimizationSettings
 from stores.features import read_split
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.crossval import walk_forward_metrics
+from tasks.monitor import resource_logged
 
 if TYPE_CHECKING:
     import optuna
@@ -96,6 +97,7 @@ def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Optimizatio
     cache_policy=ContentInputs() + ModuleSources(
         modules=("tasks.tune", "tasks.crossval", "tasks.split", *MODEL_MODULES)),
 )
+@resource_logged
 def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings, models: ModelsSettings,
          horizon: int, enabled: bool) -> TuneResult:
     """Best hyper-parameters for `model_type` (or the configured ones when `enabled` is False)."""

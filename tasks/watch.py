@@ -10,13 +10,14 @@ from prefect.cache_policies import NO_CACHE
 from flows.fanout import JobFailure
 from settings import MonitoringSettings
 from stores.metrics import MetricsHistory
-from tasks.monitor import Anomaly, failed_jobs, slow
+from tasks.monitor import Anomaly, failed_jobs, resource_logged, slow
 from tasks.train import TrainResult
 
 __all__ = ["watch_run"]
 
 
 @task(name="watch-run", cache_policy=NO_CACHE)
+@resource_logged
 def watch_run(kind: str, run_id: str, started_at: datetime, wall_seconds: float, status: str,
               trained: list[TrainResult], failures: list[JobFailure], cfg: MonitoringSettings) -> list[Anomaly]:
     """Compare the run and every training job with their recent history, record them, return the anomalies.

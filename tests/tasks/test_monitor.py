@@ -81,3 +81,54 @@ def test_stale_feed_does_not_count_weekends() -> None:
     tuesday_2am = datetime(2026, 11, 24, 2, tzinfo=UTC)
     alert = stale_feed("VHM", friday, tuesday_2am, 48)  # Monday's bar is missing: 50 h of weekdays
     assert alert is not None and "50 h old" in alert.detail
+
+
+def test_resource_logged_logs_each_call_and_failures(caplog: pytest.LogCaptureFixture) -> None:
+    from tasks.monitor import resource_logged
+
+    @resource_logged
+    def work(n: int) -> int:
+        if n < 0:
+            raise ValueError("negative")
+        return sum(range(n))
+
+    with caplog.at_level("INFO", logger="tasks.monitor"):
+        assert work(10_000) == sum(range(10_000))
+        with pytest.raises(ValueError):
+            work(-1)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("resources:")]
+    assert len(lines) == 2 and all("peak rss" in line for line in lines)
+
+
+async def _run_logs(flow_run_id: object) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_every_task_run_records_its_resources_in_the_run_log() -> None:
+    import asyncio
+
+    from prefect import flow
+
+    from settings import CleaningSettings
+    from tasks.clean import clean
+    from tests.conftest import random_walk_prices
+
+    @flow
+    def one_step() -> int:
+        fresh = clean.with_options(refresh_cache=True)  # run it, even if an earlier run cached the same input
+        return fresh(random_walk_prices(50), "VCB", CleaningSettings()).frame.height
+
+    state = one_step(return_state=True)
+    assert state.result() == 50
+    for _ in range(50):  # logs reach the API in the background
+        messages = asyncio.run(_run_logs(state.state_details.flow_run_id))
+        if any(m.startswith("resources: wall") for m in messages):
+            break
+        time.sleep(0.2)
+    assert any(m.startswith("resources: wall") and "peak rss" in m for m in messages), messages
