@@ -170,6 +170,13 @@ class LocalModelRegistry:
                 raise RegistryError(f"model file corrupt (sha256 mismatch): {path}")
         return Forecaster.load(entry.path, threads=threads), entry
 
+    def load_alias(self, symbol: str, alias: Alias, threads: int = 1) -> tuple[Forecaster, ModelVersion]:
+        """Load the version `alias` points at for `symbol` (see `load`)."""
+        target = self.alias(symbol, alias)
+        if target is None:
+            raise RegistryError(f"no {alias} model for {symbol} under {self.root}")
+        return self.load(target.model_type, symbol, target.version, threads=threads)
+
     def last_training_time(self, model_type: str, symbol: str) -> datetime | None:
         """When the newest version of (model type, symbol) was created, or None."""
         try:

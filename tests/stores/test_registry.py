@@ -70,6 +70,10 @@ def test_aliases_move_and_keep_history(tmp_path: Path) -> None:
     registry.set_alias("VHM", "production", "catboost", 2)
     assert registry.alias("VHM", "production").version == 2
     assert registry.alias_history("VHM", "production") == [("catboost", 1)]
+    _, loaded = registry.load_alias("VHM", "staging")
+    assert (loaded.model_type, loaded.version) == ("catboost", 2)
+    with pytest.raises(RegistryError, match="no production model for VCB"):
+        registry.load_alias("VCB", "production")
     with pytest.raises(RegistryError, match=r"v7 does not exist"):
         registry.set_alias("VHM", "production", "catboost", 7)
     with pytest.raises(RegistryError, match=r"unknown alias"):
