@@ -58,7 +58,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     binary = Path(sys.executable).parent / "secantusd-py"
     if not binary.is_file():
-        pytest.skip(f"no MongoDB for tests: set {URI_ENV} or install secantusdb (no {binary})")
+        pytest.fail(f"no MongoDB for tests: set {URI_ENV} or install the dev extras (secantusdb; no {binary})")
     workdir = tmp_path_factory.mktemp("secantusd")
     log = workdir / "server.log"
     port = free_port()
