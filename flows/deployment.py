@@ -24,10 +24,18 @@ import httpx
 from prefect import flow
 
 from schemas import FeatureSetRef, validate_symbol
-from settings import ConfigError, DeploymentSettings, Settings, load_settings
+from settings import ConfigError, Settings, load_settings
 from stores.registry import LocalModelRegistry
 from tasks.choose import Decision
-from tasks.deploy import DeploymentCheck, DeploymentError, deployment_tests, package_champion, promote, push
+from tasks.deploy import (
+    DeploymentCheck,
+    DeploymentError,
+    auth_headers,
+    deployment_tests,
+    package_champion,
+    promote,
+    push,
+)
 
 __all__ = ["DeploymentResult", "deployment_pipeline", "main", "rollback"]
 
@@ -82,17 +90,11 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
     return results
 
 
-def _token(cfg: DeploymentSettings) -> dict[str, str]:
-    if cfg.token is None:
-        raise DeploymentError("deployment.token is not set: set STOCK_AI_DEPLOYMENT__TOKEN")
-    return {"Authorization": f"Bearer {cfg.token.get_secret_value()}"}
-
-
 def rollback(symbol: str, settings: Settings) -> dict[str, Any]:
     """Restore the previous production model on the production server and in the registry alias."""
     cfg = settings.deployment
     response = httpx.post(f"{cfg.production_endpoint}/v1/rollback/{validate_symbol(symbol)}",
-                          headers=_token(cfg), timeout=cfg.timeout_seconds)
+                          headers=auth_headers(cfg), timeout=cfg.timeout_seconds)
     if response.status_code != 200:
         raise DeploymentError(f"{cfg.production_endpoint} could not roll back {symbol}: "
                               f"HTTP {response.status_code} {response.text}")

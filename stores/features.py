@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from schemas import FeatureSetRef, validate_symbol
+from stores.files import atomic_write, sha256_file
 
 __all__ = ["SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split"]
 
@@ -31,21 +32,8 @@ class FeatureStoreError(RuntimeError):
     """A feature set is missing, incomplete or altered."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_json_atomic(path: Path, content: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+def _json(content: dict[str, Any]) -> str:
+    return json.dumps(content, indent=2, sort_keys=True, default=str)
 
 
 def read_manifest(ref: FeatureSetRef) -> dict[str, Any]:
@@ -63,7 +51,7 @@ def read_split(ref: FeatureSetRef, split: str) -> pl.DataFrame:
     path = ref.split_path(split)
     if not path.is_file():
         raise FeatureStoreError(f"feature file missing: {path}")
-    if _sha256(path) != expected:
+    if sha256_file(path) != expected:
         raise FeatureStoreError(f"feature file altered since it was stored (sha256 mismatch): {path}")
     return pl.read_parquet(path)
 
@@ -90,7 +78,7 @@ class FeatureStore:
             for name in SPLITS:
                 path = tmp / f"{name}.parquet"
                 parts[name].write_parquet(path, compression="zstd", statistics=True)
-                files[name] = {"sha256": _sha256(path), "rows": parts[name].height}
+                files[name] = {"sha256": sha256_file(path), "rows": parts[name].height}
             content_hash = hashlib.sha256(
                 json.dumps({n: f["sha256"] for n, f in files.items()}, sort_keys=True).encode()
             ).hexdigest()
@@ -110,12 +98,12 @@ class FeatureStore:
                 shutil.rmtree(tmp)
                 manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
             else:
-                _write_json_atomic(tmp / "manifest.json", manifest)
+                atomic_write(tmp / "manifest.json", _json(manifest))
                 os.rename(tmp, snapshot)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        _write_json_atomic(symbol_dir / "manifest.json", manifest)
+        atomic_write(symbol_dir / "manifest.json", _json(manifest))
         self._prune(symbol_dir, keep=snapshot.name)
         return self._ref(snapshot / "manifest.json", manifest)
 

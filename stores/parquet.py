@@ -6,8 +6,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from stores.base import (
     empty_store_error,
     unknown_symbol_error,
 )
+from stores.files import atomic_write
 
 __all__ = ["ParquetPriceStore"]
 
@@ -37,25 +36,10 @@ def _in_range(frame: pl.DataFrame, start: date | None, end: date | None) -> pl.D
     return frame
 
 
-def _atomic_write(path: Path, content: bytes) -> None:
-    """Replace `path` by `content` so readers see either the old or the new file, never a torn one."""
-    # The temp file lives in the target directory: os.replace is only atomic within one file system.
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-
-
 def _write_if_changed(path: Path, content: bytes) -> None:
     if path.is_file() and path.read_bytes() == content:
         return  # leaves mtime and fingerprint alone on a no-op re-ingest
-    _atomic_write(path, content)
+    atomic_write(path, content)
 
 
 class ParquetPriceStore:

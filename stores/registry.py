@@ -9,7 +9,6 @@ existing, non-empty folder fails, so two processes saving at once never share or
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 
 from models.base import Forecaster
 from schemas import validate_symbol
+from stores.files import atomic_write, sha256_file
 
 __all__ = ["ALIASES", "LocalModelRegistry", "ModelMetadata", "ModelRegistry", "ModelVersion", "RegistryError"]
 
@@ -87,10 +87,6 @@ class ModelRegistry(Protocol):
     def alias(self, symbol: str, alias: Alias) -> ModelVersion | None: ...
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _check_model_type(model_type: str) -> str:
     from models.registry import MODEL_CLASSES
 
@@ -115,7 +111,7 @@ class LocalModelRegistry:
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
         try:
             model.save(tmp)
-            files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             metadata = ModelMetadata(
                 model_type=model.model_type, symbol=symbol, params=model.params.model_dump(mode="json"),
                 metrics=metrics, features=list(model.features), data_hash=data_hash,
@@ -166,7 +162,7 @@ class LocalModelRegistry:
             path = entry.path / name
             if not path.is_file():
                 raise RegistryError(f"model file missing: {path}")
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 raise RegistryError(f"model file corrupt (sha256 mismatch): {path}")
         return Forecaster.load(entry.path, threads=threads), entry
 
@@ -240,7 +236,4 @@ class LocalModelRegistry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             aliases = self._read_aliases(symbol)
             yield aliases
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(aliases, handle, indent=2)
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(aliases, indent=2))

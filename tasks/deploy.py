@@ -29,6 +29,7 @@ __all__ = [
     "DeploymentCheck",
     "DeploymentError",
     "PackageRef",
+    "auth_headers",
     "deployment_tests",
     "package_champion",
     "promote",
@@ -61,7 +62,8 @@ class DeploymentCheck:
     detail: str
 
 
-def _headers(cfg: DeploymentSettings) -> dict[str, str]:
+def auth_headers(cfg: DeploymentSettings) -> dict[str, str]:
+    """The bearer token header the model servers require."""
     if cfg.token is None:
         raise DeploymentError("deployment.token is not set: set STOCK_AI_DEPLOYMENT__TOKEN for the pipeline "
                               "and the model servers")
@@ -106,7 +108,7 @@ def package_champion(decision: Decision, ref: FeatureSetRef, registry_path: Path
 def push(package: PackageRef, endpoint: str, cfg: DeploymentSettings) -> dict[str, Any]:
     """POST the archive to a server's /v1/deployments; returns its answer."""
     response = httpx.post(f"{endpoint}/v1/deployments", content=package.path.read_bytes(),
-                          headers={**_headers(cfg), "Content-Type": "application/gzip"},
+                          headers={**auth_headers(cfg), "Content-Type": "application/gzip"},
                           timeout=cfg.timeout_seconds)
     if response.status_code != 201:
         raise DeploymentError(f"{endpoint} refused {package.path.name}: HTTP {response.status_code} {response.text}")

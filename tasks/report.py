@@ -13,8 +13,6 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from stores.files import atomic_write
 from tasks.choose import Decision
 from tasks.evaluate import EvaluationResult
 from tasks.monitor import resource_logged
@@ -141,13 +140,6 @@ Data source: {source}.</p>
 <h2>Leaderboard</h2><table>{table}</table>{''.join(sections)}</body></html>"""
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _markdown(decisions: list[Decision]) -> str:
     lines = ["# Champion decisions", ""]
     for d in decisions:
@@ -170,8 +162,8 @@ def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], deci
     directory = Path(reports_dir) / run_id
     directory.mkdir(parents=True, exist_ok=True)
     json_path, html_path = directory / "report.json", directory / "report.html"
-    _write_atomic(json_path, json.dumps(content, indent=2))
-    _write_atomic(html_path, _html(content, results, decisions))
+    atomic_write(json_path, json.dumps(content, indent=2))
+    atomic_write(html_path, _html(content, results, decisions))
     create_table_artifact(content["leaderboard"], key="training-leaderboard",
                           description="symbol x model: every metric, the composite score, and the chosen champion")
     create_markdown_artifact(_markdown(decisions), key="training-decisions",
@@ -185,7 +177,7 @@ def write_failure_report(reports_dir: Path, run_id: str, step: str, error: BaseE
     directory = Path(reports_dir) / run_id
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "report.json"
-    _write_atomic(path, json.dumps({
+    atomic_write(path, json.dumps({
         "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "failed", "failed_step": step,
         "error": f"{type(error).__name__}: {error}", **to_jsonable(sections)}, indent=2))
     return path

@@ -1,0 +1,35 @@
+"""File helpers every store shares: atomic replacement and content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_write", "sha256_file"]
+
+
+def atomic_write(path: Path, content: bytes | str) -> None:
+    """Replace `path` by `content` so readers see either the old or the new file, never a torn one."""
+    data = content.encode("utf-8") if isinstance(content, str) else content
+    # The temp file lives in the target directory: os.replace is only atomic within one file system.
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
