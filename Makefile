@@ -34,9 +34,9 @@ demo: $(VENV)/.installed
 	@$(PYTHON) -m serving --stage staging --port 8001 --state-dir $(SERVING)/staging >$(SERVING)/staging.log 2>&1 & s=$$!; \
 	$(PYTHON) -m serving --stage production --port 8002 --state-dir $(SERVING)/production >$(SERVING)/production.log 2>&1 & p=$$!; \
 	trap 'kill $$s $$p 2>/dev/null; wait $$s $$p 2>/dev/null' EXIT; \
-	$(PYTHON) -m flows.deployment status --wait 60 && \
+	$(PYTHON) -m flows.deployment_pipeline status --wait 60 && \
 	$(PYTHON) -m flows.training --symbols $(SYMBOLS) --no-optimize && \
-	{ $(PYTHON) -m flows.deployment predict --symbol VHM || true; }
+	{ $(PYTHON) -m flows.deployment_pipeline predict --symbol VHM || true; }
 
 test: $(VENV)/.installed-dev
 	$(PYTHON) -m pytest

@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import yaml
 
-    from flows.data import data_pipeline
-    from flows.models import model_pipeline
+    from flows.data_pipeline import data_pipeline
+    from flows.model_pipeline import model_pipeline
     from flows.runners import task_runner
     from settings import load_settings
     from stores.base import SourceInfo

@@ -28,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.data import data_pipeline
-    from flows.models import model_pipeline
+    from flows.data_pipeline import data_pipeline
+    from flows.model_pipeline import model_pipeline
     from models.registry import model_class
     from settings import load_settings
     from stores.base import SourceInfo

@@ -36,9 +36,9 @@ def _symbols_and_config(parser: argparse.ArgumentParser, symbols_help: str = "de
 
 
 def data_parser() -> argparse.ArgumentParser:
-    """Arguments of `python -m flows.data`."""
+    """Arguments of `python -m flows.data_pipeline`."""
     parser = argparse.ArgumentParser(
-        prog="python -m flows.data",
+        prog="python -m flows.data_pipeline",
         description="Run the data pipeline (load -> clean -> engineer -> select -> split -> store).")
     _symbols_and_config(parser)
     parser.add_argument("--source", choices=["parquet", "mongodb"], help="price store to load from")
@@ -47,11 +47,11 @@ def data_parser() -> argparse.ArgumentParser:
 
 
 def models_parser() -> argparse.ArgumentParser:
-    """Arguments of `python -m flows.models`."""
+    """Arguments of `python -m flows.model_pipeline`."""
     from settings import MODEL_TYPES
 
     parser = argparse.ArgumentParser(
-        prog="python -m flows.models",
+        prog="python -m flows.model_pipeline",
         description="Tune (Optuna) and train every (symbol, model type) job on the stored feature sets, "
                     "registering each fitted model.")
     _symbols_and_config(parser)
@@ -79,8 +79,8 @@ def training_parser() -> argparse.ArgumentParser:
 
 
 def deployment_parser() -> argparse.ArgumentParser:
-    """Arguments of `python -m flows.deployment`."""
-    parser = argparse.ArgumentParser(prog="python -m flows.deployment",
+    """Arguments of `python -m flows.deployment_pipeline`."""
+    parser = argparse.ArgumentParser(prog="python -m flows.deployment_pipeline",
                                      description="Talk to the staging and production model servers.")
     parser.add_argument("--config", help="YAML config file (default: $STOCK_AI_CONFIG or config/pipeline_config.yml)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -20,11 +20,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.data import DataPipelineError, data_pipeline
-from flows.deployment import DeploymentResult, deployment_pipeline
-from flows.evaluation import EvaluationOutcome, evaluation_pipeline
+from flows.data_pipeline import DataPipelineError, data_pipeline
+from flows.deployment_pipeline import DeploymentResult, deployment_pipeline
+from flows.evaluation_pipeline import EvaluationOutcome, evaluation_pipeline
 from flows.fanout import JobFailure
-from flows.models import ModelPipelineResult, model_pipeline
+from flows.model_pipeline import ModelPipelineResult, model_pipeline
 from flows.runners import task_runner
 from schemas import DataSummary, validate_symbol
 from settings import ConfigError, DataSettings, Settings, load_settings

@@ -14,7 +14,7 @@ import pytest
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.models import ModelPipelineResult, model_pipeline
+from flows.model_pipeline import ModelPipelineResult, model_pipeline
 from flows.runners import task_runner
 from settings import ExecutionSettings, Settings, load_settings
 from stores.registry import LocalModelRegistry

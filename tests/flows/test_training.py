@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.data import DataPipelineError
+from flows.data_pipeline import DataPipelineError
 from flows.training import format_leaderboard, main, training
 from settings import load_settings
 from stores.base import SourceInfo

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flows.deployment import deployment_pipeline, rollback
+from flows.deployment_pipeline import deployment_pipeline, rollback
 from serving import ServerProcess, free_port
 from settings import Settings, load_settings
 from stores.metrics import MetricsHistory

@@ -1,9 +1,9 @@
 """Flow `deployment-pipeline`: package champions -> staging -> deployment tests -> production.
 
 CLI:
-  python -m flows.deployment rollback --symbol VHM     restore the previous production model
-  python -m flows.deployment predict --symbol VHM      ask a server for the newest prediction
-  python -m flows.deployment status [--wait SECONDS]   health and deployed models of both servers
+  python -m flows.deployment_pipeline rollback --symbol VHM     restore the previous production model
+  python -m flows.deployment_pipeline predict --symbol VHM      ask a server for the newest prediction
+  python -m flows.deployment_pipeline status [--wait SECONDS]   health and deployed models of both servers
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Flow `model-pipeline`: tune each model type (Optuna), then train.map over symbols x model types.
 
-CLI: python -m flows.models [--model-type lstm ...] [--symbols VHM] [--retrain] [--trials N] [--no-optimize]
+CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--retrain] [--trials N] [--no-optimize]
 """
 
 from __future__ import annotations

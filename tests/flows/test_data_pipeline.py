@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 import yaml
 
-from flows.data import DataPipelineError, data_pipeline, main
+from flows.data_pipeline import DataPipelineError, data_pipeline, main
 from settings import Settings, load_settings
 from stores.base import SourceInfo
 from stores.features import FeatureStore

@@ -1,6 +1,6 @@
 """Flow `data-pipeline`: load -> clean -> engineer -> select -> split -> store, mapped over symbols.
 
-CLI: python -m flows.data --symbols VCB,VIC,VHM [--config FILE] [--source mongodb] [--refresh-cache]
+CLI: python -m flows.data_pipeline --symbols VCB,VIC,VHM [--config FILE] [--source mongodb] [--refresh-cache]
 """
 
 from __future__ import annotations

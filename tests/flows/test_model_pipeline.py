@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.models import main, model_pipeline
+from flows.model_pipeline import main, model_pipeline
 from settings import load_settings
 from stores.registry import LocalModelRegistry
 from tests.tasks.test_train import FAST, write_feature_set
