@@ -1,14 +1,17 @@
 """tune: Optuna search per model type over all symbols, on walk-forward folds of the train split only.
 
 Studies live in SQLite under the artifacts dir, named by model type and the feature data, so an
-interrupted study resumes where it stopped and optuna-dashboard can open it.
+interrupted study resumes where it stopped and optuna-dashboard can open it. Several studies run at
+once (one task per model type): the storage is created under a file lock before any of them writes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import logging
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,9 +29,10 @@ from tasks.monitor import resource_logged
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["TuneResult", "configured_params", "cross_validated_rmse", "study_name", "tune"]
+__all__ = ["TrialProgress", "TuneResult", "configured_params", "cross_validated_rmse", "study_name",
+           "study_storage", "tune"]
 
-log = logging.getLogger(__name__)
+_LOCK_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,63 @@ def study_name(model_type: str, refs: dict[str, FeatureSetRef]) -> str:
     """A name that changes with the feature data, so new data starts a new study."""
     digest = hashlib.sha256("|".join(f"{s}:{r.content_hash}" for s, r in sorted(refs.items())).encode())
     return f"{model_type}-{digest.hexdigest()[:12]}"
+
+
+def study_storage(path: Path) -> optuna.storages.RDBStorage:
+    """The SQLite study storage at `path`, created once however many threads or processes open it at once.
+
+    Creating the tables and the schema-version row is not atomic in SQLite; an exclusive lock on a file
+    beside the database serialises it. Writers then wait up to a minute for each other instead of failing.
+    """
+    import optuna
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return optuna.storages.RDBStorage(
+                f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": _LOCK_WAIT_SECONDS}})
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+class TrialProgress:
+    """Optuna callback: one console line per finished trial and a Prefect progress artifact.
+
+    The line names the model type, trial k/N, the trial's value, the best value so far, the time spent
+    and an estimate of the time left (bounded by the study's timeout).
+    """
+
+    def __init__(self, model_type: str, trials: int, timeout: float, done_before: int = 0) -> None:
+        from prefect.artifacts import create_progress_artifact
+        from prefect.context import TaskRunContext
+
+        self.model_type, self.trials, self.timeout, self.done_before = model_type, trials, timeout, done_before
+        self.finished = 0
+        self.started = time.monotonic()
+        # A progress artifact needs a run to belong to; called as plain Python (tests) there is none.
+        self._artifact = create_progress_artifact(
+            0.0, description=f"tune-{model_type}: finished trials") if TaskRunContext.get() else None
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.finished += 1
+        elapsed = time.monotonic() - self.started
+        left = min(elapsed / self.finished * (self.trials - self.finished), max(self.timeout - elapsed, 0.0))
+        outcome = f"rmse {trial.value:.6f}" if trial.value is not None else trial.state.name.lower()
+        try:
+            best = f"best {study.best_value:.6f} (trial {study.best_trial.number})"
+        except ValueError:  # no trial has completed yet
+            best = "no completed trial yet"
+        print(f"tune-{self.model_type}: trial {self.finished}/{self.trials} {outcome}; {best}; "
+              f"{_duration(elapsed)} elapsed, ~{_duration(left)} left")
+        if self._artifact is not None:
+            from prefect.artifacts import update_progress_artifact
+
+            update_progress_artifact(self._artifact, 100.0 * self.finished / self.trials)  # type: ignore[arg-type]
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def cross_validated_rmse(model_type: str, params: ModelParams, ref: FeatureSetRef, folds: int,
@@ -106,11 +167,10 @@ def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSetti
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg.storage_path.parent.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{cfg.storage_path}"
     name = study_name(model_type, refs)
     study = optuna.create_study(
-        study_name=name, storage=storage, direction="minimize", load_if_exists=True,
+        study_name=name, storage=study_storage(cfg.storage_path), direction="minimize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=models.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=5),
     )
@@ -118,9 +178,11 @@ def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSetti
     done = len(study.get_trials(deepcopy=False, states=finished))
     remaining = max(cfg.n_trials - done, 0)
     if remaining:
-        log.info("tuning %s: %d trial(s) to run (%d done before) in study %s", model_type, remaining, done, name)
+        print(f"tune-{model_type}: {remaining} trial(s) to run ({done} done before) in study {name}, "
+              f"over {len(refs)} symbol(s), stopping after {_duration(cfg.timeout)}")
+        progress = TrialProgress(model_type, remaining, cfg.timeout, done)
         study.optimize(_objective(model_type, refs, cfg, models, horizon), n_trials=remaining,
-                       timeout=cfg.timeout, catch=(ModelError,))
+                       timeout=cfg.timeout, catch=(ModelError,), callbacks=[progress])
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:
         raise ModelError(f"tuning {model_type}: no trial completed in study {name} ({storage})")
