@@ -1,7 +1,8 @@
-"""train: fit one (symbol, model type) job on its feature set and register the result.
+"""plan and train: decide which (symbol, model type) jobs train, then fit each one and register it.
 
-Not cached by Prefect: the registry is the record, and a job trained less than `min_hours_between`
-hours ago is skipped unless retraining is forced. No retries: a failed fit is not a glitch.
+Not cached by Prefect: the registry is the record. `plan_training` skips a job trained less than
+`min_hours_between` hours ago unless retraining is forced, before any tuning, so no study is spent on
+a model type none of whose jobs will train. No retries: a failed fit is not a glitch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tasks.caching import code_version
 from tasks.monitor import measured, resource_logged
 from tasks.tune import TuneResult
 
-__all__ = ["TrainJob", "TrainResult", "rmse", "skip_reason", "train"]
+__all__ = ["TrainJob", "TrainResult", "TrainingPlan", "plan_training", "rmse", "skip_reason", "train"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,18 @@ class TrainResult:
     """the process's peak resident memory seen during the job (process-wide: jobs share the process)."""
 
 
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The jobs that will train, and the ones skipped (with their reason), decided before tuning."""
+
+    to_train: list[TrainJob]
+    skipped: list[TrainResult]
+
+    def symbols(self, model_type: str) -> list[str]:
+        """The symbols whose `model_type` job will train."""
+        return [job.symbol for job in self.to_train if job.model_type == model_type]
+
+
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
     """Root mean squared error."""
     return float(np.sqrt(np.mean((np.asarray(predicted) - np.asarray(actual)) ** 2)))
@@ -77,17 +90,27 @@ def skip_reason(last_trained: datetime | None, now: datetime, min_hours_between:
     return None
 
 
+@task(name="plan-training", cache_policy=NO_CACHE)
+@resource_logged
+def plan_training(jobs: list[TrainJob], models: ModelsSettings, retrain_all: bool) -> TrainingPlan:
+    """Split `jobs` into those to train and those whose model is recent enough to skip."""
+    registry = LocalModelRegistry(models.registry_path)
+    now, to_train, skipped = datetime.now(UTC), [], []
+    for job in jobs:
+        reason = skip_reason(registry.last_training_time(job.model_type, job.symbol), now,
+                             models.retraining.min_hours_between, retrain_all)
+        if reason is None:
+            to_train.append(job)
+        else:
+            skipped.append(TrainResult(job.symbol, job.model_type, "skipped", reason=reason))
+    return TrainingPlan(to_train, skipped)
+
+
 @task(name="train", task_run_name="train-{job.model_type}-{job.symbol}", cache_policy=NO_CACHE)
 @resource_logged
-def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
-          retrain_all: bool = False) -> TrainResult:
-    """Fit, score on validation, and register one model; or skip it when it is recent enough."""
+def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings) -> TrainResult:
+    """Fit, score on validation, and register one model."""
     registry = LocalModelRegistry(models.registry_path)
-    reason = skip_reason(registry.last_training_time(job.model_type, job.symbol), datetime.now(UTC),
-                         models.retraining.min_hours_between, retrain_all)
-    if reason is not None:
-        return TrainResult(job.symbol, job.model_type, "skipped", reason=reason)
-
     with measured() as usage:
         trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
     return dataclasses.replace(trained, wall_seconds=usage.wall_seconds, cpu_seconds=usage.cpu_seconds,

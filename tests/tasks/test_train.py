@@ -1,11 +1,10 @@
-"""train and tune on small feature sets written straight into a real feature store."""
+"""plan and train on small feature sets written straight into a real feature store."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import optuna
 import polars as pl
 import pytest
 
@@ -13,8 +12,8 @@ from schemas import FeatureSetRef
 from settings import ModelsSettings, OptimizationSettings
 from stores.features import FeatureStore
 from stores.registry import LocalModelRegistry
-from tasks.train import TrainJob, skip_reason, train
-from tasks.tune import TuneResult, study_name, tune
+from tasks.train import TrainingPlan, TrainJob, plan_training, skip_reason, train
+from tasks.tune import tune
 from tests.models.test_contract import FEATURES, ar1_frame
 
 FAST = {"arima": {}, "catboost": {"iterations": 60}}
@@ -43,11 +42,13 @@ def test_skip_reason() -> None:
     assert skip_reason(now - timedelta(hours=3), now, 24, True) is None
 
 
-def test_train_registers_then_skips_until_forced(tmp_path: Path) -> None:
+def test_train_registers_and_the_plan_skips_recent_models_until_forced(tmp_path: Path) -> None:
     refs = {"VHM": write_feature_set(tmp_path / "features", "VHM")}
     cfg = models_cfg(tmp_path)
     tuned = tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
     assert tuned.source == "config" and tuned.params["iterations"] == 60
+    jobs = [TrainJob("VHM", "catboost"), TrainJob("VHM", "arima")]
+    assert plan_training.fn(jobs, cfg, False) == TrainingPlan(jobs, [])
 
     first = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg)
     assert first.status == "trained" and first.version == 1
@@ -56,31 +57,11 @@ def test_train_registers_then_skips_until_forced(tmp_path: Path) -> None:
     assert entry.metadata.data_hash == refs["VHM"].content_hash
     assert entry.metadata.metrics["val_rmse"] == pytest.approx(first.val_rmse)
 
-    again = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg)
-    assert again.status == "skipped" and "min_hours_between" in again.reason
-    forced = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg, retrain_all=True)
+    plan = plan_training.fn(jobs, cfg, False)
+    assert plan.to_train == [TrainJob("VHM", "arima")] and plan.symbols("catboost") == []
+    assert [(r.symbol, r.model_type, r.status) for r in plan.skipped] == [("VHM", "catboost", "skipped")]
+    assert "min_hours_between" in plan.skipped[0].reason
+    assert plan_training.fn(jobs, cfg, True).to_train == jobs
+    assert plan_training.fn(jobs, models_cfg(tmp_path, retraining={"min_hours_between": 0}), False).to_train == jobs
+    forced = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg)
     assert forced.status == "trained" and forced.version == 2
-
-
-def test_tuning_runs_trials_and_resumes_an_interrupted_study(tmp_path: Path) -> None:
-    refs = {s: write_feature_set(tmp_path / "features", s, seed=i) for i, s in enumerate(("VCB", "VHM"))}
-    cfg = models_cfg(tmp_path)
-    opt = OptimizationSettings(n_trials=2, folds=2, storage_path=tmp_path / "optuna.db")
-    first = tune.fn("arima", refs, opt, cfg, 1, True)
-    assert first.source == "optuna" and first.trials == 2 and first.best_value is not None
-    assert first.study == study_name("arima", refs)
-
-    # Interrupted after 2 of 3 trials: asking for 3 runs exactly one more in the same study.
-    resumed = tune.fn("arima", refs, opt.model_copy(update={"n_trials": 3}), cfg, 1, True)
-    assert resumed.trials == 3
-    study = optuna.load_study(study_name=first.study, storage=first.storage)
-    assert len(study.trials) == 3
-    assert resumed.best_value == pytest.approx(min(t.value for t in study.trials if t.value is not None))
-    assert isinstance(resumed, TuneResult) and set(resumed.params) >= {"p", "d", "q"}
-
-
-def test_invalid_configured_params_name_the_key(tmp_path: Path) -> None:
-    refs = {"VHM": write_feature_set(tmp_path / "features", "VHM")}
-    cfg = ModelsSettings(registry_path=tmp_path / "r", params={"catboost": {"depth": "deep"}})  # type: ignore[dict-item]
-    with pytest.raises(Exception, match=r"models\.params\.catboost"):
-        tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
