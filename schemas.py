@@ -1,4 +1,4 @@
-"""Small frozen values passed between steps: symbols, reports and feature-store references."""
+"""Small frozen values passed between steps: symbols, reports, feature-store references and job failures."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "SYMBOL_PATTERN",
@@ -13,7 +14,10 @@ __all__ = [
     "DataSummary",
     "FeatureSetRef",
     "InvalidSymbolError",
+    "JobFailure",
+    "RunFailed",
     "SelectionReport",
+    "failed_jobs_message",
     "validate_symbol",
 ]
 
@@ -91,3 +95,39 @@ class DataSummary:
     features_engineered: int
     cached_tasks: int
     total_tasks: int
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """One job of a run that failed, and why."""
+
+    symbol: str
+    model_type: str
+    """the model type of the job; "" for a step that concerns the whole symbol."""
+    step: str
+    """where it failed: "tune", "train", "evaluate", "deploy", ..."""
+    error: str
+
+    def __str__(self) -> str:
+        job = " ".join(part for part in (self.model_type, self.symbol) if part)
+        return f"{self.step} {job}: {self.error}"
+
+
+class RunFailed(RuntimeError):
+    """A run that finished with failed jobs; it still produced its report, carried as `outcome`.
+
+    Raised at the end of a flow so that its run ends Failed (and the CLI exits 1) with a message such as
+    "2 of 12 jobs failed", while callers keep everything the run did produce.
+    """
+
+    def __init__(self, message: str, outcome: Any = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keep `outcome` when Prefect persists the exception
+        return type(self), (str(self), self.outcome)
+
+
+def failed_jobs_message(failures: list[JobFailure], jobs: int) -> str:
+    """"2 of 12 jobs failed: <the first failure>"."""
+    return f"{len(failures)} of {jobs} jobs failed" + (f"; first: {failures[0]}" if failures else "")

@@ -234,6 +234,8 @@ class WeeklyEvaluationSettings(_Scheduled):
     psi_bound: float = Field(0.25, gt=0, description="degraded when a feature's PSI (drift rows vs train) exceeds it")
     drift_days: int = Field(120, ge=20, description="newest rows whose feature distribution is compared with "
                             "train (PSI over a few days is noise)")
+    retrain_wait_hours: float = Field(6, gt=0, description="how long the weekly run waits for the retrain it "
+                                      "started; a retrain still running then fails the weekly run")
 
 
 class SchedulingSettings(_Section):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import daily_retrain_parser
+from flows.cli import daily_retrain_parser, prefect_environment
 
 if __name__ == "__main__":
     daily_retrain_parser().parse_args()  # answer --help and usage errors before the slow imports below
+    prefect_environment()
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,15 +19,15 @@ from datetime import UTC, datetime
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.cli import parse_symbols, quiet_server_shutdown
+from flows.cli import one_line, parse_symbols, quiet_server_shutdown, short_tracebacks
 from flows.training import TrainingOutcome, training
-from schemas import validate_symbol
+from schemas import RunFailed, validate_symbol
 from settings import ConfigError, DataSettings, ModelsSettings, MonitoringSettings, Settings, load_settings
 from stores.base import PriceStoreError
 from stores.factory import open_price_store
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
-from tasks.monitor import Anomaly, failed_jobs, resource_logged
+from tasks.monitor import Anomaly, resource_logged
 from tasks.notify import notify
 from tasks.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
 
@@ -88,7 +89,10 @@ def _title(plan: RetrainPlan, outcome: TrainingOutcome | None) -> str:
 @flow(name="daily-retrain", log_prints=True)
 def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = None, config_file: str | None = None,
                   force: bool = False, now: datetime | None = None) -> DailyRetrainOutcome:
-    """Retrain `symbols` (default: data.symbols) that need it, per the plan of `should_retrain`, then notify."""
+    """Retrain `symbols` (default: data.symbols) that need it, per the plan of `should_retrain`, then notify.
+
+    Ends Failed (RunFailed carrying the outcome) when the training run it started failed.
+    """
     settings = settings or load_settings(config_file)
     if (off := disabled_schedule(settings.scheduling.daily_retrain.enabled, "daily_retrain")) is not None:
         print(off)
@@ -99,16 +103,19 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
                           settings.models.retraining.performance_threshold, force)
     for decision in plan.decisions:
         print(decision)
-    alerts, outcome = list(plan.alerts), None
+    alerts, outcome, error = list(plan.alerts), None, None
     if plan.symbols:
         try:
             # The plan already decided: min_hours_between must not veto it.
             outcome = training(symbols=plan.symbols, settings=settings, retrain_all=True)
-            alerts += failed_jobs(outcome.failures)
         except Exception as exc:
+            error, outcome = exc, getattr(exc, "outcome", None)
             alerts.append(Anomaly("failed_job", "training", f"{type(exc).__name__}: {exc}"))
     notify(alerts, _title(plan, outcome), settings.monitoring)
-    return DailyRetrainOutcome(plan, outcome, alerts)
+    result = DailyRetrainOutcome(plan, outcome, alerts)
+    if error is not None:
+        raise RunFailed(f"the retraining of {', '.join(plan.symbols)} failed: {error}", result) from error
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,12 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
-        outcome = daily_retrain(symbols=symbols, settings=settings, force=args.force)
+        with short_tracebacks((ConfigError, ValueError, RunFailed)):
+            outcome = daily_retrain(symbols=symbols, settings=settings, force=args.force)
     except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"daily retrain failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"daily retrain failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         quiet_server_shutdown()
@@ -130,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         print(decision)
     for alert in outcome.alerts:
         print(f"alert {alert.kind} {alert.subject}: {alert.detail}")
-    return 1 if outcome.training is None and outcome.plan.symbols else 0
+    return 0
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 from prefect import flow
 
-from schemas import FeatureSetRef, validate_symbol
+from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.registry import LocalModelRegistry
 from tasks.choose import Decision
@@ -52,6 +52,11 @@ class DeploymentResult:
     reason: str = ""
     checks: tuple[DeploymentCheck, ...] = field(default_factory=tuple)
 
+    @property
+    def failure(self) -> JobFailure | None:
+        """The failed job this deployment was, or None when it reached production."""
+        return JobFailure(self.symbol, self.model_type, "deploy", self.reason) if self.status == "failed" else None
+
 
 def _failed(decision: Decision, reason: str, checks: tuple[DeploymentCheck, ...] = ()) -> DeploymentResult:
     return DeploymentResult(decision.symbol, str(decision.model_type), int(decision.version or 0), "failed",
@@ -61,7 +66,10 @@ def _failed(decision: Decision, reason: str, checks: tuple[DeploymentCheck, ...]
 @flow(name="deployment-pipeline", log_prints=True)
 def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef],
                         settings: Settings) -> list[DeploymentResult]:
-    """Deploy every promoted champion; a failure leaves that symbol's production model as it was."""
+    """Deploy every promoted champion; a failure leaves that symbol's production model as it was.
+
+    Ends Failed (RunFailed carrying every result) when any deployment failed, after the others finished.
+    """
     cfg, registry_path = settings.deployment, settings.models.registry_path
     send = push.with_options(retries=cfg.retries, retry_delay_seconds=[3**i for i in range(cfg.retries)])
     results = []
@@ -87,6 +95,9 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
                                         "all deployment tests passed on staging", checks))
     for result in results:
         print(f"{result.symbol}: {result.model_type} v{result.version} -> {result.status} ({result.reason})")
+    failures = [r.failure for r in results if r.failure]
+    if failures:
+        raise RunFailed(failed_jobs_message(failures, len(results)), results)
     return results
 
 

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from prefect import flow, task, unmapped
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import JobFailure, gather
-from schemas import FeatureSetRef
+from flows.fanout import gather
+from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message
 from settings import Settings
 from stores.registry import LocalModelRegistry, RegistryError
 from tasks.evaluate import EvaluationResult, evaluate
@@ -39,6 +39,8 @@ class EvaluationOutcome:
     results: list[EvaluationResult] = field(default_factory=list)
     production: dict[str, EvaluationResult | None] = field(default_factory=dict)
     failures: list[JobFailure] = field(default_factory=list)
+    jobs: int = 0
+    """evaluations run, failed ones included."""
 
 
 @task(name="models-to-evaluate", cache_policy=NO_CACHE)
@@ -64,7 +66,10 @@ def models_to_evaluate(symbols: list[str], model_types: list[str], registry_path
 @flow(name="evaluation-pipeline", log_prints=True)
 def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
                         model_types: list[str] | None = None) -> EvaluationOutcome:
-    """Evaluate every candidate and production model of `refs`' symbols on their test split."""
+    """Evaluate every candidate and production model of `refs`' symbols on their test split.
+
+    Ends Failed (RunFailed carrying the outcome) when any evaluation failed, after the others finished.
+    """
     models = settings.models
     jobs = models_to_evaluate(list(refs), list(model_types or models.model_types), str(models.registry_path))
     futures = evaluate.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
@@ -73,11 +78,14 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     fanout = gather(list(futures), jobs, name="evaluation-pipeline",
                     describe=lambda r: f"composite {r.composite:.4f} rmse {r.prediction.rmse:.6f} "
                                        f"sharpe {r.strategy.sharpe:.2f} max_dd {r.strategy.max_drawdown:.2%}",
-                    failure=lambda job, error: JobFailure(job.symbol, job.model_type, error))
+                    failure=lambda job, error: JobFailure(job.symbol, job.model_type, "evaluate", error))
     by_job = {(r.symbol, r.model_type, r.version): r for r in fanout.results}
     production = {s: None for s in refs} | {
         j.symbol: by_job.get((j.symbol, j.model_type, j.version)) for j in jobs if j.production}
     newest = {(s, t): max(v for s2, t2, v in by_job if (s2, t2) == (s, t)) for s, t, _ in by_job}
     # The newest version of each type is the challenger, also when it is the production model itself.
     challengers = [r for key, r in by_job.items() if newest[key[:2]] == key[2]]
-    return EvaluationOutcome(challengers, production, fanout.failures)
+    outcome = EvaluationOutcome(challengers, production, fanout.failures, len(jobs))
+    if outcome.failures:
+        raise RunFailed(failed_jobs_message(outcome.failures, outcome.jobs), outcome)
+    return outcome

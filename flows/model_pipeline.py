@@ -1,16 +1,26 @@
-"""Flow `model-pipeline`: tune each model type (Optuna), then train.map over symbols x model types.
+"""Flow `model-pipeline`: plan the jobs, tune each model type that has a job to train (Optuna), then
+train.map over the planned (symbol, model type) jobs.
 
-CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--retrain] [--trials N] [--no-optimize]
+CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--retrain] [--no-optimize]
+     [--trials N] [--tuning-timeout SECONDS]
 """
 
 from __future__ import annotations
 
 import sys
 
-from flows.cli import models_parser, parse_symbols, quiet_server_shutdown
+from flows.cli import (
+    models_parser,
+    one_line,
+    parse_symbols,
+    prefect_environment,
+    quiet_server_shutdown,
+    short_tracebacks,
+)
 
 if __name__ == "__main__":
     models_parser().parse_args()  # answer --help and usage errors before the slow imports below
+    prefect_environment()
 
 from dataclasses import dataclass, field
 
@@ -18,17 +28,17 @@ from prefect import flow, task, unmapped
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import JobFailure, gather
+from flows.fanout import despite_failed_jobs, error_text, gather
 from flows.runners import task_runner
-from schemas import FeatureSetRef, validate_symbol
+from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import cache_options
 from tasks.monitor import resource_logged
-from tasks.train import TrainJob, TrainResult, train
+from tasks.train import TrainJob, TrainResult, plan_training, train
 from tasks.tune import tune
 
-__all__ = ["JobFailure", "ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
+__all__ = ["ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +47,10 @@ class ModelPipelineResult:
 
     results: list[TrainResult] = field(default_factory=list)
     failures: list[JobFailure] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> int:
+        return len(self.results) + len(self.failures)
 
 
 @task(name="locate-features", cache_policy=NO_CACHE)
@@ -58,7 +72,10 @@ def _describe(result: TrainResult) -> str:
 def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | None = None,
                    settings: Settings | None = None, refs: dict[str, FeatureSetRef] | None = None,
                    retrain_all: bool = False, optimize: bool | None = None) -> ModelPipelineResult:
-    """Train every (symbol, model type) job; `refs` defaults to the current feature sets in the store."""
+    """Train every (symbol, model type) job; `refs` defaults to the current feature sets in the store.
+
+    Ends Failed (RunFailed carrying the outcome) when any job failed, after every other job finished.
+    """
     settings = settings or load_settings()
     symbols = [validate_symbol(s) for s in (symbols or list(refs or settings.data.symbols))]
     model_types = list(model_types or settings.models.model_types)
@@ -66,25 +83,33 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     refs = refs or current_feature_sets(symbols, str(settings.data.feature_store_path))
     horizon = settings.data.features.horizon
 
-    tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
-        t, refs, settings.optimization, settings.models, horizon, optimize) for t in model_types}
     jobs = [TrainJob(symbol, model_type) for symbol in symbols for model_type in model_types]
-    futures = train.map(jobs, unmapped(refs), [tuned[job.model_type] for job in jobs],
-                        unmapped(settings.models), unmapped(retrain_all))
-    def cause(job: TrainJob) -> str | None:  # a failed tuning names the real reason of its jobs' failure
-        tuning = tuned[job.model_type]
-        return f"tune-{job.model_type} failed: {tuning.result(raise_on_failure=False)}" \
-            if tuning.state.is_failed() else None
+    plan = plan_training(jobs, settings.models, retrain_all)
+    for skipped in plan.skipped:
+        print(f"{TrainJob(skipped.symbol, skipped.model_type)} skipped: {skipped.reason}")
+    # Only types with a job to train are tuned, each on the symbols it will train.
+    tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
+        t, {s: refs[s] for s in plan.symbols(t)}, settings.optimization, settings.models, horizon, optimize)
+        for t in dict.fromkeys(job.model_type for job in plan.to_train)}
+    futures = train.map(plan.to_train, unmapped(refs), [tuned[job.model_type] for job in plan.to_train],
+                        unmapped(settings.models))
 
-    fanout = gather(list(futures), jobs, name="model-pipeline", describe=_describe, cause=cause,
-                    failure=lambda job, error: JobFailure(job.symbol, job.model_type, error))
-    outcome = ModelPipelineResult(fanout.results, fanout.failures)
+    def failure(job: TrainJob, error: str) -> JobFailure:  # a failed tuning is the real reason its jobs failed
+        tuning = tuned[job.model_type]
+        if tuning.state.is_failed():
+            return JobFailure(job.symbol, job.model_type, "tune", error_text(tuning.result(raise_on_failure=False)))
+        return JobFailure(job.symbol, job.model_type, "train", error)
+
+    fanout = gather(list(futures), plan.to_train, name="model-pipeline", describe=_describe, failure=failure)
+    outcome = ModelPipelineResult(plan.skipped + fanout.results, fanout.failures)
     create_table_artifact([
         {"symbol": r.symbol, "model": r.model_type, "status": r.status, "version": r.version,
          "val_rmse": r.val_rmse, "val_zero_return_rmse": r.val_naive_rmse, "seconds": round(r.duration_seconds, 2),
          "note": r.reason} for r in outcome.results
     ] + [{"symbol": f.symbol, "model": f.model_type, "status": "failed", "note": f.error} for f in outcome.failures],
         key="model-pipeline-jobs", description="model-pipeline: one row per (symbol, model type) job")
+    if outcome.failures:
+        raise RunFailed(failed_jobs_message(outcome.failures, outcome.jobs), outcome)
     return outcome
 
 
@@ -92,16 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the model pipeline from the command line; exit 1 if any job failed, 2 on bad input."""
     args = models_parser().parse_args(argv)
     try:
-        overrides: dict = {}
-        if args.trials is not None:
-            overrides["optimization"] = {"n_trials": args.trials}
-        settings = load_settings(args.config, overrides)
+        tuning = {"n_trials": args.trials, "timeout": args.tuning_timeout}
+        settings = load_settings(args.config, {"optimization": {k: v for k, v in tuning.items() if v is not None}})
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
         run = model_pipeline.with_options(task_runner=task_runner(settings.execution))
-        outcome = run(symbols=symbols, model_types=args.model_type, settings=settings, retrain_all=args.retrain,
-                      optimize=False if args.no_optimize else None)
+        with short_tracebacks((ConfigError, ValueError, FeatureStoreError, RunFailed)):
+            outcome = despite_failed_jobs(run, symbols=symbols, model_types=args.model_type, settings=settings,
+                                          retrain_all=args.retrain, optimize=False if args.no_optimize else None)
     except (ConfigError, ValueError, FeatureStoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         quiet_server_shutdown()
@@ -110,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{trained} trained, {skipped} skipped, {len(outcome.failures)} failed; "
           f"registry: {settings.models.registry_path}")
     for failure in outcome.failures:
-        print(f"failed: {failure.model_type} {failure.symbol}: {failure.error}", file=sys.stderr)
+        print(f"failed: {failure}", file=sys.stderr)
     return 1 if outcome.failures else 0
 
 

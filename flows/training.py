@@ -1,6 +1,7 @@
 """Flow `training`: data-pipeline -> model-pipeline -> evaluation-pipeline -> choose -> stage -> report.
 
-CLI: python -m flows.training --symbols VHM [--config FILE] [--retrain-all] [--no-optimize]
+CLI: python -m flows.training --symbols VHM [--config FILE] [--retrain-all] [--no-optimize] [--no-deploy]
+     [--trials N] [--tuning-timeout SECONDS]
 Python: run_full_pipeline(symbols=["VHM"], retrain_all=False)
 """
 
@@ -8,10 +9,18 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import parse_symbols, quiet_server_shutdown, training_parser
+from flows.cli import (
+    one_line,
+    parse_symbols,
+    prefect_environment,
+    quiet_server_shutdown,
+    short_tracebacks,
+    training_parser,
+)
 
 if __name__ == "__main__":
     training_parser().parse_args()  # answer --help and usage errors before the slow imports below
+    prefect_environment()
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,25 +32,22 @@ from prefect.cache_policies import NO_CACHE
 from flows.data_pipeline import DataPipelineError, data_pipeline
 from flows.deployment_pipeline import DeploymentResult, deployment_pipeline
 from flows.evaluation_pipeline import EvaluationOutcome, evaluation_pipeline
-from flows.fanout import JobFailure
+from flows.fanout import despite_failed_jobs
 from flows.model_pipeline import ModelPipelineResult, model_pipeline
 from flows.runners import task_runner
-from schemas import DataSummary, validate_symbol
+from schemas import DataSummary, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, DataSettings, Settings, load_settings
 from stores.base import PriceStoreError
 from stores.factory import open_price_store
 from tasks.choose import Decision, choose
 from tasks.deploy import stage_champions
+from tasks.load import check_prices
 from tasks.monitor import Anomaly, resource_logged
 from tasks.notify import notify
-from tasks.report import ReportRef, leaderboard_rows, report, write_failure_report
+from tasks.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
 from tasks.watch import watch_run
 
-__all__ = ["TrainingFailed", "TrainingOutcome", "format_leaderboard", "main", "run_full_pipeline", "training"]
-
-
-class TrainingFailed(RuntimeError):
-    """The training flow stopped at a step; the failure report says which and why."""
+__all__ = ["TrainingOutcome", "format_leaderboard", "main", "run_full_pipeline", "training"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,8 @@ class TrainingOutcome:
     failures: list[JobFailure] = field(default_factory=list)
     deployments: list[DeploymentResult] = field(default_factory=list)
     alerts: list[Anomaly] = field(default_factory=list)
+    jobs: int = 0
+    """training, evaluation and deployment jobs run, failed ones included."""
 
 
 @task(name="describe-sources", cache_policy=NO_CACHE)
@@ -84,11 +92,21 @@ def _sections(data: list[DataSummary] | None, models: ModelPipelineResult | None
     }
 
 
+def _failures(models: ModelPipelineResult | None, evaluation: EvaluationOutcome | None,
+              deployments: list[DeploymentResult] | None) -> list[JobFailure]:
+    return ((models.failures if models else []) + (evaluation.failures if evaluation else [])
+            + [d.failure for d in deployments or [] if d.failure])
+
+
 @flow(name="training", log_prints=True)
 def training(symbols: list[str] | None = None, config_file: str | None = None, retrain_all: bool = False,
              optimize: bool | None = None, deploy: bool | None = None,
              settings: Settings | None = None) -> TrainingOutcome:
-    """The full daily job for `symbols` (default: data.symbols), ending in a report."""
+    """The full daily job for `symbols` (default: data.symbols), ending in a report.
+
+    Any failed job still gets its report written (failures first); the run then ends Failed by raising
+    RunFailed("k of n jobs failed") with the outcome attached.
+    """
     settings = settings or load_settings(config_file)
     symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
     started = datetime.now(UTC)
@@ -101,31 +119,38 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         refs = {s.ref.symbol: s.ref for s in data}
         step = "model-pipeline"
         fan_out = model_pipeline.with_options(task_runner=task_runner(settings.execution))
-        models = fan_out(symbols=symbols, settings=settings, refs=refs, retrain_all=retrain_all, optimize=optimize)
+        models = despite_failed_jobs(fan_out, symbols=symbols, settings=settings, refs=refs,
+                                     retrain_all=retrain_all, optimize=optimize)
         step = "evaluation-pipeline"
-        evaluation = evaluation_pipeline(refs, settings)
+        evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings)
         step = "choose"
         decisions = choose(evaluation.results, evaluation.production)
         stage_champions(decisions, settings.models.registry_path)
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
-            deployments = deployment_pipeline(decisions, refs, settings)
+            deployments = despite_failed_jobs(deployment_pipeline, decisions, refs, settings)
         step = "report"
+        failures = _failures(models, evaluation, deployments)
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
-                         _sections(data, models, evaluation, sources, deployments))
+                         _sections(data, models, evaluation, sources, deployments), failures)
     except Exception as exc:
-        path = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
-                                    _sections(data, models, evaluation, sources, deployments))
-        get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc, path)
+        failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
+                                             _sections(data, models, evaluation, sources, deployments),
+                                             _failures(models, evaluation, deployments))
+        get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
+                               failed_report.html_path)
         failed = Anomaly("failed_job", f"training {run_id}", f"step {step} failed: {type(exc).__name__}: {exc}")
         notify([failed], f"training {run_id} failed", settings.monitoring)
         raise
-    failures = models.failures + evaluation.failures
-    alerts = watch_run("training", run_id, started, (datetime.now(UTC) - started).total_seconds(), "completed",
-                       models.results, failures, settings.monitoring)
+    alerts = watch_run("training", run_id, started, (datetime.now(UTC) - started).total_seconds(),
+                       run_status(failures), models.results, failures, settings.monitoring)
     notify(alerts, f"training {run_id}: {len(alerts)} alert(s)", settings.monitoring)
-    return TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
-                           failures, deployments or [], alerts)
+    outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
+                              failures, deployments or [], alerts,
+                              jobs=models.jobs + evaluation.jobs + len(deployments or []))
+    if failures:
+        raise RunFailed(failed_jobs_message(failures, outcome.jobs), outcome)
+    return outcome
 
 
 def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = False, optimize: bool | None = None,
@@ -149,7 +174,7 @@ def format_leaderboard(outcome: TrainingOutcome) -> str:
         lines.append(f"{d.symbol}: {d.action} ({target})")
         lines += [f"    {reason}" for reason in d.reasons]
     for failure in outcome.failures:
-        lines.append(f"failed: {failure.model_type} {failure.symbol}: {failure.error}")
+        lines.append(f"failed: {failure}")
     for deployed in outcome.deployments:
         lines.append(f"deployment {deployed.symbol}: {deployed.model_type} v{deployed.version} -> {deployed.status} "
                      f"({deployed.reason})")
@@ -157,19 +182,30 @@ def format_leaderboard(outcome: TrainingOutcome) -> str:
     return "\n".join(lines)
 
 
+_INPUT_ERRORS = (ConfigError, ValueError, PriceStoreError, DataPipelineError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the full pipeline from the command line; exit 2 on bad input, 1 if the run failed."""
     args = training_parser().parse_args(argv)
+    tuning = {"n_trials": args.trials, "timeout": args.tuning_timeout}
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(args.config, {"optimization": {k: v for k, v in tuning.items() if v is not None}})
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
-        outcome = training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
-                           optimize=False if args.no_optimize else None, deploy=False if args.no_deploy else None)
-    except (ConfigError, ValueError, PriceStoreError, DataPipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        check_prices(symbols, settings.data)
+        with short_tracebacks((*_INPUT_ERRORS, RunFailed)):
+            outcome = training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
+                               optimize=False if args.no_optimize else None,
+                               deploy=False if args.no_deploy else None)
+    except RunFailed as exc:
+        print(format_leaderboard(exc.outcome))
+        print(f"training failed: {exc}", file=sys.stderr)
+        return 1
+    except _INPUT_ERRORS as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"training failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"training failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         quiet_server_shutdown()

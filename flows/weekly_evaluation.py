@@ -1,5 +1,6 @@
 """Flow `weekly-evaluation`: score each production model on the newest rows, measure feature drift, report,
-record the scores and retrain exactly the degraded symbols.
+record the scores and retrain exactly the degraded symbols, waiting for that retrain: the weekly run
+ends Failed when an evaluation or the retrain failed.
 
 CLI: python -m flows.weekly_evaluation [--symbols VCB,VHM] [--config FILE]
 """
@@ -8,29 +9,32 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import weekly_evaluation_parser
+from flows.cli import prefect_environment, weekly_evaluation_parser
 
 if __name__ == "__main__":
     weekly_evaluation_parser().parse_args()  # answer --help and usage errors before the slow imports below
+    prefect_environment()
 
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
-from flows.cli import parse_symbols, quiet_server_shutdown
+from flows.cli import one_line, parse_symbols, quiet_server_shutdown, short_tracebacks
 from flows.daily_retrain import DailyRetrainOutcome, daily_retrain
-from flows.fanout import JobFailure, gather
-from schemas import FeatureSetRef, validate_symbol
+from flows.fanout import error_text, gather
+from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, DataSettings, ModelsSettings, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
+from stores.files import atomic_write
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tasks.drift import WindowAssessment, assess_window
@@ -38,7 +42,7 @@ from tasks.monitor import Anomaly, failed_jobs, resource_logged
 from tasks.notify import notify
 from tasks.schedule import HealthCheck, degraded, disabled_schedule
 
-__all__ = ["RETRAIN_DEPLOYMENT", "ProductionTarget", "WeeklyOutcome", "deployment_scores", "main",
+__all__ = ["RETRAIN_DEPLOYMENT", "ProductionTarget", "RetrainRun", "WeeklyOutcome", "deployment_scores", "main",
            "production_targets", "record_scores", "request_retrain", "weekly_evaluation", "weekly_report"]
 
 RETRAIN_DEPLOYMENT = "daily-retrain/daily"
@@ -56,6 +60,20 @@ class ProductionTarget:
 
 
 @dataclass(frozen=True)
+class RetrainRun:
+    """The `daily-retrain/daily` deployment run a weekly evaluation started, as it stood when the wait ended."""
+
+    flow_run_id: str
+    state: str
+    """the state's name: "Completed", "Failed", "Crashed", or "Running" when the wait timed out."""
+    message: str = ""
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "Completed"
+
+
+@dataclass(frozen=True)
 class WeeklyOutcome:
     """What one weekly evaluation measured, decided and started."""
 
@@ -66,11 +84,12 @@ class WeeklyOutcome:
     checks: list[HealthCheck]
     retrain: list[str]
     """the degraded symbols handed to the daily retrain."""
-    retrain_run: str | None = None
-    """the flow run id of the `daily-retrain/daily` deployment run, when that deployment exists."""
+    retrain_run: RetrainRun | None = None
+    """the `daily-retrain/daily` deployment run, when that deployment exists."""
     retrained: DailyRetrainOutcome | None = None
     """the in-process daily retrain, when the deployment does not exist."""
     failures: list[JobFailure] = field(default_factory=list)
+    """failed evaluations, and the retrain when it did not complete."""
 
 
 @task(name="production-targets", cache_policy=NO_CACHE)
@@ -136,36 +155,54 @@ def weekly_report(run_id: str, assessments: list[WindowAssessment], checks: list
     """Publish the "weekly-evaluation" table and markdown artifacts and write reports/weekly-<run_id>/weekly.json."""
     rows = _rows(assessments, checks)
     create_table_artifact(rows, key="weekly-evaluation", description=f"weekly evaluation {run_id}")
-    lines = [f"# Weekly evaluation {run_id}", ""] + [
+    lines = [f"# Weekly evaluation {run_id}", ""] + [f"- **FAILED** {f}" for f in failures] + [
         f"- **{c.symbol}** {c.model}: {'DEGRADED' if c.degraded else 'ok'} - " + "; ".join(c.reasons) for c in checks]
-    lines += [f"- **{f.symbol}** {f.model_type}: evaluation failed - {f.error}" for f in failures]
     create_markdown_artifact("\n".join(lines), key="weekly-evaluation-summary", description=f"weekly {run_id}")
-    folder = Path(reports_dir) / f"weekly-{run_id}"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "weekly.json"
-    content = {"run_id": run_id, "rows": rows, "assessments": [asdict(a) for a in assessments],
-               "failures": [asdict(f) for f in failures]}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(content, indent=2, default=str), encoding="utf-8")
-    tmp.replace(path)
+    path = Path(reports_dir) / f"weekly-{run_id}" / "weekly.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"run_id": run_id, "status": "failed" if failures else "completed",
+               "failures": [asdict(f) for f in failures], "rows": rows, "assessments": [asdict(a) for a in assessments]}
+    atomic_write(path, json.dumps(content, indent=2, default=str))
     return path
 
 
 @task(name="request-retrain", cache_policy=NO_CACHE)
 @resource_logged
-def request_retrain(symbols: list[str]) -> str | None:
-    """Start the `daily-retrain/daily` deployment for `symbols` without waiting; None when it does not exist."""
+def request_retrain(symbols: list[str], wait_hours: float) -> RetrainRun | None:
+    """Run the `daily-retrain/daily` deployment for `symbols` and wait for it; None when it does not exist."""
     try:
-        run = run_deployment(RETRAIN_DEPLOYMENT, parameters={"symbols": symbols, "force": True}, timeout=0)
+        run = cast(FlowRun, run_deployment(RETRAIN_DEPLOYMENT, parameters={"symbols": symbols, "force": True},
+                                           timeout=wait_hours * 3600))
     except ObjectNotFound:
         return None
-    return str(run.id)  # type: ignore[union-attr]
+    state = run.state
+    name = (state.name or state.type.value.title()) if state else "Unknown"
+    if state is None or not state.is_final():
+        return RetrainRun(str(run.id), name, f"not finished after waiting {wait_hours:g} h")
+    return RetrainRun(str(run.id), name, state.message or "")
+
+
+def _retrain(symbols: list[str], settings: Settings) -> tuple[RetrainRun | None, DailyRetrainOutcome | None,
+                                                              JobFailure | None]:
+    """Retrain `symbols` through the deployment, or in this process when it does not exist; and its failure."""
+    run = request_retrain(symbols, settings.scheduling.weekly_evaluation.retrain_wait_hours)
+    if run is not None:
+        failed = None if run.completed else f"{RETRAIN_DEPLOYMENT} run {run.flow_run_id} {run.state}: {run.message}"
+        return run, None, JobFailure(",".join(symbols), "", "retrain", failed) if failed else None
+    try:
+        return None, daily_retrain(symbols=symbols, settings=settings, force=True), None
+    except Exception as exc:
+        return None, getattr(exc, "outcome", None), JobFailure(",".join(symbols), "", "retrain", error_text(exc))
 
 
 @flow(name="weekly-evaluation", log_prints=True)
 def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | None = None,
                       config_file: str | None = None) -> WeeklyOutcome:
-    """Evaluate the production models of `symbols` (default: data.symbols) and retrain the degraded ones."""
+    """Evaluate the production models of `symbols` (default: data.symbols) and retrain the degraded ones.
+
+    Ends Failed (RunFailed carrying the outcome) when an evaluation or the retrain failed; the report
+    and the alerts go out first.
+    """
     settings = settings or load_settings(config_file)
     cfg = settings.scheduling.weekly_evaluation
     symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
@@ -180,19 +217,22 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
                                 unmapped(settings.model_selection.weights), unmapped(cfg.drift_days))
     fanout = gather(list(futures), targets, name="weekly-evaluation",
                     describe=lambda a: f"composite {a.composite:.4f} worst PSI {a.drift.worst_psi:.3f}",
-                    failure=lambda t, error: JobFailure(t.symbol, t.model_type, error))
+                    failure=lambda t, error: JobFailure(t.symbol, t.model_type, "evaluate", error))
     baseline = deployment_scores(fanout.results, settings.monitoring.history_path)
     checks = [degraded(a.symbol, f"{a.model_type} v{a.version}", a.composite, baseline[a.symbol], a.drift,
                        cfg.score_tolerance, cfg.psi_bound) for a in fanout.results]
     record_scores(fanout.results, settings.monitoring.history_path)
-    path = weekly_report(run_id, fanout.results, checks, fanout.failures, settings.execution.reports_dir)
     retrain = [c.symbol for c in checks if c.degraded]
     print(f"degraded: {', '.join(retrain) or 'none'}")
-    run = request_retrain(retrain) if retrain else None
-    retrained = daily_retrain(symbols=retrain, settings=settings, force=True) if retrain and run is None else None
-    alerts: list[Anomaly] = [c.alert for c in checks if c.alert] + failed_jobs(fanout.failures)
+    run, retrained, retrain_failure = _retrain(retrain, settings) if retrain else (None, None, None)
+    failures = fanout.failures + ([retrain_failure] if retrain_failure else [])
+    path = weekly_report(run_id, fanout.results, checks, failures, settings.execution.reports_dir)
+    alerts: list[Anomaly] = [c.alert for c in checks if c.alert] + failed_jobs(failures)
     notify(alerts, f"weekly-evaluation {run_id}: {len(retrain)} degraded", settings.monitoring)
-    return WeeklyOutcome(run_id, path, fanout.results, checks, retrain, run, retrained, fanout.failures)
+    outcome = WeeklyOutcome(run_id, path, fanout.results, checks, retrain, run, retrained, failures)
+    if failures:
+        raise RunFailed(failed_jobs_message(failures, len(targets) + bool(retrain)), outcome)
+    return outcome
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -201,12 +241,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
-        outcome = weekly_evaluation(symbols=symbols, settings=settings)
+        with short_tracebacks((ConfigError, ValueError, RunFailed)):
+            outcome = weekly_evaluation(symbols=symbols, settings=settings)
     except (ConfigError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"weekly evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"weekly evaluation failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
         quiet_server_shutdown()

@@ -14,7 +14,7 @@ from typing import Literal, ParamSpec, TypeVar
 
 import psutil
 
-from flows.fanout import JobFailure
+from schemas import JobFailure
 from settings import MonitoringSettings
 
 __all__ = [
@@ -86,7 +86,8 @@ def slow(name: str, seconds: float, history: Sequence[float], cfg: MonitoringSet
 
 def failed_jobs(failures: Sequence[JobFailure]) -> list[Anomaly]:
     """One anomaly per failed fan-out job."""
-    return [Anomaly("failed_job", f"{f.model_type} {f.symbol}", f.error) for f in failures]
+    return [Anomaly("failed_job", f"{f.model_type} {f.symbol}".strip(), f"{f.step} failed: {f.error}")
+            for f in failures]
 
 
 def stale_feed(symbol: str, newest: date, now: datetime, max_age_hours: float) -> Anomaly | None:

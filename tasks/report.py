@@ -1,8 +1,10 @@
 """report: the training run's leaderboard and decisions as Prefect artifacts and as files.
 
 Files go to `<reports_dir>/<timestamp>/`: `report.json` (everything, machine-readable) and `report.html`
-(self-contained: the leaderboard, and per symbol the equity curve against buy-and-hold and the predicted
-against the actual returns, drawn with matplotlib and embedded as PNG).
+(self-contained: failures first, in red, then the leaderboard, and per symbol the equity curve against
+buy-and-hold and the predicted against the actual returns, drawn with matplotlib and embedded as PNG).
+`status` is "completed" only when every job succeeded, "completed_with_failures" when some failed, and
+"failed" when the run stopped at a step.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from schemas import JobFailure
 from stores.files import atomic_write
 from tasks.choose import Decision
 from tasks.evaluate import EvaluationResult
 from tasks.monitor import resource_logged
 
-__all__ = ["ReportRef", "leaderboard_rows", "report", "to_jsonable", "write_failure_report"]
+__all__ = ["ReportRef", "leaderboard_rows", "report", "run_status", "to_jsonable", "write_failure_report"]
 
 LEADERBOARD_COLUMNS = ("symbol", "model", "version", "composite", "chosen", "rmse", "zero_rmse", "last_rmse", "mae",
                        "r2", "dir_acc", "ic", "rank_ic", "sharpe", "sortino", "max_dd", "calmar", "ann_return",
@@ -59,6 +62,11 @@ def to_jsonable(value: Any) -> Any:
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return to_jsonable(value.item())
     return value
+
+
+def run_status(failures: list[JobFailure]) -> str:
+    """"completed" when nothing failed, else "completed_with_failures"."""
+    return "completed_with_failures" if failures else "completed"
 
 
 def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision]) -> list[dict[str, Any]]:
@@ -108,6 +116,29 @@ def _figure_png(result_group: list[EvaluationResult], chosen: EvaluationResult |
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+def _failures_html(content: dict[str, Any]) -> str:
+    """The run's failures, in red: the step it stopped at (if any), then every failed job."""
+    lines = []
+    if content.get("failed_step"):
+        lines.append(f"<li>step <b>{html.escape(content['failed_step'])}</b>: {html.escape(content['error'])}</li>")
+    lines += [f"<li>{html.escape(f['step'])} {html.escape(f['model_type'])} {html.escape(f['symbol'])}: "
+              f"{html.escape(f['error'])}</li>" for f in content.get("failures") or []]
+    if not lines:
+        return ""
+    return (f'<section class="failures"><h2>Failures ({len(lines)})</h2><ul>{"".join(lines)}</ul>'
+            f"<p>Status: {html.escape(content['status'])}.</p></section>")
+
+
+def _page(content: dict[str, Any], body: str) -> str:
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>training report {content['run_id']}</title>
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}tr.chosen{{background:#e6f4e6}}
+.failures{{color:#b00020;border:2px solid #b00020;padding:0 1em;margin-bottom:1em}}</style></head><body>
+<h1>Training report {html.escape(content['run_id'])}</h1>{_failures_html(content)}
+<p>Created {html.escape(content['created_at'])}. Test windows per symbol are the held-out test split.
+Data source: {html.escape(json.dumps(content.get("data_source") or {}))}.</p>{body}</body></html>"""
+
+
 def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: list[Decision]) -> str:
     def cell(value: Any) -> str:
         text = f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
@@ -130,18 +161,13 @@ def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: l
         f"<b>{html.escape(d['status'])}</b> ({html.escape(d['reason'])})</li>" for d in content.get("deployment") or [])
     if deployments:
         sections.insert(0, f"<h2>Deployment</h2><ul>{deployments}</ul>")
-    source = html.escape(json.dumps(content["data_source"]))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>training report {content['run_id']}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}tr.chosen{{background:#e6f4e6}}</style></head><body>
-<h1>Training report {html.escape(content['run_id'])}</h1>
-<p>Created {html.escape(content['created_at'])}. Test windows per symbol are the held-out test split.
-Data source: {source}.</p>
-<h2>Leaderboard</h2><table>{table}</table>{''.join(sections)}</body></html>"""
+    return _page(content, f"<h2>Leaderboard</h2><table>{table}</table>{''.join(sections)}")
 
 
-def _markdown(decisions: list[Decision]) -> str:
+def _markdown(decisions: list[Decision], failures: list[JobFailure]) -> str:
     lines = ["# Champion decisions", ""]
+    if failures:
+        lines += [f"## {len(failures)} failed job(s)", *[f"- **{f}**" for f in failures], ""]
     for d in decisions:
         target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
         lines += [f"## {d.symbol}: {d.action} ({target})", *[f"- {reason}" for reason in d.reasons], ""]
@@ -151,12 +177,12 @@ def _markdown(decisions: list[Decision]) -> str:
 @task(name="report", cache_policy=NO_CACHE)
 @resource_logged
 def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], decisions: list[Decision],
-           sections: dict[str, Any]) -> ReportRef:
+           sections: dict[str, Any], failures: list[JobFailure]) -> ReportRef:
     """Write report.json and report.html, and publish the leaderboard and decisions as Prefect artifacts."""
     content = {
-        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "completed",
-        "leaderboard": leaderboard_rows(results, decisions), "decisions": to_jsonable(decisions),
-        "evaluations": to_jsonable(results), **to_jsonable(sections),
+        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": run_status(failures),
+        "failures": to_jsonable(failures), "leaderboard": leaderboard_rows(results, decisions),
+        "decisions": to_jsonable(decisions), "evaluations": to_jsonable(results), **to_jsonable(sections),
     }
     content.setdefault("data_source", {})
     directory = Path(reports_dir) / run_id
@@ -166,18 +192,20 @@ def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], deci
     atomic_write(html_path, _html(content, results, decisions))
     create_table_artifact(content["leaderboard"], key="training-leaderboard",
                           description="symbol x model: every metric, the composite score, and the chosen champion")
-    create_markdown_artifact(_markdown(decisions), key="training-decisions",
+    create_markdown_artifact(_markdown(decisions, failures), key="training-decisions",
                              description=f"champion decisions; files in {directory}")
     return ReportRef(directory, json_path, html_path)
 
 
 def write_failure_report(reports_dir: Path, run_id: str, step: str, error: BaseException,
-                         sections: dict[str, Any]) -> Path:
-    """Record a failed run: which step failed and why, plus what had finished before it."""
+                         sections: dict[str, Any], failures: list[JobFailure]) -> ReportRef:
+    """Record a run that stopped at `step`: why, the jobs that failed before it, and what had finished."""
     directory = Path(reports_dir) / run_id
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "report.json"
-    atomic_write(path, json.dumps({
-        "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "failed", "failed_step": step,
-        "error": f"{type(error).__name__}: {error}", **to_jsonable(sections)}, indent=2))
-    return path
+    content = {"run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "failed",
+               "failed_step": step, "error": f"{type(error).__name__}: {error}", "failures": to_jsonable(failures),
+               **to_jsonable(sections)}
+    json_path, html_path = directory / "report.json", directory / "report.html"
+    atomic_write(json_path, json.dumps(content, indent=2))
+    atomic_write(html_path, _page(content, ""))
+    return ReportRef(directory, json_path, html_path)

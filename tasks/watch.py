@@ -7,7 +7,7 @@ from datetime import datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.fanout import JobFailure
+from schemas import JobFailure
 from settings import MonitoringSettings
 from stores.metrics import MetricsHistory
 from tasks.monitor import Anomaly, failed_jobs, resource_logged, slow

@@ -18,7 +18,7 @@ from flows.model_pipeline import ModelPipelineResult, model_pipeline
 from flows.runners import task_runner
 from settings import ExecutionSettings, Settings, load_settings
 from stores.registry import LocalModelRegistry
-from tests.flows.test_models import config, task_run_names
+from tests.flows.test_model_pipeline import config, task_run_names
 from tests.tasks.test_train import FAST
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from flows.deployment_pipeline import deployment_pipeline, rollback
+from schemas import JobFailure, RunFailed
 from serving import ServerProcess, free_port
 from settings import Settings, load_settings
 from stores.metrics import MetricsHistory
@@ -80,15 +81,20 @@ def test_deploys_to_production_after_passing_tests_then_rolls_back(tmp_path: Pat
 def test_staging_down_leaves_production_untouched(tmp_path: Path, servers: dict) -> None:
     settings, refs, decisions = setup(tmp_path, servers, staging_endpoint=f"http://127.0.0.1:{free_port()}")
     before = served(servers["production"]).get("VHM")
-    [result] = deployment_pipeline(decisions, refs, settings)
+    with pytest.raises(RunFailed, match="1 of 1 jobs failed") as failed:
+        deployment_pipeline(decisions, refs, settings)
+    [result] = failed.value.outcome
     assert result.status == "failed" and result.reason.startswith("staging push failed")
+    assert result.failure == JobFailure("VHM", "catboost", "deploy", result.reason)
     assert served(servers["production"]).get("VHM") == before
     assert LocalModelRegistry(settings.models.registry_path).alias("VHM", "production") is None
 
 
 def test_wrong_token_is_refused(tmp_path: Path, servers: dict) -> None:
     settings, refs, decisions = setup(tmp_path, servers, token="not-the-token")
-    [result] = deployment_pipeline(decisions, refs, settings)
+    with pytest.raises(RunFailed) as failed:
+        deployment_pipeline(decisions, refs, settings)
+    [result] = failed.value.outcome
     assert result.status == "failed" and "HTTP 401" in result.reason
 
 

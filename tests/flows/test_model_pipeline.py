@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from flows.model_pipeline import main, model_pipeline
+from schemas import RunFailed
 from settings import load_settings
 from stores.registry import LocalModelRegistry
 from tests.tasks.test_train import FAST, write_feature_set
@@ -52,17 +53,24 @@ def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path) -> None
     registry = LocalModelRegistry(settings.models.registry_path)
     assert registry.versions("arima", "VHM") == [1]
 
-    again = model_pipeline(settings=settings)
+    again_state = model_pipeline(settings=settings, return_state=True)
+    again = again_state.result()
     assert {r.status for r in again.results} == {"skipped"}
+    # Skips are decided before tuning: no study runs for types none of whose jobs train.
+    ran = asyncio.run(task_run_names(again_state.state_details.flow_run_id))
+    assert any(name.startswith("plan-training") for name in ran) and not any(name.startswith("tune") for name in ran)
     forced = model_pipeline(settings=settings, symbols=["VHM"], model_types=["arima"], retrain_all=True)
     assert [(r.symbol, r.status, r.version) for r in forced.results] == [("VHM", "trained", 2)]
 
 
 def test_one_failing_model_type_is_reported_and_the_rest_finish(tmp_path: Path) -> None:
     settings = load_settings(config(tmp_path, {**FAST, "catboost": {"depth": 99}}))
-    outcome = model_pipeline(settings=settings)
+    with pytest.raises(RunFailed, match="2 of 4 jobs failed") as failed:
+        model_pipeline(settings=settings)
+    outcome = failed.value.outcome
     assert sorted((r.symbol, r.model_type) for r in outcome.results) == [("VCB", "arima"), ("VHM", "arima")]
-    assert sorted((f.symbol, f.model_type) for f in outcome.failures) == [("VCB", "catboost"), ("VHM", "catboost")]
+    assert sorted((f.symbol, f.model_type, f.step) for f in outcome.failures) == [
+        ("VCB", "catboost", "tune"), ("VHM", "catboost", "tune")]
     assert all("models.params.catboost" in f.error for f in outcome.failures), outcome.failures
 
 

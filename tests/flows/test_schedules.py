@@ -13,6 +13,7 @@ import yaml
 from flows.daily_retrain import daily_retrain
 from flows.training import training
 from flows.weekly_evaluation import weekly_evaluation
+from schemas import RunFailed
 from settings import Settings, load_settings
 from stores.base import SourceInfo
 from stores.metrics import MetricsHistory
@@ -61,6 +62,30 @@ def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) 
     weekly = [r for r in history.recent_scores("VHM", 10) if r.source == "weekly-evaluation"]
     scores = {c.symbol: c.score for c in outcome.checks}
     assert len(weekly) == 1 and weekly[0].composite == scores["VHM"]
+
+
+def test_a_failed_retrain_fails_the_daily_and_the_weekly_run_after_their_reports(tmp_path: Path) -> None:
+    settings = schedule_settings(tmp_path, fresh=True)
+    training(settings=settings)
+    registry = LocalModelRegistry(settings.models.registry_path)
+    registry.set_alias("VCB", "production", "catboost", 1)
+    MetricsHistory(settings.monitoring.history_path).record_score(
+        "VCB", "catboost", 1, 100.0, datetime(2026, 1, 1).date(), "deployment")
+    broken = settings.model_copy(update={"models": settings.models.model_copy(
+        update={"params": {**settings.models.params, "catboost": {"depth": 99}}})})
+
+    with pytest.raises(RunFailed, match="retraining of VCB failed") as daily:
+        daily_retrain(symbols=["VCB"], settings=broken, force=True)
+    assert daily.value.outcome.plan.symbols == ["VCB"]
+    assert [a.subject for a in daily.value.outcome.alerts] == ["training"]
+
+    with pytest.raises(RunFailed, match="1 of 2 jobs failed; first: retrain VCB") as weekly:
+        weekly_evaluation(symbols=["VCB"], settings=broken)
+    outcome = weekly.value.outcome
+    assert outcome.retrain == ["VCB"] and [f.step for f in outcome.failures] == ["retrain"]
+    report = json.loads(outcome.report_path.read_text())
+    assert report["status"] == "failed" and report["failures"][0]["step"] == "retrain"
+    assert registry.versions("catboost", "VCB") == [1]  # nothing was retrained
 
 
 def test_daily_retrain_with_stale_data_retrains_nothing_and_alerts(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from flows.data_pipeline import DataPipelineError
 from flows.training import format_leaderboard, main, training
+from schemas import RunFailed
 from settings import load_settings
 from stores.base import SourceInfo
 from stores.metrics import MetricsHistory
@@ -93,6 +94,26 @@ def test_failure_is_reported_with_its_step_and_propagates(tmp_path: Path) -> Non
     failure = json.loads(reports[0].read_text())
     assert failure["status"] == "failed" and failure["failed_step"] == "data-pipeline"
     assert "NOPE" in failure["error"]
+    page = (reports[0].parent / "report.html").read_text()
+    assert 'class="failures"' in page and "data-pipeline" in page and "NOPE" in page
+
+
+def test_a_failed_job_is_reported_then_fails_the_run(tmp_path: Path) -> None:
+    settings = load_settings(demo_config(tmp_path, symbols=("VHM",)))
+    broken = settings.model_copy(update={"models": settings.models.model_copy(
+        update={"params": {**settings.models.params, "lstm": {"lookback": 5000}}})})
+    with pytest.raises(RunFailed, match=r"^1 of 7 jobs failed; first: train lstm VHM: ModelError") as failed:
+        training(settings=broken)
+    outcome = failed.value.outcome
+    assert [(f.symbol, f.model_type, f.step) for f in outcome.failures] == [("VHM", "lstm", "train")]
+    assert sorted(row["model"] for row in outcome.leaderboard) == ["arima", "catboost", "transformer"]
+    assert [d.symbol for d in outcome.decisions] == ["VHM"]  # the survivors still compete
+    content = json.loads(outcome.report.json_path.read_text())
+    assert content["status"] == "completed_with_failures" and content["failures"][0]["model_type"] == "lstm"
+    page = outcome.report.html_path.read_text()
+    assert page.index('class="failures"') < page.index("Leaderboard")
+    assert MetricsHistory(settings.monitoring.history_path).recent_runs("training")[0].status == \
+        "completed_with_failures"
 
 
 def test_cli_prints_the_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

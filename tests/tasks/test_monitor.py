@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from flows.fanout import JobFailure
+from schemas import JobFailure
 from settings import MonitoringSettings
 from tasks.monitor import Anomaly, failed_jobs, measured, slow, stale_feed
 
@@ -53,9 +53,10 @@ def test_slow_not_flagged_at_threshold() -> None:
 
 
 def test_failed_jobs() -> None:
-    failures = [JobFailure("VHM", "lstm", "ValueError: nan loss"), JobFailure("VCB", "arima", "boom")]
-    assert failed_jobs(failures) == [Anomaly("failed_job", "lstm VHM", "ValueError: nan loss"),
-                                     Anomaly("failed_job", "arima VCB", "boom")]
+    failures = [JobFailure("VHM", "lstm", "train", "ValueError: nan loss"),
+                JobFailure("VCB", "arima", "evaluate", "boom")]
+    assert failed_jobs(failures) == [Anomaly("failed_job", "lstm VHM", "train failed: ValueError: nan loss"),
+                                     Anomaly("failed_job", "arima VCB", "evaluate failed: boom")]
     assert failed_jobs([]) == []
 
 

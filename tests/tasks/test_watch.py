@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from flows.fanout import JobFailure
+from schemas import JobFailure
 from settings import MonitoringSettings
 from stores.metrics import MetricsHistory
 from tasks.train import TrainResult
@@ -21,7 +21,7 @@ def test_slow_runs_and_tasks_are_flagged_against_history_and_recorded(tmp_path: 
     for i in range(3):
         assert watch_run.fn("training", f"r{i}", now, 10.0, "completed", [job(2.0)], [], cfg) == []
     alerts = watch_run.fn("training", "slow", now, 45.0, "completed", [job(9.0)],
-                          [JobFailure("VCB", "arima", "ModelError: boom")], cfg)
+                          [JobFailure("VCB", "arima", "train", "ModelError: boom")], cfg)
     assert sorted((a.kind, a.subject) for a in alerts) == [
         ("failed_job", "arima VCB"), ("slow_run", "training"), ("slow_task", "train-lstm-VHM")]
     history = MetricsHistory(cfg.history_path)
