@@ -1,16 +1,71 @@
-"""Helpers shared by the flow command lines."""
+"""Helpers shared by the flow command lines: argument parsers, Prefect's environment and console."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from schemas import validate_symbol
 
 __all__ = [
-    "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "parse_symbols",
-    "quiet_server_shutdown", "training_parser", "weekly_evaluation_parser",
+    "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line", "parse_symbols",
+    "prefect_environment", "quiet_server_shutdown", "short_tracebacks", "training_parser",
+    "weekly_evaluation_parser",
 ]
+
+# The temporary Prefect server migrates a new database on its first start: on a small, busy machine that
+# takes longer than Prefect's default of 20 s.
+_PREFECT_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def prefect_environment() -> None:
+    """Defaults for Prefect's settings that a command line needs; call before Prefect is imported.
+
+    Values already set in the environment win.
+    """
+    for name, value in _PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def one_line(error: BaseException) -> str:
+    """An error message on one line."""
+    return " ".join(str(error).split())
+
+
+class _ShortTracebacks(logging.Filter):
+    """Drops the traceback of records about `expected` errors; the message line stays."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def short_tracebacks(expected: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """While inside, console log records about `expected` errors (bad input, failed jobs) lose their traceback.
+
+    Prefect logs every failed task and flow with a traceback. For errors the command explains itself in
+    one line, that is noise on the console; the run log in the Prefect UI keeps the full record, because
+    Prefect's API handler sits on the run loggers and sees each record before the root console handler.
+    """
+    handlers = list(logging.getLogger().handlers)
+    log_filter = _ShortTracebacks(expected)
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(log_filter)
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -33,6 +88,27 @@ def quiet_server_shutdown() -> None:
 def _symbols_and_config(parser: argparse.ArgumentParser, symbols_help: str = "default: data.symbols") -> None:
     parser.add_argument("--symbols", help=f"comma-separated tickers, e.g. VCB,VIC,VHM ({symbols_help})")
     parser.add_argument("--config", help="YAML config file (default: $STOCK_AI_CONFIG or config/pipeline_config.yml)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _tuning_budget(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trials", type=_positive_int, metavar="N",
+                        help="Optuna trials per model type (default: optimization.n_trials)")
+    parser.add_argument("--tuning-timeout", type=_positive_seconds, metavar="SECONDS",
+                        help="stop each model type's study after this long (default: optimization.timeout)")
 
 
 def data_parser() -> argparse.ArgumentParser:
@@ -59,8 +135,8 @@ def models_parser() -> argparse.ArgumentParser:
                         help="model type to train; repeat for several (default: models.model_types)")
     parser.add_argument("--retrain", action="store_true",
                         help="train even when the last model is newer than models.retraining.min_hours_between")
-    parser.add_argument("--trials", type=int, help="Optuna trials per model type (default: optimization.n_trials)")
     parser.add_argument("--no-optimize", action="store_true", help="skip tuning; use models.params from the config")
+    _tuning_budget(parser)
     return parser
 
 
@@ -75,6 +151,7 @@ def training_parser() -> argparse.ArgumentParser:
                         help="retrain every model even if trained within models.retraining.min_hours_between")
     parser.add_argument("--no-optimize", action="store_true", help="skip Optuna; use models.params from the config")
     parser.add_argument("--no-deploy", action="store_true", help="stop after the report; deploy nothing")
+    _tuning_budget(parser)
     return parser
 
 

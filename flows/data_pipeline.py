@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import data_parser, parse_symbols, quiet_server_shutdown
+from flows.cli import data_parser, one_line, parse_symbols, prefect_environment, quiet_server_shutdown, short_tracebacks
 
 if __name__ == "__main__":
     data_parser().parse_args()  # answer --help and usage errors before the slow imports below
+    prefect_environment()
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from stores.base import PriceStoreError
 from tasks.caching import cache_options, io_options
 from tasks.clean import clean
 from tasks.engineer import engineer
-from tasks.load import load_prices
+from tasks.load import check_prices, load_prices
 from tasks.select import select
 from tasks.split import split
 from tasks.store import store
@@ -111,6 +112,9 @@ def format_summary(summaries: Sequence[DataSummary], location: str) -> str:
     return "\n".join(lines)
 
 
+_INPUT_ERRORS = (ConfigError, ValueError, PriceStoreError, DataPipelineError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the data pipeline from the command line; returns the exit code (2 on bad input)."""
     args = data_parser().parse_args(argv)
@@ -119,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         overrides = {"data": {"source": args.source}} if args.source else {}
         settings = load_settings(args.config, overrides)
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
-        summaries = data_pipeline(symbols=symbols, settings=settings, refresh_cache=args.refresh_cache)
-    except (ConfigError, ValueError, PriceStoreError, DataPipelineError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        check_prices(symbols, settings.data)
+        with short_tracebacks(_INPUT_ERRORS):
+            summaries = data_pipeline(symbols=symbols, settings=settings, refresh_cache=args.refresh_cache)
+    except _INPUT_ERRORS as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     finally:
         quiet_server_shutdown()

@@ -1,4 +1,8 @@
-"""load: read one symbol's daily bars from the configured price store (I/O: retried on outages only)."""
+"""load: read one symbol's daily bars from the configured price store (I/O: retried on outages only).
+
+`check_prices` runs the same reads before a command line starts a flow, so that what no run could get
+past is said in one line at once.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from stores.base import PriceStoreUnavailable
 from stores.factory import open_price_store
 from tasks.caching import PriceFingerprint
 from tasks.monitor import resource_logged
+from tasks.split import check_history
 
-__all__ = ["load_prices"]
+__all__ = ["check_prices", "load_prices"]
 
 
 def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
@@ -38,5 +43,22 @@ def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:
     store = open_price_store(data)
     try:
         return store.load(validate_symbol(symbol), data.start_date, data.end_date)
+    finally:
+        store.close()
+
+
+def check_prices(symbols: list[str], data: DataSettings) -> None:
+    """Raise the error a run would meet: store unreachable or empty, unknown symbol, too few bars in the window.
+
+    Bars are counted before cleaning, so a symbol that passes may still fall short after it; the
+    data pipeline checks again.
+    """
+    store = open_price_store(data)
+    try:
+        for symbol in symbols:
+            rows = store.load(validate_symbol(symbol), data.start_date, data.end_date).height
+            window = f"{data.start_date}..{data.end_date or 'newest'}"
+            check_history(rows, symbol, data.features, data.split,
+                          where=f"in the window data.start_date..data.end_date = {window}")
     finally:
         store.close()

@@ -88,12 +88,13 @@ def required_rows(features: FeatureSettings, cfg: SplitSettings) -> int:
     return features.warmup + features.horizon + labelled
 
 
-def check_history(rows: int, symbol: str, features: FeatureSettings, cfg: SplitSettings) -> None:
+def check_history(rows: int, symbol: str, features: FeatureSettings, cfg: SplitSettings,
+                  where: str = "after cleaning") -> None:
     """Raise InsufficientHistoryError, saying how many rows are needed, when `rows` is too few."""
     needed = required_rows(features, cfg)
     if rows < needed:
         raise InsufficientHistoryError(
-            f"{symbol} has {rows} rows of history after cleaning; at least {needed} are needed "
+            f"{symbol} has {rows} rows of history {where}; at least {needed} are needed "
             f"({features.warmup} warm-up rows for the longest indicator window, {features.horizon} label horizon, "
             f"2x{features.horizon} embargo and {needed - features.warmup - 3 * features.horizon} rows for "
             f"train/val/test at fractions {cfg.train}/{cfg.val}/{cfg.test} with >= {cfg.min_rows} rows each)"
