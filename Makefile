@@ -1,11 +1,16 @@
 # make demo: build .venv if needed, install, run the pipeline on the embedded synthetic demo market.
 # make test: install the dev extras, run the whole test suite.
+# Data, models and reports go under the folder make runs in (`make -C DIR -f path/to/Makefile demo` works too).
 SHELL := /bin/bash
-VENV ?= .venv
+ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+VENV ?= $(ROOT).venv
 PYTHON := $(VENV)/bin/python
 SYMBOLS ?= VCB,VIC,VHM
+DAYS ?= 1500
+STAGING_PORT ?= 8001
+PRODUCTION_PORT ?= 8002
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
-SERVING := artifacts/serving
+SERVING ?= artifacts/serving
 DEMO_TOKEN ?= demo-token-local-only
 
 .PHONY: demo test lint bench clean-demo
@@ -15,35 +20,37 @@ $(PYTHON):
 	$(PYTHON) -m pip install --quiet --upgrade pip
 
 # torch first, pinned: this exact version is a local CPU wheel; any other would pull a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml | $(PYTHON)
+$(VENV)/.installed: $(ROOT)pyproject.toml | $(PYTHON)
 	$(PYTHON) -m pip install --quiet torch==2.13.0
-	$(PYTHON) -m pip install --quiet -e .
+	$(PYTHON) -m pip install --quiet -e $(ROOT)
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: $(VENV)/.installed $(ROOT)pyproject.toml
+	$(PYTHON) -m pip install --quiet -e '$(ROOT)[dev]'
 	touch $@
 
 # Starts a staging and a production model server on loopback, runs the full pipeline (which deploys the
 # champions through staging to production), asks production for a VHM prediction, and stops both servers.
 # The model servers and the pipeline share one bearer token; a real deployment sets its own.
 demo: export STOCK_AI_DEPLOYMENT__TOKEN ?= $(DEMO_TOKEN)
+demo: export STOCK_AI_DEPLOYMENT__STAGING_ENDPOINT = http://127.0.0.1:$(STAGING_PORT)
+demo: export STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT = http://127.0.0.1:$(PRODUCTION_PORT)
 demo: $(VENV)/.installed
-	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --days 1500 --seed 7
+	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --days $(DAYS) --seed 7
 	@mkdir -p $(SERVING)
-	@$(PYTHON) -m serving --stage staging --port 8001 --state-dir $(SERVING)/staging >$(SERVING)/staging.log 2>&1 & s=$$!; \
-	$(PYTHON) -m serving --stage production --port 8002 --state-dir $(SERVING)/production >$(SERVING)/production.log 2>&1 & p=$$!; \
+	@$(PYTHON) -m serving --stage staging --port $(STAGING_PORT) --state-dir $(SERVING)/staging >$(SERVING)/staging.log 2>&1 & s=$$!; \
+	$(PYTHON) -m serving --stage production --port $(PRODUCTION_PORT) --state-dir $(SERVING)/production >$(SERVING)/production.log 2>&1 & p=$$!; \
 	trap 'kill $$s $$p 2>/dev/null; wait $$s $$p 2>/dev/null' EXIT; \
 	$(PYTHON) -m flows.deployment_pipeline status --wait 60 && \
 	$(PYTHON) -m flows.training --symbols $(SYMBOLS) --no-optimize && \
 	{ $(PYTHON) -m flows.deployment_pipeline predict --symbol VHM || true; }
 
 test: $(VENV)/.installed-dev
-	$(PYTHON) -m pytest
+	cd $(ROOT) && $(PYTHON) -m pytest
 
 lint: $(VENV)/.installed-dev
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy settings.py schemas.py stores tasks flows models serving benchmarks
+	cd $(ROOT) && $(VENV)/bin/ruff check .
+	cd $(ROOT) && $(VENV)/bin/mypy settings.py schemas.py stores tasks flows models serving benchmarks
 
 bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.features
@@ -53,4 +60,4 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.fanout
 
 clean-demo:
-	rm -rf data artifacts
+	rm -rf data artifacts reports

@@ -1,0 +1,45 @@
+"""`make demo` as the README gives it, on less data: servers up, pipeline, a served prediction, servers down."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from pathlib import Path
+
+from serving import free_port
+from tests.acceptance.conftest import ROOT, run, tail, user_env
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> None:
+    staging, production = free_port(), free_port()
+    while production == staging:
+        production = free_port()
+    command = ["make", "--no-print-directory", "-C", str(tmp_path), "-f", str(ROOT / "Makefile"), "demo",
+               f"VENV={sys.prefix}", "SYMBOLS=VHM", "DAYS=500", f"STAGING_PORT={staging}",
+               f"PRODUCTION_PORT={production}"]
+    # A user's shell: not inside the `make test` that runs this suite.
+    env = {k: v for k, v in user_env(tmp_path).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    result = run(command, tmp_path, env, timeout=1200)
+
+    assert result.returncode == 0, tail(result)
+    out = result.stdout + result.stderr
+    assert f"staging http://127.0.0.1:{staging}: up" in out and f"production http://127.0.0.1:{production}: up" in out
+    reports = sorted((tmp_path / "reports").glob("*/report.json"))
+    assert len(reports) == 1, tail(result)
+    content = json.loads(reports[0].read_text())
+    assert content["status"] == "completed" and content["failures"] == []
+    assert sorted(row["model"] for row in content["leaderboard"]) == ["arima", "catboost", "lstm", "transformer"]
+    [decision] = content["decisions"]
+    if decision["action"] == "promote":  # deployed through staging, then served by production
+        assert [d["status"] for d in content["deployment"]] == ["production"]
+        assert "VHM" in result.stdout and "predicted forward log return" in result.stdout
+    else:  # no champion: production says it serves nothing for VHM
+        assert "production serves no model for VHM" in result.stderr
+    assert f"report: {reports[0].parent / 'report.html'}" in result.stdout
+    assert not listening(staging) and not listening(production)  # the demo stopped its servers
