@@ -87,6 +87,9 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     plan = plan_training(jobs, settings.models, retrain_all)
     for skipped in plan.skipped:
         print(f"{TrainJob(skipped.symbol, skipped.model_type)} skipped: {skipped.reason}")
+    if plan.skipped:
+        print(f"{len(plan.skipped)} of {len(jobs)} jobs skipped, not tuned: `--retrain-all` (flows.training) or "
+              "`--retrain` (flows.model_pipeline) trains them anyway")
     # Only types with a job to train are tuned, each on the symbols it will train.
     tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
         t, {s: refs[s] for s in plan.symbols(t)}, settings.optimization, settings.models, horizon, optimize)
