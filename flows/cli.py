@@ -12,7 +12,7 @@ from schemas import validate_symbol
 
 __all__ = [
     "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line", "parse_symbols",
-    "prefect_environment", "quiet_server_shutdown", "short_tracebacks", "training_parser",
+    "prefect_environment", "quiet_server_shutdown", "short_tracebacks", "training_parser", "tuning_overrides",
     "weekly_evaluation_parser",
 ]
 
@@ -102,6 +102,12 @@ def _positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def tuning_overrides(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Settings overrides from --trials and --tuning-timeout, for load_settings."""
+    given = {"n_trials": args.trials, "timeout": args.tuning_timeout}
+    return {"optimization": {key: value for key, value in given.items() if value is not None}}
 
 
 def _tuning_budget(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ from flows.cli import (
     prefect_environment,
     quiet_server_shutdown,
     short_tracebacks,
+    tuning_overrides,
 )
 
 if __name__ == "__main__":
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the model pipeline from the command line; exit 1 if any job failed, 2 on bad input."""
     args = models_parser().parse_args(argv)
     try:
-        tuning = {"n_trials": args.trials, "timeout": args.tuning_timeout}
-        settings = load_settings(args.config, {"optimization": {k: v for k, v in tuning.items() if v is not None}})
+        settings = load_settings(args.config, tuning_overrides(args))
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
         run = model_pipeline.with_options(task_runner=task_runner(settings.execution))
         with short_tracebacks((ConfigError, ValueError, FeatureStoreError, RunFailed)):

@@ -16,6 +16,7 @@ from flows.cli import (
     quiet_server_shutdown,
     short_tracebacks,
     training_parser,
+    tuning_overrides,
 )
 
 if __name__ == "__main__":
@@ -188,9 +189,8 @@ _INPUT_ERRORS = (ConfigError, ValueError, PriceStoreError, DataPipelineError)
 def main(argv: list[str] | None = None) -> int:
     """Run the full pipeline from the command line; exit 2 on bad input, 1 if the run failed."""
     args = training_parser().parse_args(argv)
-    tuning = {"n_trials": args.trials, "timeout": args.tuning_timeout}
     try:
-        settings = load_settings(args.config, {"optimization": {k: v for k, v in tuning.items() if v is not None}})
+        settings = load_settings(args.config, tuning_overrides(args))
         symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
         check_prices(symbols, settings.data)
         with short_tracebacks((*_INPUT_ERRORS, RunFailed)):

@@ -1,0 +1,49 @@
+"""Shared command-line helpers: the tuning budget flags, one-line errors, tracebacks kept off the console."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+
+from flows.cli import models_parser, one_line, short_tracebacks, training_parser, tuning_overrides
+
+
+def test_tuning_budget_flags_become_optimization_overrides() -> None:
+    for parser in (training_parser(), models_parser()):
+        args = parser.parse_args(["--trials", "3", "--tuning-timeout", "90"])
+        assert tuning_overrides(args) == {"optimization": {"n_trials": 3, "timeout": 90.0}}
+        assert tuning_overrides(parser.parse_args([])) == {"optimization": {}}
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--trials", "0"])
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--tuning-timeout", "-5"])
+
+
+def test_one_line() -> None:
+    assert one_line(ValueError("data pipeline failed for:\n  NOPE: load failed")) == \
+        "data pipeline failed for: NOPE: load failed"
+
+
+def console_text(error: Exception, expected: tuple[type[BaseException], ...]) -> str:
+    """What a root handler prints for a failure logged with its traceback inside short_tracebacks."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    try:
+        with short_tracebacks(expected):
+            try:
+                raise error
+            except Exception:
+                logging.getLogger("tests.cli").error("failed: %r", error, exc_info=True)
+        assert handler.filters == []  # the filter is gone after the block
+    finally:
+        logging.getLogger().removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_short_tracebacks_drops_the_traceback_of_expected_errors_only() -> None:
+    assert console_text(KeyError("explained"), (KeyError,)) == "failed: KeyError('explained')\n"
+    bug = console_text(ZeroDivisionError("a bug"), (KeyError,))
+    assert bug.startswith("failed: ZeroDivisionError('a bug')\nTraceback (most recent call last):")
