@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -60,10 +59,8 @@ class ArimaForecaster(Forecaster):
         std = raw.std(axis=0)
         self._mean, self._std = raw.mean(axis=0), np.where(std > 0, std, 1.0)
         model = self._sarimax(_labels(train), self._exog_matrix(train) if self._exog else None)
-        try:
-            with warnings.catch_warnings():
-                _quiet_fit_warnings()
-                results = model.fit(disp=False, maxiter=self.params.maxiter)
+        try:  # the optimizer's routine warnings are silenced process-wide (models/notices.py)
+            results = model.fit(disp=False, maxiter=self.params.maxiter)
         except (ValueError, np.linalg.LinAlgError) as exc:
             raise ModelError(f"arima: fit failed for order {self._order()}: {exc}") from exc
         values = np.asarray(results.params, dtype=np.float64)
@@ -125,14 +122,6 @@ def _labels(frame: pl.DataFrame) -> np.ndarray:
     values = frame[LABEL].cast(pl.Float64).to_numpy().astype(np.float64, copy=True)
     values[~np.isfinite(values)] = np.nan
     return values
-
-
-def _quiet_fit_warnings() -> None:
-    """Silence the optimizer's routine complaints; a bad fit shows up in the evaluation metrics."""
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-    warnings.simplefilter("ignore", ConvergenceWarning)
-    warnings.filterwarnings("ignore", message="Non-(stationary|invertible) starting", category=UserWarning)
 
 
 def _at(matrix: np.ndarray, times: np.ndarray) -> np.ndarray:

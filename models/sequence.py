@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -160,13 +159,6 @@ class SequenceRegressor(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-
-
-# Targeted, process-wide and set once: warnings.catch_warnings is not thread-safe, and jobs train in threads.
-# Windows live in memory, so loader workers would only add start-up cost.
-warnings.filterwarnings("ignore", message=r".*does not have many workers")
-# Raised inside Lightning's own use of torch's pytree; nothing a caller can act on.
-warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
 # torch's RNG, thread count and determinism flags are process-wide: two fits interleaving in threads would
