@@ -74,6 +74,29 @@ def test_one_failing_model_type_is_reported_and_the_rest_finish(tmp_path: Path) 
     assert all("models.params.catboost" in f.error for f in outcome.failures), outcome.failures
 
 
+async def progress_of(flow_run_id: object) -> dict[str, float]:
+    """description -> value of every progress artifact of the flow run and its task runs."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterType
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), type=ArtifactFilterType(any_=["progress"])))
+    return {a.description or "": float(a.data) for a in artifacts}  # type: ignore[arg-type]
+
+
+def test_tuning_reports_every_trial_and_its_progress(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(config(tmp_path, FAST), {"optimization": {
+        "enabled": True, "n_trials": 2, "folds": 2, "storage_path": str(tmp_path / "studies.db")}})
+    state = model_pipeline(settings=settings, model_types=["arima"], return_state=True)
+    assert state.is_completed()
+    trials = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tune-arima: trial")]
+    assert [t.split(" rmse ")[0] for t in trials] == ["tune-arima: trial 1/2", "tune-arima: trial 2/2"]
+    assert all("best" in t and "elapsed" in t and "left" in t for t in trials)
+    progress = asyncio.run(progress_of(state.state_details.flow_run_id))
+    assert progress == {"tune-arima: finished trials": 100.0, "model-pipeline: finished jobs": 100.0}
+
+
 def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> None:
     path = config(tmp_path, FAST)
     assert main(["--model-type", "arima", "--symbols", "VHM", "--no-optimize", "--config", str(path)]) == 0
