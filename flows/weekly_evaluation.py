@@ -170,6 +170,8 @@ def weekly_report(run_id: str, assessments: list[WindowAssessment], checks: list
 @resource_logged
 def request_retrain(symbols: list[str], wait_hours: float) -> RetrainRun | None:
     """Run the `daily-retrain/daily` deployment for `symbols` and wait for it; None when it does not exist."""
+    print(f"retraining {', '.join(symbols)} through the {RETRAIN_DEPLOYMENT} deployment, when it exists; a worker "
+          f"must pick the run up, and this run waits for it at most {wait_hours:g} h")
     try:
         run = cast(FlowRun, run_deployment(RETRAIN_DEPLOYMENT, parameters={"symbols": symbols, "force": True},
                                            timeout=wait_hours * 3600))
@@ -177,9 +179,11 @@ def request_retrain(symbols: list[str], wait_hours: float) -> RetrainRun | None:
         return None
     state = run.state
     name = (state.name or state.type.value.title()) if state else "Unknown"
-    if state is None or not state.is_final():
-        return RetrainRun(str(run.id), name, f"not finished after waiting {wait_hours:g} h")
-    return RetrainRun(str(run.id), name, state.message or "")
+    finished = state is not None and state.is_final()
+    result = RetrainRun(str(run.id), name, (state.message or "") if finished else
+                        f"not finished after waiting {wait_hours:g} h")
+    print(f"{RETRAIN_DEPLOYMENT} run {result.flow_run_id}: {result.state} {result.message}".rstrip())
+    return result
 
 
 def _retrain(symbols: list[str], settings: Settings) -> tuple[RetrainRun | None, DailyRetrainOutcome | None,
