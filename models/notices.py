@@ -25,5 +25,9 @@ ROUTINE_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
 
 def silence_routine_warnings() -> None:
     """Ignore ROUTINE_WARNINGS in this process (idempotent: a filter already present is not added twice)."""
+    # statsmodels puts an "always" filter for its ConvergenceWarning in front when first imported (about 1 s);
+    # imported here first, in the importing thread, it cannot later push ahead of the filters below.
+    import statsmodels.tools.sm_exceptions  # noqa: F401
+
     for message, category in ROUTINE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
