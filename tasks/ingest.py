@@ -169,7 +169,8 @@ def _parse_dates(column: pl.Series, path: Path) -> pl.Series:
 def read_price_file(path: Path, symbol: str | None = None) -> pl.DataFrame:
     """Daily bars from a .csv or .parquet file, as PRICE_SCHEMA sorted by date.
 
-    Column names match case-insensitively; the date may be a column or a pandas index named Date.
+    Column names match case-insensitively; the date may be a column, a pandas index named Date, or the
+    unnamed first column that pandas writes for its index.
     If the file has a symbol (or ticker) column, `symbol` selects its rows.
 
     Raises:
@@ -194,6 +195,8 @@ def read_price_file(path: Path, symbol: str | None = None) -> pl.DataFrame:
         if key == "__index_level_0__" and raw[original].dtype.is_temporal():
             key = "date"  # an unnamed pandas DatetimeIndex
         names.setdefault(key, original)
+    if "date" not in names and raw.columns and not raw.columns[0].strip():
+        names["date"] = raw.columns[0]  # the unnamed index column pandas' DataFrame.to_csv() writes first
     missing = [name for name in PRICE_COLUMNS if name not in names]
     if missing:
         plural = "s" if len(missing) > 1 else ""

@@ -121,6 +121,24 @@ def test_parquet_with_an_unnamed_pandas_index(tmp_path: Path) -> None:
     assert_frame_equal(read_price_file(path), _expected())
 
 
+def test_csv_with_the_unnamed_index_column_pandas_writes(tmp_path: Path) -> None:
+    path = tmp_path / "prices.csv"
+    _pandas_prices().rename_axis(None).to_csv(path)
+    assert_frame_equal(read_price_file(path), _expected())
+
+
+def test_a_real_daily_series_as_pandas_writes_it(tmp_path: Path) -> None:
+    """backtesting.py's GOOG bars (2004-2013), saved with DataFrame.to_csv() as most users would."""
+    from backtesting.test import GOOG
+
+    path = tmp_path / "goog.csv"
+    GOOG.to_csv(path)
+    bars = read_price_file(path)
+    assert bars.height == len(GOOG) == 2148
+    assert (bars["date"][0], bars["date"][-1]) == (date(2004, 8, 19), date(2013, 3, 1))
+    assert bars["close"].to_list() == GOOG["Close"].tolist()
+
+
 def test_csv_date_strings_and_a_symbol_column(tmp_path: Path) -> None:
     path = tmp_path / "many.csv"
     path.write_text("Ticker,Time,Open,High,Low,Close,Volume\n"
