@@ -18,7 +18,7 @@ from stores.base import PriceStoreUnavailable
 from stores.factory import open_price_store
 from tasks.caching import PriceFingerprint
 from tasks.monitor import resource_logged
-from tasks.split import check_history
+from tasks.split import check_history, required_rows
 
 __all__ = ["check_prices", "load_prices"]
 
@@ -57,8 +57,10 @@ def check_prices(symbols: list[str], data: DataSettings) -> None:
     try:
         for symbol in symbols:
             rows = store.load(validate_symbol(symbol), data.start_date, data.end_date).height
-            window = f"{data.start_date}..{data.end_date or 'newest'}"
-            check_history(rows, symbol, data.features, data.split,
-                          where=f"in the window data.start_date..data.end_date = {window}")
+            where = f"in the window data.start_date..data.end_date = {data.start_date}..{data.end_date or 'newest'}"
+            if rows < required_rows(data.features, data.split):
+                stored = store.load(symbol)["date"]
+                where += f" (the store holds {stored.len()} rows of it, {stored.min()}..{stored.max()})"
+            check_history(rows, symbol, data.features, data.split, where=where)
     finally:
         store.close()
