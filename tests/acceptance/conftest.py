@@ -68,7 +68,7 @@ def background(command: list[str], cwd: Path, env: dict[str, str], log: Path) ->
     try:
         yield process
     finally:
-        for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        for sig, wait in ((signal.SIGINT, 20), (signal.SIGTERM, 10), (signal.SIGKILL, 10)):  # Ctrl-C first
             if process.poll() is not None:
                 break
             os.killpg(process.pid, sig)
