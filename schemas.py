@@ -129,5 +129,5 @@ class RunFailed(RuntimeError):
 
 
 def failed_jobs_message(failures: list[JobFailure], jobs: int) -> str:
-    """"2 of 12 jobs failed: <the first failure>"."""
+    """"2 of 12 jobs failed; first: <the first failure>"."""
     return f"{len(failures)} of {jobs} jobs failed" + (f"; first: {failures[0]}" if failures else "")
