@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import zoneinfo
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import date
@@ -28,6 +29,8 @@ __all__ = [
     "DeploymentSettings",
     "ExecutionSettings",
     "FeatureSettings",
+    "Market",
+    "MarketSettings",
     "ModelsSettings",
     "MongoSettings",
     "MonitoringSettings",
@@ -114,6 +117,8 @@ class SelectionSettings(_Section):
 class CleaningSettings(_Section):
     max_fill_days: int = Field(3, ge=0, description="longest run of missing values forward-filled")
     jump_threshold: float = Field(0.3, gt=0, description="flag |log return| above this as an extreme jump")
+    max_gap_sessions: int = Field(5, ge=0, description="report holes of more trading sessions than this "
+                                  "between consecutive bars (markets.* decide the sessions)")
 
 
 class DataSettings(_Section):
@@ -176,7 +181,9 @@ class OptimizationSettings(_Section):
 class BacktestSettings(_Section):
     initial_capital: float = Field(100_000, gt=0)
     commission: float = Field(0.001, ge=0, lt=1, description="fraction of traded value, per side")
-    lot_size: int = Field(100, ge=1, description="shares are traded in whole lots of this size")
+    lot_size: int = Field(100, ge=1, description="shares are traded in whole lots of this size; the pipeline "
+                          "sets it per symbol from markets (markets.exchanges.<name>.lot_size)")
+    fractional: bool = Field(False, description="trade any fraction of a share instead of whole lots")
     threshold: float = Field(0.0, ge=0, description="go long when the predicted return exceeds this")
     allow_short: bool = Field(False, description="short when the prediction is below -threshold")
     risk_free_rate: float = Field(0.0, description="annual, for Sharpe and Sortino")
@@ -203,6 +210,51 @@ class DeploymentSettings(_Section):
     parity_tolerance: float = Field(1e-6, gt=0, description="max |staging - offline| prediction difference")
     latency_requests: int = Field(30, ge=5)
     max_p95_ms: float = Field(500, gt=0, description="p95 latency bound of /v1/predict on staging")
+
+
+class Market(_Section):
+    """An exchange: its time zone, board lot and trading days."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"
+    lot_size: int = Field(100, ge=1, description="shares per board lot")
+    calendar: str | None = Field(None, description="exchange-calendars name (XNYS, XLON, ...) for the trading "
+                                 "days; None: weekdays except `holidays`")
+    holidays: tuple[date, ...] = Field((), description="weekdays the exchange is closed, when calendar is None")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Ho_Chi_Minh)") from None
+        return value
+
+
+def _default_exchanges() -> dict[str, Market]:
+    return {"HOSE": Market(), "XNYS": Market(timezone="America/New_York", lot_size=1, calendar="XNYS")}
+
+
+class MarketSettings(_Section):
+    """Which exchange each symbol trades on; the exchange decides lot size, time zone and trading days."""
+
+    default: str = Field("HOSE", description="exchange of every symbol not listed in `symbols`")
+    exchanges: dict[str, Market] = Field(default_factory=_default_exchanges)
+    symbols: dict[str, str] = Field(default_factory=dict, description="symbol -> exchange, e.g. {GOOG: XNYS}")
+
+    @model_validator(mode="after")
+    def _known_exchanges(self) -> MarketSettings:
+        for symbol, exchange in {"default": self.default, **self.symbols}.items():
+            if symbol != "default":
+                validate_symbol(symbol)
+            if exchange not in self.exchanges:
+                raise ValueError(f"{'default' if symbol == 'default' else f'symbols.{symbol}'}: unknown exchange "
+                                 f"{exchange!r} (known: {', '.join(sorted(self.exchanges))})")
+        return self
+
+    def of(self, symbol: str) -> Market:
+        """The market `symbol` trades on."""
+        return self.exchanges[self.symbols.get(symbol, self.default)]
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -267,6 +319,8 @@ class WeightSettings(_Section):
 
 class ModelSelectionSettings(_Section):
     weights: WeightSettings = WeightSettings()
+    significance_level: float = Field(0.05, gt=0, lt=1, description="largest Diebold-Mariano p-value with which "
+                                      "a challenger beats the best naive baseline, or production")
 
 
 class ExecutionSettings(_Section):
@@ -295,6 +349,14 @@ class Settings(BaseSettings):
     model_selection: ModelSelectionSettings = ModelSelectionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     execution: ExecutionSettings = ExecutionSettings()
+    markets: MarketSettings = MarketSettings()
+
+    @model_validator(mode="after")
+    def _lots_come_from_markets(self) -> Settings:
+        if "lot_size" in self.evaluation.backtesting.model_fields_set:
+            raise ValueError("evaluation.backtesting.lot_size is set per market: use "
+                             "markets.exchanges.<exchange>.lot_size (and markets.symbols to map symbols)")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -74,7 +74,7 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     jobs = models_to_evaluate(list(refs), list(model_types or models.model_types), str(models.registry_path))
     futures = evaluate.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                            [refs[j.symbol] for j in jobs], unmapped(settings.evaluation), unmapped(models),
-                           unmapped(settings.model_selection.weights))
+                           unmapped(settings.model_selection.weights), [settings.markets.of(j.symbol) for j in jobs])
     fanout = gather(list(futures), jobs, name="evaluation-pipeline",
                     describe=lambda r: f"composite {r.composite:.4f} rmse {r.prediction.rmse:.6f} "
                                        f"sharpe {r.strategy.sharpe:.2f} max_dd {r.strategy.max_drawdown:.2%}",

@@ -125,7 +125,7 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         step = "evaluation-pipeline"
         evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings)
         step = "choose"
-        decisions = choose(evaluation.results, evaluation.production)
+        decisions = choose(evaluation.results, evaluation.production, settings.model_selection.significance_level)
         stage_champions(decisions, settings.models.registry_path)
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
@@ -163,8 +163,8 @@ def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = Fals
 
 def format_leaderboard(outcome: TrainingOutcome) -> str:
     """The console leaderboard: the main metrics per (symbol, model) and the decisions."""
-    columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "r2", "dir_acc", "sharpe", "max_dd",
-               "total_return", "bh_return", "chosen")
+    columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "dm_p", "r2", "dir_acc", "sharpe",
+               "psr", "max_dd", "total_return", "bh_return", "price_move", "chosen")
     lines = [" ".join(f"{c:>12}" for c in columns)]
     for row in outcome.leaderboard:
         lines.append(" ".join(

@@ -218,7 +218,8 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
     futures = assess_window.map([t.symbol for t in targets], [t.model_type for t in targets],
                                 [t.version for t in targets], [t.ref for t in targets], unmapped(cfg.window_days),
                                 unmapped(settings.evaluation), unmapped(settings.models),
-                                unmapped(settings.model_selection.weights), unmapped(cfg.drift_days))
+                                unmapped(settings.model_selection.weights),
+                                [settings.markets.of(t.symbol) for t in targets], unmapped(cfg.drift_days))
     fanout = gather(list(futures), targets, name="weekly-evaluation",
                     describe=lambda a: f"composite {a.composite:.4f} worst PSI {a.drift.worst_psi:.3f}",
                     failure=lambda t, error: JobFailure(t.symbol, t.model_type, "evaluate", error))

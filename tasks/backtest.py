@@ -1,6 +1,8 @@
 """backtest: trade predicted returns with next-open fills, whole lots and commission, vectorized across symbols.
 
-The execution model and every output are defined in docs/metrics.md.
+The execution model and every output are defined in docs/metrics.md. `sizing` says whether whole lots of a
+market fit the capital at all: when one lot costs more than the capital, no trade is possible and the
+backtest's numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import polars as pl
 from settings import BacktestSettings
 from tasks.risk import TRADING_DAYS
 
-__all__ = ["BacktestResult", "ManyResult", "backtest", "backtest_many", "signals"]
+__all__ = ["BacktestResult", "ManyResult", "Sizing", "backtest", "backtest_many", "signals", "sizing"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -32,8 +34,8 @@ class BacktestResult:
     """Cash plus position marked at each close; equity[0] is the initial capital."""
     returns: FloatArray
     """Daily simple returns of equity; returns[0] = equity[0] / initial_capital - 1, which is 0."""
-    position: IntArray
-    """Shares held at each close: positive long, negative short, 0 flat."""
+    position: FloatArray
+    """Shares held at each close: positive long, negative short, 0 flat (whole lots unless fractional)."""
     trades: pl.DataFrame
     """One row per executed trade: entry_date, exit_date (null while open), side ("long"/"short"), shares,
     entry_price, exit_price (null while open), pnl (after both commissions; null while open), commission."""
@@ -57,7 +59,7 @@ class ManyResult:
     """As BacktestResult.equity, per symbol."""
     returns: FloatArray
     """As BacktestResult.returns, per symbol."""
-    position: IntArray
+    position: FloatArray
     """As BacktestResult.position, per symbol."""
     trades: IntArray
     """Executed trades per symbol, the one still open at the end included."""
@@ -84,6 +86,58 @@ class _Run:
     exit_price: FloatArray  # nan while open
     commission: FloatArray
     pnl: FloatArray  # nan while open
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Whether the market's lots fit the capital over a window, and what that does to the backtest."""
+
+    lot_size: int
+    fractional: bool
+    capital: float
+    fill_days: int
+    """days with a fill price (every day but the first)."""
+    unaffordable_days: int
+    """fill days on which one lot, commission included, costs more than the capital."""
+    max_lot_cost: float
+    """the dearest lot of the window, commission included."""
+    buy_and_hold_invested: float
+    """the fraction of the capital buy-and-hold puts into whole lots at its first fill."""
+
+    @property
+    def meaningful(self) -> bool:
+        """False when no lot fits the capital on any day: no trade is possible, not even buy-and-hold."""
+        return self.fractional or self.unaffordable_days < self.fill_days
+
+    @property
+    def note(self) -> str:
+        """A warning in words, or "" when every lot fits."""
+        if not self.meaningful:
+            return (f"one lot of {self.lot_size} shares costs more than the capital of {self.capital:,.0f} on every "
+                    f"day (up to {self.max_lot_cost:,.0f}): no trade is possible, the backtest is not meaningful; "
+                    f"set the market's lot_size (e.g. 1) or evaluation.backtesting.fractional")
+        notes = []
+        if self.unaffordable_days:
+            notes.append(f"one lot of {self.lot_size} shares costs more than the capital on {self.unaffordable_days} "
+                         f"of {self.fill_days} days (up to {self.max_lot_cost:,.0f}): no position opens then")
+        if self.buy_and_hold_invested < 0.9:
+            notes.append(f"whole lots leave {1 - self.buy_and_hold_invested:.0%} of the capital in cash at "
+                         f"buy-and-hold's first fill")
+        return "; ".join(notes)
+
+
+def sizing(open_: npt.ArrayLike, cfg: BacktestSettings) -> Sizing:
+    """How the lots of `cfg` fit its capital at the fill prices `open_[1:]` of one symbol's window."""
+    fills = np.asarray(open_, dtype=np.float64)[1:]
+    lot_cost = cfg.lot_size * fills * (1 + cfg.commission)
+    capital = float(cfg.initial_capital)
+    if cfg.fractional or not len(fills):
+        invested = 1.0 / (1 + cfg.commission) if len(fills) else 0.0
+    else:
+        invested = float(np.floor(capital / lot_cost[0]) * cfg.lot_size * fills[0] / capital)
+    return Sizing(lot_size=cfg.lot_size, fractional=cfg.fractional, capital=capital, fill_days=len(fills),
+                  unaffordable_days=0 if cfg.fractional else int((lot_cost > capital).sum()),
+                  max_lot_cost=float(lot_cost.max(initial=0.0)), buy_and_hold_invested=invested)
 
 
 def signals(predictions: npt.ArrayLike, cfg: BacktestSettings) -> npt.NDArray[np.int8]:
@@ -116,6 +170,7 @@ def _ledger(cash0: float, sym: IntArray, side: FloatArray, entry_price: FloatArr
     cash its predecessor left, so this walks trade ordinals (1st, 2nd, ...) with all symbols at once.
     """
     rate, lot = cfg.commission, float(cfg.lot_size)
+    fractional = cfg.fractional
     counts = np.bincount(sym, minlength=n_sym)
     ordinal = np.arange(len(sym)) - (np.cumsum(counts) - counts)[sym]
     order = np.argsort(ordinal, kind="stable")
@@ -128,11 +183,11 @@ def _ledger(cash0: float, sym: IntArray, side: FloatArray, entry_price: FloatArr
     for a, b in itertools.pairwise(bounds):
         who, price = o_sym[a:b], o_price[a:b]
         before = cash[who]
-        q = np.maximum(np.floor(before / o_cost[a:b] / lot) * lot, 0.0)
+        q = np.maximum(before / o_cost[a:b] if fractional else np.floor(before / o_cost[a:b] / lot) * lot, 0.0)
         value = q * price
         fee = value * rate
         short_of_cash = before - value - fee < 0
-        if short_of_cash.any():  # the division rounded up to a lot that costs a hair more than the cash
+        if short_of_cash.any() and not fractional:  # the division rounded up to a lot that costs a hair more
             q = np.where(short_of_cash, np.maximum(q - lot, 0.0), q)
             value = q * price
             fee = value * rate
@@ -235,7 +290,7 @@ def backtest_many(open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.A
     run = _simulate(o, c, signals(predictions, cfg), cfg)
     trades, turnover, exposure, commission = _per_symbol(run, o.shape[0])
     return ManyResult(equity=run.equity, returns=_returns(run.equity, cfg.initial_capital),
-                      position=np.rint(run.position).astype(np.int64), trades=trades, turnover=turnover,
+                      position=run.position, trades=trades, turnover=turnover,
                       exposure=exposure, total_commission=commission)
 
 
@@ -249,7 +304,7 @@ def _trade_frame(run: _Run, dates: npt.NDArray[Any]) -> pl.DataFrame:
         "entry_date": day.gather(run.entry_row[mine]),
         "exit_date": day.gather(exit_rows),
         "side": pl.Series(np.where(run.side[mine] > 0, "long", "short"), dtype=pl.String),
-        "shares": pl.Series(np.rint(run.shares[mine]).astype(np.int64), dtype=pl.Int64),
+        "shares": pl.Series(run.shares[mine], dtype=pl.Float64),
         "entry_price": pl.Series(run.entry_price[mine], dtype=pl.Float64),
         "exit_price": pl.Series(run.exit_price[mine], dtype=pl.Float64, nan_to_null=True),
         "pnl": pl.Series(run.pnl[mine], dtype=pl.Float64, nan_to_null=True),
@@ -272,6 +327,6 @@ def backtest(dates: npt.ArrayLike, open_: npt.ArrayLike, close: npt.ArrayLike, p
     _, turnover, exposure, commission = _per_symbol(run, 2)
     returns = _returns(run.equity, cfg.initial_capital)
     return BacktestResult(
-        dates=day, equity=run.equity[0], returns=returns[0], position=np.rint(run.position[0]).astype(np.int64),
+        dates=day, equity=run.equity[0], returns=returns[0], position=run.position[0],
         trades=_trade_frame(run, day), turnover=float(turnover[0]), exposure=float(exposure[0]),
         total_commission=float(commission[0]), benchmark_equity=run.equity[1], benchmark_returns=returns[1])

@@ -14,14 +14,13 @@ from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL
 from schemas import FeatureSetRef
-from settings import EvaluationSettings, ModelsSettings, WeightSettings
+from settings import EvaluationSettings, Market, ModelsSettings, WeightSettings
 from stores.features import read_split
 from stores.registry import LocalModelRegistry
-from tasks.backtest import backtest
 from tasks.crossval import PredictionMetrics, prediction_metrics
-from tasks.evaluate import EvaluationError, composite_score
+from tasks.evaluate import EvaluationError, backtest_settings, trade_and_score
 from tasks.monitor import resource_logged
-from tasks.risk import PerformanceMetrics, performance
+from tasks.risk import PerformanceMetrics
 from tasks.split import PART
 
 __all__ = ["EPSILON", "FeatureDrift", "WindowAssessment", "assess_window", "feature_drift", "psi"]
@@ -107,7 +106,7 @@ class WindowAssessment:
 @resource_logged
 def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef, window_days: int,
                   evaluation: EvaluationSettings, models: ModelsSettings, weights: WeightSettings,
-                  drift_days: int = 120) -> WindowAssessment:
+                  market: Market, drift_days: int = 120) -> WindowAssessment:
     """Score `model_type` v`version` on the newest `window_days` labelled rows of `ref`, and measure drift
     of its features over the newest `drift_days` rows against the train split.
 
@@ -131,13 +130,10 @@ def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef
     model, _ = registry.load(model_type, symbol, version, threads=models.threads)
     predicted = model.predict(window, context=context)
     prediction = prediction_metrics(predicted, window[LABEL].to_numpy().astype(np.float64))
-    cfg = evaluation.backtesting
-    run = backtest(window["date"].to_numpy(), window["open"].to_numpy(), window["close"].to_numpy(), predicted, cfg)
-    strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
+    traded = trade_and_score(window, predicted, prediction.r2, backtest_settings(evaluation, market), weights)
     return WindowAssessment(
         symbol=symbol, model_type=model_type, version=version, data_hash=ref.content_hash,
         window_start=window["date"].min(), window_end=window["date"].max(),  # type: ignore[arg-type]
-        rows=window.height, prediction=prediction, strategy=strategy,
-        composite=composite_score(prediction.r2, strategy.sharpe, strategy.max_drawdown, weights),
+        rows=window.height, prediction=prediction, strategy=traded.strategy, composite=traded.composite,
         drift=feature_drift(train, everything.filter(pl.col(PART) != "train").tail(drift_days),
                             entry.metadata.features))

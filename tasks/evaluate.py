@@ -1,7 +1,8 @@
 """evaluate: score one registered model on the test split against naive baselines, backtest it, cross-validate it.
 
 Every number is computed on the same test rows: the model, the `zero` and `last_return` baselines, the
-strategy that trades on the predictions and buy-and-hold over the same bars.
+strategy that trades on the predictions and buy-and-hold over the same bars, in the lots of the symbol's
+market. A Diebold-Mariano test says whether the model's edge over the better baseline is more than noise.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from prefect import task
 from models.base import LABEL
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
-from settings import EvaluationSettings, ModelsSettings, WeightSettings
+from settings import BacktestSettings, EvaluationSettings, Market, ModelsSettings, WeightSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import LocalModelRegistry
-from tasks.backtest import backtest
+from tasks.backtest import BacktestResult, Sizing, backtest, sizing
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
 from tasks.monitor import resource_logged
 from tasks.risk import PerformanceMetrics, performance
+from tasks.significance import DieboldMariano, diebold_mariano
 from tasks.split import PART
 
 __all__ = [
@@ -34,11 +36,14 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "PredictionMetrics",
+    "Traded",
+    "backtest_settings",
     "composite_score",
     "evaluate",
     "last_return_baseline",
     "naive_baselines",
     "prediction_metrics",
+    "trade_and_score",
 ]
 
 CV_PARTS = ("train", "embargo", "val")
@@ -69,6 +74,16 @@ class Baselines:
 
 
 @dataclass(frozen=True)
+class Traded:
+    """A prediction series traded on its bars, and the composite score it earns."""
+
+    run: BacktestResult
+    sizing: Sizing
+    strategy: PerformanceMetrics
+    composite: float
+
+
+@dataclass(frozen=True)
 class Curves:
     """Per test row series for the report, all of equal length and in date order."""
 
@@ -92,8 +107,16 @@ class EvaluationResult:
     test_start: date
     test_end: date
     rows: int
+    horizon: int
     prediction: PredictionMetrics
     baselines: Baselines
+    against_baseline: DieboldMariano
+    """Diebold-Mariano test of the model's squared errors against the better baseline's (Baselines.best_name)."""
+    sizing: Sizing
+    """how the market's lots fit the capital; when not `meaningful`, the backtest terms are left out of the
+    composite and every backtest number is 0 because nothing could trade."""
+    price_move: float
+    """close of the last test row / open of the second (buy-and-hold's first fill) - 1."""
     strategy: PerformanceMetrics
     buy_and_hold: PerformanceMetrics
     turnover: float
@@ -105,7 +128,7 @@ class EvaluationResult:
     """walk-forward folds over the train, embargo and val rows up to the last val row, refitted with this
     version's params, seed and features."""
     composite: float
-    """composite_score(prediction.r2, strategy.sharpe, strategy.max_drawdown, weights)."""
+    """composite_score(prediction.r2, strategy.sharpe, strategy.max_drawdown, weights, sizing.meaningful)."""
     curves: Curves
 
 
@@ -135,12 +158,34 @@ def naive_baselines(actual: np.ndarray, close: np.ndarray, context_close: np.nda
     )
 
 
-def composite_score(r2: float, sharpe: float, max_drawdown: float, weights: WeightSettings) -> float:
-    """w_r2 * r2 + w_sharpe * max(0, sharpe) + w_drawdown * (1 - |max_drawdown|)."""
+def composite_score(r2: float, sharpe: float, max_drawdown: float, weights: WeightSettings,
+                    backtest_meaningful: bool = True) -> float:
+    """w_r2 * r2 + w_sharpe * max(0, sharpe) + w_drawdown * (1 - |max_drawdown|).
+
+    When the backtest is not meaningful (no lot fits the capital), only the w_r2 * r2 term: a strategy that
+    could not trade must not score the drawdown term of a perfect, flat equity curve.
+    """
     if not all(math.isfinite(v) for v in (r2, sharpe, max_drawdown)):
         raise ValueError(f"composite needs finite inputs, got r2={r2}, sharpe={sharpe}, "
                          f"max_drawdown={max_drawdown}")
+    if not backtest_meaningful:
+        return weights.r2 * r2
     return weights.r2 * r2 + weights.sharpe * max(0.0, sharpe) + weights.drawdown * (1.0 - abs(max_drawdown))
+
+
+def backtest_settings(evaluation: EvaluationSettings, market: Market) -> BacktestSettings:
+    """The backtest settings of a symbol: the configured ones in its market's lots."""
+    return evaluation.backtesting.model_copy(update={"lot_size": market.lot_size})
+
+
+def trade_and_score(bars: pl.DataFrame, predicted: np.ndarray, r2: float, cfg: BacktestSettings,
+                    weights: WeightSettings) -> Traded:
+    """Backtest `predicted` on `bars` (date, open, close) and score it with the composite."""
+    run = backtest(bars["date"].to_numpy(), bars["open"].to_numpy(), bars["close"].to_numpy(), predicted, cfg)
+    strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
+    fit = sizing(bars["open"].to_numpy(), cfg)
+    return Traded(run, fit, strategy,
+                  composite_score(r2, strategy.sharpe, strategy.max_drawdown, weights, fit.meaningful))
 
 
 def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -157,8 +202,8 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
 )
 @resource_logged
 def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
-             models: ModelsSettings, weights: WeightSettings) -> EvaluationResult:
-    """Score registered `model_type` v`version` of `symbol` on the test split of `ref`.
+             models: ModelsSettings, weights: WeightSettings, market: Market) -> EvaluationResult:
+    """Score registered `model_type` v`version` of `symbol` on the test split of `ref`, in `market`'s lots.
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
@@ -184,9 +229,10 @@ def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, eva
     actual = test[LABEL].to_numpy().astype(np.float64)
     close = test["close"].to_numpy().astype(np.float64)
 
-    cfg = evaluation.backtesting
-    run = backtest(test["date"].to_numpy(), test["open"].to_numpy(), close, predicted, cfg)
-    strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
+    prediction = prediction_metrics(predicted, actual)
+    cfg = backtest_settings(evaluation, market)
+    traded = trade_and_score(test, predicted, prediction.r2, cfg, weights)
+    run, strategy = traded.run, traded.strategy
     # Buy-and-hold's one trade is still open at the end, and open trades count in no trade statistic.
     buy_and_hold = performance(run.benchmark_returns, run.benchmark_equity, np.empty(0), cfg.risk_free_rate)
 
@@ -198,15 +244,20 @@ def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, eva
                                  model.features, horizon, evaluation.cross_validation.cv_folds, entry.metadata.seed,
                                  models.threads)
 
-    prediction = prediction_metrics(predicted, actual)
+    context_close = context["close"].to_numpy()
+    baselines = naive_baselines(actual, close, context_close, horizon)
+    best = np.zeros(len(actual)) if baselines.best_name == "zero" else last_return_baseline(
+        close, context_close, horizon)
+    open_ = test["open"].to_numpy().astype(np.float64)
     return EvaluationResult(
         symbol=symbol, model_type=model_type, version=version, data_hash=ref.content_hash,
         test_start=test["date"].min(), test_end=test["date"].max(),  # type: ignore[arg-type]
-        rows=test.height, prediction=prediction,
-        baselines=naive_baselines(actual, close, context["close"].to_numpy(), horizon),
+        rows=test.height, horizon=horizon, prediction=prediction, baselines=baselines,
+        against_baseline=diebold_mariano(predicted - actual, best - actual, horizon),
+        sizing=traded.sizing, price_move=float(close[-1] / open_[min(1, len(open_) - 1)] - 1),
         strategy=strategy, buy_and_hold=buy_and_hold, turnover=float(run.turnover), exposure=float(run.exposure),
         trades=run.trades.height, total_commission=float(run.total_commission), cv=summarize(folds),
-        composite=composite_score(prediction.r2, strategy.sharpe, strategy.max_drawdown, weights),
+        composite=traded.composite,
         curves=Curves(dates=tuple(test["date"].to_list()), actual=tuple(actual.tolist()),
                       predicted=tuple(predicted.tolist()), equity=tuple(np.asarray(run.equity).tolist()),
                       benchmark_equity=tuple(np.asarray(run.benchmark_equity).tolist())),

@@ -32,10 +32,13 @@ from tasks.monitor import resource_logged
 
 __all__ = ["ReportRef", "leaderboard_rows", "report", "run_status", "to_jsonable", "write_failure_report"]
 
-LEADERBOARD_COLUMNS = ("symbol", "model", "version", "composite", "chosen", "rmse", "zero_rmse", "last_rmse", "mae",
-                       "r2", "dir_acc", "ic", "rank_ic", "sharpe", "sortino", "max_dd", "calmar", "ann_return",
-                       "ann_vol", "total_return", "bh_return", "win_rate", "profit_factor", "var_95", "cvar_95",
-                       "turnover", "exposure", "trades", "cv_rmse", "cv_rmse_std")
+LEADERBOARD_COLUMNS = ("symbol", "model", "version", "composite", "chosen", "rmse", "zero_rmse", "last_rmse", "dm_p",
+                       "mae", "r2", "dir_acc", "ic", "rank_ic", "tradable", "sharpe", "psr", "sortino", "max_dd",
+                       "calmar", "ann_return", "ann_vol", "total_return", "bh_return", "price_move", "win_rate",
+                       "profit_factor", "var_95", "cvar_95", "turnover", "exposure", "trades", "cv_rmse",
+                       "cv_rmse_std")
+_BACKTEST_COLUMNS = ("sharpe", "psr", "sortino", "max_dd", "calmar", "ann_return", "ann_vol", "total_return",
+                     "bh_return", "win_rate", "profit_factor", "var_95", "cvar_95", "turnover", "exposure", "trades")
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,11 @@ def run_status(failures: list[JobFailure]) -> str:
 
 
 def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision]) -> list[dict[str, Any]]:
-    """One row per (symbol, model type): every metric, the composite, and whether it was chosen."""
+    """One row per (symbol, model type): every metric, the composite, and whether it was chosen.
+
+    dm_p is the Diebold-Mariano p-value against the better naive baseline. Where no lot fits the capital
+    (`tradable` False) the backtest columns are null: nothing could trade, so they would only be zeros.
+    """
     chosen = {(d.symbol, d.model_type, d.version) for d in decisions if d.action == "promote"}
     rows = []
     for r in sorted(results, key=lambda r: (r.symbol, -r.composite)):
@@ -79,13 +86,16 @@ def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision])
             "symbol": r.symbol, "model": r.model_type, "version": r.version, "composite": r.composite,
             "chosen": (r.symbol, r.model_type, r.version) in chosen,
             "rmse": p.rmse, "zero_rmse": r.baselines.zero.rmse, "last_rmse": r.baselines.last_return.rmse,
-            "mae": p.mae, "r2": p.r2, "dir_acc": p.directional_accuracy, "ic": p.ic, "rank_ic": p.rank_ic,
-            "sharpe": s.sharpe, "sortino": s.sortino, "max_dd": s.max_drawdown, "calmar": s.calmar,
+            "dm_p": r.against_baseline.p_value, "mae": p.mae, "r2": p.r2, "dir_acc": p.directional_accuracy,
+            "ic": p.ic, "rank_ic": p.rank_ic, "tradable": r.sizing.meaningful,
+            "sharpe": s.sharpe, "psr": s.psr, "sortino": s.sortino, "max_dd": s.max_drawdown, "calmar": s.calmar,
             "ann_return": s.annual_return, "ann_vol": s.annual_volatility, "total_return": s.total_return,
-            "bh_return": r.buy_and_hold.total_return, "win_rate": s.win_rate, "profit_factor": s.profit_factor,
-            "var_95": s.var_95, "cvar_95": s.cvar_95, "turnover": r.turnover, "exposure": r.exposure,
-            "trades": r.trades, "cv_rmse": r.cv.mean.rmse, "cv_rmse_std": r.cv.std.rmse,
+            "bh_return": r.buy_and_hold.total_return, "price_move": r.price_move, "win_rate": s.win_rate,
+            "profit_factor": s.profit_factor, "var_95": s.var_95, "cvar_95": s.cvar_95, "turnover": r.turnover,
+            "exposure": r.exposure, "trades": r.trades, "cv_rmse": r.cv.mean.rmse, "cv_rmse_std": r.cv.std.rmse,
         })
+        if not r.sizing.meaningful:
+            rows[-1].update(dict.fromkeys(_BACKTEST_COLUMNS))
     return [to_jsonable(row) for row in rows]
 
 

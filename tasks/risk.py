@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from tasks.significance import probabilistic_sharpe
+
 __all__ = ["TRADING_DAYS", "PerformanceMetrics", "performance"]
 
 TRADING_DAYS = 252
@@ -42,6 +44,9 @@ class PerformanceMetrics:
     """Mean of the floor((n - 1) * 0.05) + 1 lowest daily returns (empyrical's tail)."""
     closed_trades: int
     """Closed trades that win_rate and profit_factor count."""
+    psr: float | None = None
+    """Probabilistic Sharpe ratio: P(true Sharpe > 0) given n, skewness and kurtosis of the excess returns;
+    None when they do not vary."""
 
 
 def _finite(value: float) -> float:
@@ -116,4 +121,5 @@ def performance(returns: npt.ArrayLike, equity: npt.ArrayLike, trades_pnl: npt.A
         total_return=total, annual_return=annual, annual_volatility=volatility, sharpe=sharpe,
         sortino=sortino, max_drawdown=max_drawdown, calmar=calmar, win_rate=win_rate,
         profit_factor=profit_factor, var_95=float(np.percentile(r, 100 * _TAIL)),
-        cvar_95=float(np.mean(np.partition(r, cut)[:cut + 1])), closed_trades=closed)
+        cvar_95=float(np.mean(np.partition(r, cut)[:cut + 1])), closed_trades=closed,
+        psr=None if flat_excess else probabilistic_sharpe(excess))

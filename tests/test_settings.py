@@ -83,3 +83,18 @@ def test_secret_uri_never_printed() -> None:
     s = load_settings(DEFAULT_CONFIG_FILE, {"data": {"mongodb": {"uri": "mongodb://u:hunter2@db:27017"}}})
     assert "hunter2" not in repr(s) and "hunter2" not in s.model_dump_json()
     assert isinstance(s, Settings)
+
+
+def test_markets_decide_lots_per_symbol_and_errors_name_the_key(tmp_path: Path) -> None:
+    s = load_settings(DEFAULT_CONFIG_FILE, {"markets": {"symbols": {"GOOG": "XNYS"}}})
+    assert (s.markets.of("VHM").lot_size, s.markets.of("VHM").timezone) == (100, "Asia/Ho_Chi_Minh")
+    assert (s.markets.of("GOOG").lot_size, s.markets.of("GOOG").calendar) == (1, "XNYS")
+    assert s.model_selection.significance_level == 0.05 and s.evaluation.backtesting.fractional is False
+    with pytest.raises(ConfigError, match=r"markets: symbols\.GOOG: unknown exchange 'NASDAQ' \(known: HOSE, XNYS\)"):
+        load_settings(DEFAULT_CONFIG_FILE, {"markets": {"symbols": {"GOOG": "NASDAQ"}}})
+    with pytest.raises(ConfigError, match=r"markets\.exchanges\.HOSE\.timezone: .*unknown time zone 'Asia/Saigonn'"):
+        load_settings(DEFAULT_CONFIG_FILE, {"markets": {"exchanges": {"HOSE": {"timezone": "Asia/Saigonn"}}}})
+    old = tmp_path / "old.yml"
+    old.write_text("evaluation:\n  backtesting:\n    lot_size: 100\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"evaluation\.backtesting\.lot_size is set per market"):
+        load_settings(old)

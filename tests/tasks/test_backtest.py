@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from settings import BacktestSettings
-from tasks.backtest import backtest, backtest_many, signals
+from tasks.backtest import backtest, backtest_many, signals, sizing
 
 DEFAULT = BacktestSettings()
 
@@ -131,6 +131,34 @@ def test_unaffordable_lot_never_trades() -> None:
     result = backtest(_days(10), open_, close, np.full(10, 0.01), cfg)
     assert result.trades.height == 0 and result.trades.columns[0] == "entry_date"
     assert (result.equity == 1_000).all() and (result.position == 0).all() and result.total_commission == 0
+
+
+def test_sizing_says_when_lots_do_not_fit_the_capital() -> None:
+    index = np.array([2_000.0, 2_010.0, 1_990.0, 2_050.0])  # an index level: one lot of 100 is 200,000
+    never = sizing(index, DEFAULT)
+    assert (never.meaningful, never.unaffordable_days, never.fill_days) == (False, 3, 3)
+    assert never.max_lot_cost == pytest.approx(100 * 2_050 * 1.001)
+    assert "costs more than the capital of 100,000 on every day (up to 205,205)" in never.note
+    some = sizing(np.array([900.0, 950.0, 1_000.0, 1_100.0]), DEFAULT)  # 100 x 1,000.0 x 1.001 > 100,000
+    assert some.meaningful and some.unaffordable_days == 2 and "on 2 of 3 days" in some.note
+    # One lot fits once: buy-and-hold holds 59 % of the capital, the rest stays cash, and that is said.
+    once = sizing(np.array([590.0, 590.0, 600.0]), DEFAULT)
+    assert once.buy_and_hold_invested == pytest.approx(59_000 / 100_000) and "41% of the capital in cash" in once.note
+    assert sizing(index, BacktestSettings(lot_size=1)).note == ""
+    assert sizing(index, BacktestSettings(fractional=True)).meaningful
+
+
+def test_fractional_shares_invest_all_the_cash() -> None:
+    open_ = np.array([2_000.0, 2_010.0, 1_990.0, 2_050.0, 2_100.0])
+    close = open_ * 1.002
+    cfg = BacktestSettings(fractional=True)
+    result = backtest(_days(5), open_, close, np.full(5, 0.01), cfg)
+    shares = 100_000 / (2_010 * 1.001)
+    assert result.position.tolist()[1:] == pytest.approx([shares] * 4)
+    assert result.equity[-1] == pytest.approx(shares * close[-1], rel=1e-12)
+    # Buy-and-hold then follows the price from its first fill, less one commission.
+    assert result.benchmark_equity[-1] / 100_000 == pytest.approx(close[-1] / (2_010 * 1.001), rel=1e-12)
+    assert backtest(_days(5), open_, close, np.full(5, 0.01), DEFAULT).trades.height == 0
 
 
 def test_fill_prices_are_next_opens_and_ignore_the_decision_bar() -> None:

@@ -15,8 +15,8 @@ from scipy.stats import spearmanr
 from models.base import LABEL
 from models.registry import model_class
 from schemas import FeatureSetRef
-from settings import CrossValidationSettings, EvaluationSettings, ModelsSettings, WeightSettings
-from stores.features import FeatureStore, read_split
+from settings import CrossValidationSettings, EvaluationSettings, Market, ModelsSettings, WeightSettings
+from stores.features import FeatureStore, history_before, read_split
 from stores.registry import LocalModelRegistry
 from tasks.evaluate import (
     EvaluationError,
@@ -26,6 +26,7 @@ from tasks.evaluate import (
     naive_baselines,
     prediction_metrics,
 )
+from tasks.significance import diebold_mariano
 from tests.models.test_contract import FEATURES
 from tests.tasks.test_train import write_feature_set
 
@@ -116,6 +117,7 @@ def test_composite_is_exactly_the_formula() -> None:
     assert composite_score(0.2, 3.0, 0.0, other) == 1.0 * 0.2 + 0.0 * 3.0 + 2.0 * 1.0
     with pytest.raises(ValueError, match="finite"):
         composite_score(float("nan"), 1.0, -0.1, WEIGHTS)
+    assert composite_score(0.1, 1.5, -0.2, WEIGHTS, backtest_meaningful=False) == 0.3 * 0.1
 
 
 # -- the task end to end --------------------------------------------------------------------------
@@ -155,7 +157,7 @@ def _floats(value: Any) -> list[float]:
 def test_evaluate_end_to_end(registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
     ref, models = registered
     cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
-    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS)
+    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market())
 
     test = read_split(ref, "test")
     assert (result.symbol, result.model_type, result.version, result.rows) == ("VHM", "catboost", 1, test.height)
@@ -169,12 +171,36 @@ def test_evaluate_end_to_end(registered: tuple[FeatureSetRef, ModelsSettings]) -
     assert curves.equity[0] == cfg.backtesting.initial_capital
     assert result.composite == composite_score(result.prediction.r2, result.strategy.sharpe,
                                                result.strategy.max_drawdown, WEIGHTS)
+    assert result.sizing.meaningful and result.sizing.lot_size == 100 and result.sizing.note == ""
+    assert result.price_move == pytest.approx(test["close"][-1] / test["open"][1] - 1)
     assert result.prediction == prediction_metrics(np.array(curves.predicted), np.array(curves.actual))
     # The AR(1) signal is learnable: the model beats both naive baselines, on test and on every fold.
     assert result.prediction.rmse < result.baselines.best_rmse
+    # Its Diebold-Mariano test is against the better baseline, here the last return (close to the oracle
+    # on an AR(1) with phi 0.7), on the same rows.
+    assert result.baselines.best_name == "last_return"
+    context = history_before(ref, test)["close"].to_numpy()
+    best = last_return_baseline(test["close"].to_numpy(), context, 1)
+    actual = np.array(curves.actual)
+    assert result.against_baseline == diebold_mariano(np.array(curves.predicted) - actual, best - actual, 1)
     assert result.cv.folds == 2 and all(m.ic > 0.3 for m in result.cv.per_fold)
     assert result.trades > 0 and 0 < result.exposure <= 1
     assert result.strategy.closed_trades > 0 and result.buy_and_hold.closed_trades == 0
+
+
+def test_a_lot_dearer_than_the_capital_leaves_the_backtest_out_of_the_composite(
+        registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
+    ref, models = registered
+    cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
+    dear = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market(lot_size=100_000))
+    assert not dear.sizing.meaningful and dear.trades == 0 and dear.buy_and_hold.total_return == 0
+    assert "costs more than the capital of 100,000 on every day" in dear.sizing.note
+    assert dear.composite == WEIGHTS.r2 * dear.prediction.r2  # not 0.3 + 0.3 * r2 from a flat equity curve
+    # Fractional shares trade whatever the price: buy-and-hold then follows the price, less commission.
+    fractional = cfg.model_copy(update={"backtesting": cfg.backtesting.model_copy(update={"fractional": True})})
+    free = evaluate.fn("VHM", "catboost", 1, ref, fractional, models, WEIGHTS, Market(lot_size=100_000))
+    assert free.sizing.meaningful and free.trades > 0
+    assert free.buy_and_hold.total_return == pytest.approx(free.price_move, abs=0.003)
 
 
 def test_a_model_reading_absent_features_is_refused(registered: tuple[FeatureSetRef, ModelsSettings],
@@ -182,4 +208,4 @@ def test_a_model_reading_absent_features_is_refused(registered: tuple[FeatureSet
     _, models = registered
     narrower = priced_feature_set(tmp_path, "VHM", features=("r0", "r1"))
     with pytest.raises(EvaluationError, match=r"catboost v1 for VHM reads feature\(s\) missing .*: noise"):
-        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS)
+        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS, Market())
