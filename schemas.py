@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "SYMBOL_PATTERN",
+    "CalendarGap",
     "CleaningReport",
     "DataSummary",
     "FeatureSetRef",
@@ -38,6 +39,18 @@ def validate_symbol(symbol: str) -> str:
 
 
 @dataclass(frozen=True)
+class CalendarGap:
+    """Trading sessions missing between two consecutive bars."""
+
+    after: date
+    """the last bar before the hole."""
+    before: date
+    """the first bar after it."""
+    sessions: int
+    """sessions the market held strictly between the two bars."""
+
+
+@dataclass(frozen=True)
 class CleaningReport:
     """Every change `clean` made to one symbol's prices."""
 
@@ -48,6 +61,10 @@ class CleaningReport:
     """rule name -> number of rows (or values) it changed; rules that changed nothing are absent."""
     flagged_jumps: tuple[date, ...] = ()
     """days whose |log return| exceeded the jump threshold (flagged, not changed)."""
+    zero_volume_days: tuple[date, ...] = ()
+    """trading days with a volume of 0 (flagged, kept; volume features read log(1 + volume))."""
+    gaps: tuple[CalendarGap, ...] = ()
+    """holes of more than `max_gap_sessions` of the market's trading sessions between consecutive bars."""
 
     @property
     def total_fixes(self) -> int:

@@ -80,7 +80,7 @@ def _changes(c: pd.Series, v: pd.Series) -> dict[str, pd.Series]:
         "up": (c > pc).astype(float).where(known), "down": (c < pc).astype(float).where(known),
         "gain": _positive(c - pc), "loss": _positive(pc - c), "move": (c - pc).abs(),
         "vgain": _positive(v - pv), "vloss": _positive(pv - v), "vmove": (v - pv).abs(),
-        "logv": _finite(_log(v + 1)), "ret": _finite(c / pc), "logvr": _finite(_log(v / pv + 1)),
+        "logv": _finite(_log(v + 1)), "ret": _finite(c / pc), "logvr": _finite(_log((v + 1) / (pv + 1))),
         "wv": _finite((c / pc - 1).abs() * v),
     }
 
@@ -107,7 +107,7 @@ def _rolling(d: int, c: pd.Series, h: pd.Series, low: pd.Series, v: pd.Series,
         f"CNTP{d}": _roll(d, up).mean(), f"CNTN{d}": _roll(d, down).mean(),
         f"CNTD{d}": _roll(d, up).mean() - _roll(d, down).mean(),
         f"SUMP{d}": gain / move, f"SUMN{d}": loss / move, f"SUMD{d}": (gain - loss) / move,
-        f"VMA{d}": _roll(d, v).mean() / (v + EPS), f"VSTD{d}": _roll(d, v).std() / (v + EPS),
+        f"VMA{d}": _log(_roll(d, v).mean() + 1) - _log(v + 1), f"VSTD{d}": _log(_roll(d, v).std() + 1) - _log(v + 1),
         f"WVMA{d}": _roll(d, wv).std() / (_roll(d, wv).mean() + EPS),
         f"VSUMP{d}": vgain / vmove, f"VSUMN{d}": vloss / vmove, f"VSUMD{d}": (vgain - vloss) / vmove,
     }

@@ -77,7 +77,8 @@ def data_pipeline(symbols: list[str] | None = None, settings: Settings | None = 
     cached = cache_options(execution, refresh_cache)
 
     prices = load_prices.with_options(**cached, **io_options(execution)).map(symbols, unmapped(data))
-    cleaned = clean.with_options(**cached).map(prices, symbols, unmapped(data.cleaning))
+    cleaned = clean.with_options(**cached).map(prices, symbols, unmapped(data.cleaning),
+                                               [settings.markets.of(s) for s in symbols])
     engineered = engineer.with_options(**cached).map(
         cleaned, symbols, unmapped(data.features), unmapped(data.split))
     selected = select.with_options(**cached).map(

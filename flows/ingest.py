@@ -10,17 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from schemas import InvalidSymbolError, validate_symbol
-from settings import ConfigError, load_settings
+from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStore, PriceStoreError, SourceInfo
 from stores.factory import open_price_store
-from tasks.ingest import read_price_file, synthetic_market
+from tasks.ingest import check_incoming, read_price_file, synthetic_market, window_warning
 
 __all__ = ["main"]
 
@@ -78,11 +79,22 @@ def _check_not_mixing(store: PriceStore, symbol: str, synthetic: bool) -> None:
     )
 
 
-def _write(store: PriceStore, symbol: str, bars: pl.DataFrame, source: SourceInfo) -> None:
-    added = store.upsert(symbol, bars, source)
-    dates = bars["date"].sort()
-    span = f"{dates[0]} to {dates[-1]}" if dates.len() else "no dates"
-    print(f"{symbol}: {bars.height} rows written, {added} new days ({span})")
+def _today(settings: Settings, symbol: str) -> date:
+    """Today's date at `symbol`'s exchange."""
+    return datetime.now(ZoneInfo(settings.markets.of(symbol).timezone)).date()
+
+
+def _write(store: PriceStore, symbol: str, bars: pl.DataFrame, source: SourceInfo, settings: Settings) -> None:
+    incoming = check_incoming(bars, symbol, _today(settings, symbol))
+    if incoming.duplicates:
+        print(f"{symbol}: {incoming.duplicates} duplicate date row(s) in the input, the first on "
+              f"{incoming.first_duplicate}: the last row of each date is kept")
+    added = store.upsert(symbol, incoming.bars, source)
+    dates = incoming.bars["date"]
+    print(f"{symbol}: {incoming.bars.height} rows written, {added} new days ({dates.min()} to {dates.max()})")
+    warning = window_warning(symbol, store.load(symbol)["date"], settings.data.start_date, settings.data.end_date)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -91,20 +103,20 @@ def _run(args: argparse.Namespace) -> None:
     try:
         if args.command == "demo":
             symbols = _symbol_list(args.symbols) if args.symbols else list(settings.data.symbols)
-            end = args.end or date.today()
+            end = args.end or min(_today(settings, s) for s in symbols)
             source = SourceInfo(kind="synthetic", detail=f"seed={args.seed} days={args.days} end={end}",
                                 synthetic=True, extra={"generator": "tasks.ingest.synthetic_market"})
             for symbol in symbols:
                 _check_not_mixing(store, symbol, synthetic=True)
             for symbol, bars in synthetic_market(symbols, args.days, args.seed, end).items():
-                _write(store, symbol, bars, source)
+                _write(store, symbol, bars, source, settings)
         else:
             symbol = validate_symbol(args.symbol.strip().upper())
             bars = read_price_file(args.file, symbol=symbol)
             _check_not_mixing(store, symbol, synthetic=False)
             kind = "csv" if args.file.suffix.lower() == ".csv" else "parquet"
             _write(store, symbol, bars, SourceInfo(
-                kind=kind, detail=args.file.name, extra={"path": str(args.file.resolve())}))
+                kind=kind, detail=args.file.name, extra={"path": str(args.file.resolve())}), settings)
         print(f"store: {settings.data.source} at {store.location()}")
     finally:
         store.close()

@@ -1,6 +1,7 @@
-"""clean: sort, de-duplicate, repair or drop impossible bars, fill short gaps, flag extreme jumps.
+"""clean: sort, de-duplicate, repair or drop impossible bars, fill short gaps, flag extreme jumps, days without
+volume and holes in the market's calendar.
 
-Pure: returns a new frame and a CleaningReport listing every change, counted per rule.
+Pure: returns a new frame and a CleaningReport listing every change, counted per rule, and every flag.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import polars as pl
 from prefect import task
 
 from schemas import CleaningReport
-from settings import CleaningSettings
+from settings import CleaningSettings, Market
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.monitor import resource_logged
+from tasks.sessions import gaps
 
 __all__ = ["Cleaned", "clean"]
 
@@ -37,11 +39,14 @@ def _count(frame: pl.DataFrame, condition: pl.Expr) -> int:
 @task(
     name="clean",
     task_run_name="clean-{symbol}",
-    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.clean",)),
+    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.clean", "tasks.sessions")),
 )
 @resource_logged
-def clean(prices: pl.DataFrame, symbol: str, cfg: CleaningSettings) -> Cleaned:
-    """Return repaired bars plus a report of every repair, per rule. The input is not modified."""
+def clean(prices: pl.DataFrame, symbol: str, cfg: CleaningSettings, market: Market) -> Cleaned:
+    """Return repaired bars plus a report of every repair, per rule. The input is not modified.
+
+    `market` decides the trading sessions against which holes in the history are measured.
+    """
     missing = [c for c in PRICE_COLUMNS if c not in prices.columns]
     if missing:
         raise ValueError(f"{symbol}: price frame lacks column(s) {', '.join(missing)}")
@@ -63,14 +68,15 @@ def clean(prices: pl.DataFrame, symbol: str, cfg: CleaningSettings) -> Cleaned:
     frame = frame.unique(subset="date", keep="last", maintain_order=True)
     note("duplicate_dates_dropped", before - frame.height)
 
-    # NaN and non-positive values are as good as missing: turn them into nulls, then fill short gaps.
+    # NaN, infinite and non-positive values are as good as missing: turn them into nulls, then fill short gaps.
     note("nan_values_nulled", _count(frame, pl.sum_horizontal(pl.col(FIELDS).is_nan())))
+    note("infinite_values_nulled", _count(frame, pl.sum_horizontal(pl.col(FIELDS).is_infinite())))
+    finite = {c: pl.col(c).is_finite() for c in FIELDS}  # null for null, false for NaN and +-inf
     note("non_positive_prices_nulled", _count(frame, pl.sum_horizontal(pl.col(PRICES) <= 0)))
     note("negative_volume_nulled", _count(frame, pl.col("volume") < 0))
     frame = frame.with_columns(
-        [pl.when(pl.col(c).is_nan() | (pl.col(c) <= 0)).then(None).otherwise(pl.col(c)).alias(c) for c in PRICES]
-        + [pl.when(pl.col("volume").is_nan() | (pl.col("volume") < 0)).then(None)
-           .otherwise(pl.col("volume")).alias("volume")]
+        [pl.when(~finite[c] | (pl.col(c) <= 0)).then(None).otherwise(pl.col(c)).alias(c) for c in PRICES]
+        + [pl.when(~finite["volume"] | (pl.col("volume") < 0)).then(None).otherwise(pl.col("volume")).alias("volume")]
     )
     nulls_before = _count(frame, pl.sum_horizontal(pl.col(FIELDS).is_null()))
     if cfg.max_fill_days:
@@ -93,7 +99,10 @@ def clean(prices: pl.DataFrame, symbol: str, cfg: CleaningSettings) -> Cleaned:
                                pl.min_horizontal("low", body_lo).alias("low"))
 
     jumps = frame.filter(pl.col("close").log().diff().abs() > cfg.jump_threshold)["date"].to_list()
+    days = frame["date"].to_list()
     report = CleaningReport(symbol=symbol, rows_in=rows_in, rows_out=frame.height, fixes=fixes,
-                            flagged_jumps=tuple(jumps))
+                            flagged_jumps=tuple(jumps),
+                            zero_volume_days=tuple(frame.filter(pl.col("volume") == 0)["date"].to_list()),
+                            gaps=gaps(days, market, cfg.max_gap_sessions))
     return Cleaned(frame=frame, report=report)
 

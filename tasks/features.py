@@ -93,7 +93,8 @@ def _helpers() -> list[pl.Expr]:
         (v - pv).abs().alias("__vmove"),
         _finite((v + 1).log()).alias("__logv"),
         _finite(c / pc).alias("__ret"),
-        _finite((v / pv + 1).log()).alias("__logvr"),
+        # ln((v + 1) / (v[-1] + 1)), not qlib's ln(v / v[-1] + 1): finite after a day without volume.
+        _finite(((v + 1) / (pv + 1)).log()).alias("__logvr"),
         _finite((c / pc - 1).abs() * v).alias("__wv"),
         _strict(true_range, h, low, pc).alias("__tr"),
     ]
@@ -259,7 +260,8 @@ def _window_features(d: int) -> dict[str, pl.Expr]:
         f"SUMP{d}": (move + net) / 2 / (move + EPS),
         f"SUMN{d}": (move - net) / 2 / (move + EPS),
         f"SUMD{d}": net / (move + EPS),
-        f"VMA{d}": _col("vmean") / (v + EPS), f"VSTD{d}": _col("vstd") / (v + EPS),
+        # On a log(1 + v) scale, not qlib's ratio to v + eps: a day without volume would give ~1e19.
+        f"VMA{d}": (_col("vmean") + 1).log() - _col("logv"), f"VSTD{d}": (_col("vstd") + 1).log() - _col("logv"),
         f"WVMA{d}": _col("wvstd") / (_col("wvmean") + EPS),
         f"VSUMP{d}": vgain / (vmove + EPS),
         f"VSUMN{d}": vloss / (vmove + EPS),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import polars as pl
 from schemas import validate_symbol
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 
-__all__ = ["SUPPORTED_SUFFIXES", "read_price_file", "synthetic_market"]
+__all__ = ["SUPPORTED_SUFFIXES", "IncomingBars", "check_incoming", "read_price_file", "synthetic_market",
+           "window_warning"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -221,4 +223,49 @@ def read_price_file(path: Path, symbol: str | None = None) -> pl.DataFrame:
             columns.append(values.cast(pl.Float64).alias(name))
         except pl.exceptions.PolarsError as exc:
             raise ValueError(f"{path}: column {names[name]!r} has non-numeric values") from exc
-    return pl.DataFrame(columns).sort("date", maintain_order=True)
+    bars = pl.DataFrame(columns).sort("date", maintain_order=True)
+    if bars.is_empty():
+        raise ValueError(f"{path} holds no price rows" + (f" for {symbol}" if symbol and "symbol" in names else ""))
+    return bars
+
+
+@dataclass(frozen=True)
+class IncomingBars:
+    """Bars about to be stored, one per date, and what was said about them."""
+
+    bars: pl.DataFrame
+    duplicates: int
+    """rows dropped because another row had the same date (the last row of each date is kept)."""
+    first_duplicate: date | None
+
+
+def check_incoming(bars: pl.DataFrame, symbol: str, today: date) -> IncomingBars:
+    """Refuse bars dated after `today` (the exchange's date) or none at all; keep the last row of each date.
+
+    Raises:
+        ValueError: no bars, or a bar dated in the future (the message names the first such date).
+    """
+    if bars.is_empty():
+        raise ValueError(f"no bars to store for {symbol}")
+    future = bars.filter(pl.col("date") > today)["date"]
+    if future.len():
+        raise ValueError(f"{symbol}: {future.len()} bar(s) dated after today ({today} at the exchange), the first "
+                         f"on {future.min()}; refusing them, as a future watermark would hide a stale feed")
+    repeated = bars.filter(pl.col("date").is_duplicated())["date"]
+    unique = bars.unique("date", keep="last", maintain_order=True).sort("date")
+    return IncomingBars(unique, bars.height - unique.height, repeated.min() if repeated.len() else None)  # type: ignore[arg-type]
+
+
+def window_warning(symbol: str, stored: pl.Series, start: date, end: date | None) -> str | None:
+    """A warning when stored bar dates lie outside the configured window data.start_date..data.end_date."""
+    if not stored.len():
+        return None
+    first, last = stored.min(), stored.max()
+    outside = int(((stored < start) | ((stored > end) if end else False)).sum())
+    if not outside:
+        return None
+    window = f"data.start_date..data.end_date = {start}..{end or 'newest'}"
+    if outside == stored.len():
+        return (f"none of {symbol}'s {stored.len()} stored bars ({first}..{last}) lies in {window}: the pipeline "
+                f"will see no rows of it; set data.start_date (e.g. STOCK_AI_DATA__START_DATE={first})")
+    return f"{outside} of {symbol}'s {stored.len()} stored bars ({first}..{last}) lie outside {window} and are not used"

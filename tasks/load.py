@@ -14,7 +14,7 @@ from prefect.states import State
 
 from schemas import validate_symbol
 from settings import DataSettings
-from stores.base import PriceStoreUnavailable
+from stores.base import PriceStore, PriceStoreUnavailable
 from stores.factory import open_price_store
 from tasks.caching import PriceFingerprint
 from tasks.monitor import resource_logged
@@ -42,25 +42,33 @@ def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:
     """Load `symbol`'s bars between data.start_date and data.end_date, sorted by date."""
     store = open_price_store(data)
     try:
-        return store.load(validate_symbol(symbol), data.start_date, data.end_date)
+        bars = store.load(validate_symbol(symbol), data.start_date, data.end_date)
+        _check_window(store, symbol, data, bars.height)
+        return bars
     finally:
         store.close()
+
+
+def _check_window(store: PriceStore, symbol: str, data: DataSettings, rows: int) -> None:
+    """InsufficientHistoryError naming the window and the range the store holds, when `rows` are too few."""
+    if rows >= required_rows(data.features, data.split):
+        return
+    stored = store.load(symbol)["date"]
+    check_history(rows, symbol, data.features, data.split,
+                  where=f"in the window data.start_date..data.end_date = {data.start_date}..{data.end_date or 'newest'}"
+                        f" (the store holds {stored.len()} rows of it, {stored.min()}..{stored.max()})")
 
 
 def check_prices(symbols: list[str], data: DataSettings) -> None:
     """Raise the error a run would meet: store unreachable or empty, unknown symbol, too few bars in the window.
 
-    Bars are counted before cleaning, so a symbol that passes may still fall short after it; the
-    data pipeline checks again.
+    The `load` task makes the same check; bars are counted before cleaning, so a symbol that passes may
+    still fall short after it, and the data pipeline checks again then.
     """
     store = open_price_store(data)
     try:
         for symbol in symbols:
-            rows = store.load(validate_symbol(symbol), data.start_date, data.end_date).height
-            where = f"in the window data.start_date..data.end_date = {data.start_date}..{data.end_date or 'newest'}"
-            if rows < required_rows(data.features, data.split):
-                stored = store.load(symbol)["date"]
-                where += f" (the store holds {stored.len()} rows of it, {stored.min()}..{stored.max()})"
-            check_history(rows, symbol, data.features, data.split, where=where)
+            bars = store.load(validate_symbol(symbol), data.start_date, data.end_date)
+            _check_window(store, symbol, data, bars.height)
     finally:
         store.close()

@@ -70,7 +70,8 @@ def test_bad_symbols_fail_clearly_and_stored_sets_survive(small_config: Path) ->
         data_pipeline(symbols=["VCB", "NOPE", "SHORT"], settings=settings)
     message = str(info.value)
     assert "NOPE: load failed: no prices for symbol 'NOPE'" in message
-    assert "SHORT: engineer failed: SHORT has 50 rows" in message and "at least" in message
+    assert "SHORT: load failed: SHORT has 50 rows of history in the window" in message and "at least" in message
+    assert "(the store holds 50 rows of it, " in message
     assert "VCB:" not in message
     assert FeatureStore(settings.data.feature_store_path).current("VCB") == good
 

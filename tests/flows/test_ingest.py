@@ -126,3 +126,39 @@ def test_help_on_every_subcommand_and_no_prefect_import() -> None:
         assert exited.value.code == 0
     code = "import sys, flows.ingest; sys.exit('prefect' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, check=False).returncode == 0
+
+
+def test_bad_bars_are_refused_and_odd_ones_are_said(config: Path, store: PriceStore, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    header_only = tmp_path / "empty.csv"
+    header_only.write_text("date,open,high,low,close,volume\n", encoding="utf-8")
+    assert main(["csv", str(header_only), "--symbol", "VHM", "--config", str(config)]) == 2
+    assert "empty.csv holds no price rows" in capsys.readouterr().err
+
+    rows = [("2024-01-02", 10, 11, 9, 10.5, 100), ("2024-01-03", 10, 11, 9, 10.6, 100),
+            ("2024-01-03", 10, 11, 9, 10.7, 200), ("2031-01-06", 10, 11, 9, 10.8, 100)]
+    future = tmp_path / "future.csv"
+    pd.DataFrame(rows, columns=["date", "open", "high", "low", "close", "volume"]).to_csv(future, index=False)
+    assert main(["csv", str(future), "--symbol", "VHM", "--config", str(config)]) == 2
+    assert "bar(s) dated after today" in (err := capsys.readouterr().err) and "2031-01-06" in err
+    assert store.symbols() == []  # nothing stored
+
+    pd.DataFrame(rows[:3], columns=["date", "open", "high", "low", "close", "volume"]).to_csv(future, index=False)
+    assert main(["csv", str(future), "--symbol", "VHM", "--config", str(config)]) == 0
+    out = capsys.readouterr()
+    assert "1 duplicate date row(s) in the input, the first on 2024-01-03: the last row of each date is kept" in out.out
+    assert "VHM: 2 rows written, 2 new days (2024-01-02 to 2024-01-03)" in out.out
+    assert store.load("VHM")["close"].to_list() == [10.5, 10.7]
+    assert "warning:" not in out.err  # the shipped window starts 2020-01-01
+
+
+def test_history_outside_the_configured_window_is_warned_about(config: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from backtesting.test import GOOG
+
+    path = tmp_path / "goog.csv"
+    GOOG.to_csv(path)
+    assert main(["csv", str(path), "--symbol", "GOOG", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: none of GOOG's 2148 stored bars (2004-08-19..2013-03-01) lies in data.start_date..data.end_date"
+            " = 2020-01-01..newest") in err and "STOCK_AI_DATA__START_DATE=2004-08-19" in err

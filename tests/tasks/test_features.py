@@ -53,6 +53,17 @@ def test_matches_pandas_reference(market: pl.DataFrame, gappy: bool) -> None:
     assert compare(engine, reference, [*feature_names(CFG), LABEL], rtol=1e-6, atol=1e-9) == []
 
 
+def test_a_day_without_volume_leaves_every_feature_finite_and_moderate(market: pl.DataFrame) -> None:
+    """Zero volume on a trading day (a halt, a holiday bar) must not blow up volume ratios (was ~1e19)."""
+    one = market.filter(pl.col(SYMBOL) == market[SYMBOL][0]).drop(SYMBOL)
+    quiet = one.with_columns(pl.when(pl.int_range(pl.len()) == 100).then(0.0).otherwise(pl.col("volume"))
+                             .alias("volume"))
+    values = compute_features(quiet, CFG).select(feature_names(CFG)).slice(CFG.warmup).to_numpy()
+    present = values[~np.isnan(values)]
+    assert present.size > 0.95 * values.size  # a zero volume does not blank the volume features either
+    assert np.isfinite(present).all() and np.abs(present).max() < 1e6
+
+
 @pytest.mark.parametrize("horizon", [1, 3])
 def test_no_look_ahead(market: pl.DataFrame, horizon: int) -> None:
     cfg = FeatureSettings(horizon=horizon)
