@@ -1,8 +1,17 @@
-"""ARIMA(p, d, q) on the label series, optionally with standardized features as regressors (SARIMAX)."""
+"""ARIMA(p, d, q) on the label series, optionally with standardized features as regressors (SARIMAX).
+
+Labels are divided by their train standard deviation before fitting (daily returns have variances near
+1e-4, on which L-BFGS line searches fail) and forecasts multiplied back. A fit counts only when the
+optimizer converged and every AR and MA root lies clearly outside the unit circle (|root| >= 1.01): a
+near-unit root makes forecasts explode or the model non-invertible. Otherwise the next simpler order is
+fitted (the larger of p and q, q on a tie, less one), at most `max_fallbacks` times; then the fit fails
+with every order's reason. The order actually fitted is saved with the model.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -16,9 +25,12 @@ if TYPE_CHECKING:
     import optuna
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-__all__ = ["STATE_FILE", "ArimaForecaster", "ArimaParams"]
+__all__ = ["STATE_FILE", "ArimaForecaster", "ArimaParams", "fallback_orders"]
 
 STATE_FILE = "arima.json"
+MIN_ROOT = 1.01
+"""smallest |root| of the AR and MA polynomials a fit may have (a root on the unit circle is 1.0)."""
+log = logging.getLogger(__name__)
 
 
 class ArimaParams(ModelParams):
@@ -30,6 +42,20 @@ class ArimaParams(ModelParams):
     trend: Literal["n", "c"] = "c"
     n_exog: int = Field(0, ge=0, description="leading feature columns used as regressors")
     maxiter: int = Field(50, ge=1)
+    max_fallbacks: int = Field(2, ge=0, description="simpler orders tried after a fit that did not converge or "
+                               "has a root near the unit circle")
+
+
+def fallback_orders(p: int, d: int, q: int, fallbacks: int) -> list[tuple[int, int, int]]:
+    """(p, d, q), then up to `fallbacks` simpler orders: the larger of p and q less one, q on a tie."""
+    orders = [(p, d, q)]
+    while len(orders) <= fallbacks and (p or q):
+        if q >= p:
+            q -= 1
+        else:
+            p -= 1
+        orders.append((p, d, q))
+    return orders
 
 
 class ArimaForecaster(Forecaster):
@@ -40,6 +66,8 @@ class ArimaForecaster(Forecaster):
     params: ArimaParams
 
     _exog: tuple[str, ...]
+    _fitted_order: tuple[int, int, int]
+    _scale: float
     _mean: np.ndarray
     _std: np.ndarray
     _param_names: list[str]
@@ -58,30 +86,56 @@ class ArimaForecaster(Forecaster):
         raw = feature_matrix(train, self._exog) if self._exog else np.empty((train.height, 0))
         std = raw.std(axis=0)
         self._mean, self._std = raw.mean(axis=0), np.where(std > 0, std, 1.0)
-        model = self._sarimax(_labels(train), self._exog_matrix(train) if self._exog else None)
-        try:  # the optimizer's routine warnings are silenced process-wide (models/notices.py)
-            results = model.fit(disp=False, maxiter=self.params.maxiter)
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            raise ModelError(f"arima: fit failed for order {self._order()}: {exc}") from exc
-        values = np.asarray(results.params, dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ModelError(f"arima: fit for order {self._order()} gave non-finite parameters")
-        self._param_names, self._param_values = list(model.param_names), values
+        labels, exog = _labels(train), self._exog_matrix(train) if self._exog else None
+        spread = float(np.nanstd(labels)) if np.isfinite(labels).any() else 0.0
+        self._scale = spread if spread > 0 else 1.0
+        labels = labels / self._scale
+        problems = []
+        for order in self._orders():
+            model = self._sarimax(labels, exog, order)
+            try:  # convergence is checked below, not warned about
+                results = model.fit(disp=False, maxiter=self.params.maxiter, warn_convergence=False)
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                problems.append(f"order {order}: fit failed: {exc}")
+                continue
+            problem = self._problem(results)
+            if problem is None:
+                if problems:
+                    log.warning("arima: fitted order %s instead (%s)", order, "; ".join(problems))
+                self._fitted_order = order
+                self._param_names = list(model.param_names)
+                self._param_values = np.asarray(results.params, dtype=np.float64)
+                return
+            problems.append(f"order {order}: {problem}")
+        raise ModelError("arima: no acceptable fit: " + "; ".join(problems))
+
+    def _problem(self, results: Any) -> str | None:
+        """Why a fit is not acceptable, or None."""
+        if not results.mle_retvals.get("converged", True):
+            return f"did not converge in maxiter={self.params.maxiter} iterations"
+        if not np.isfinite(np.asarray(results.params, dtype=np.float64)).all():
+            return "non-finite parameters"
+        for name, roots, kind in (("AR", results.arroots, "non-stationary"), ("MA", results.maroots, "not invertible")):
+            smallest = float(np.abs(roots).min()) if np.size(roots) else np.inf
+            if smallest < MIN_ROOT:
+                return f"an {name} root of modulus {smallest:.4f} lies on or near the unit circle ({kind})"
+        return None
 
     def _predict(self, frame: pl.DataFrame, context: pl.DataFrame | None) -> np.ndarray:
         parts = [context, frame] if context is not None and context.height else [frame]
         labels = np.concatenate([_labels(part) for part in parts])
         exog = np.concatenate([self._exog_matrix(part) for part in parts]) if self._exog else None
-        model = self._sarimax(labels, exog)
+        model = self._sarimax(labels / self._scale, exog, self._fitted_order)
         if list(model.param_names) != self._param_names:
-            raise ModelError(f"arima: saved parameters {self._param_names} do not fit order {self._order()}")
+            raise ModelError(f"arima: saved parameters {self._param_names} do not fit order {self._fitted_order}")
         # Re-applying the fitted parameters to the whole series: history conditions the state, no refit.
         filtered = model.filter(self._param_values).filter_results
         rows = np.arange(labels.shape[0] - frame.height, labels.shape[0])
-        return _ahead(model.ssm, filtered.predicted_state, rows, self.horizon)
+        return _ahead(model.ssm, filtered.predicted_state, rows, self.horizon) * self._scale
 
     def _save(self, directory: Path) -> dict[str, Any]:
-        state = {"order": list(self._order()), "trend": self.params.trend, "exog": list(self._exog),
+        state = {"order": list(self._fitted_order), "trend": self.params.trend, "label_scale": self._scale,
+                 "exog": list(self._exog),
                  "exog_mean": self._mean.tolist(), "exog_std": self._std.tolist(),
                  "param_names": self._param_names, "params": self._param_values.tolist()}
         # json writes floats as their shortest round-trip repr, so loading gives identical parameters.
@@ -90,9 +144,11 @@ class ArimaForecaster(Forecaster):
 
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         saved = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-        if tuple(saved["order"]) != self._order() or saved["trend"] != self.params.trend:
+        if tuple(saved["order"]) not in self._orders() or saved["trend"] != self.params.trend:
             raise ModelError(f"arima: {STATE_FILE} holds order {saved['order']} / trend {saved['trend']}, "
-                             f"model.json says {self._order()} / {self.params.trend}")
+                             f"model.json allows {self._orders()} / {self.params.trend}")
+        self._fitted_order = tuple(saved["order"])  # type: ignore[assignment]
+        self._scale = float(saved.get("label_scale", 1.0))  # models saved before labels were scaled
         if tuple(saved["exog"]) != self.features[:self.params.n_exog]:
             raise ModelError(f"arima: {STATE_FILE} exogenous columns {saved['exog']} do not match the features")
         self._exog = tuple(saved["exog"])
@@ -102,13 +158,14 @@ class ArimaForecaster(Forecaster):
         self._param_values = np.asarray(saved["params"], dtype=np.float64)
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _order(self) -> tuple[int, int, int]:
-        return self.params.p, self.params.d, self.params.q
+    def _orders(self) -> list[tuple[int, int, int]]:
+        p = self.params
+        return fallback_orders(p.p, p.d, p.q, p.max_fallbacks)
 
-    def _sarimax(self, labels: np.ndarray, exog: np.ndarray | None) -> SARIMAX:
+    def _sarimax(self, labels: np.ndarray, exog: np.ndarray | None, order: tuple[int, int, int]) -> SARIMAX:
         from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-        return SARIMAX(labels, exog=exog, order=self._order(), trend=self.params.trend)
+        return SARIMAX(labels, exog=exog, order=order, trend=self.params.trend)
 
     def _exog_matrix(self, frame: pl.DataFrame) -> np.ndarray:
         """The exogenous columns standardized with the train mean / std."""

@@ -17,17 +17,13 @@ ROUTINE_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r".*does not have many workers", Warning),
     # Lightning's own use of torch's pytree; nothing a caller can act on.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", Warning),
-    # statsmodels' optimizer on routine ARIMA fits; a bad fit shows up in the evaluation metrics.
+    # statsmodels falls back to zeros as ARIMA start values; the fit goes on, and models/arima.py checks its
+    # convergence and roots itself.
     (r"Non-(stationary|invertible) starting", UserWarning),
-    (r"Maximum Likelihood optimization failed to converge", UserWarning),
 )
 
 
 def silence_routine_warnings() -> None:
     """Ignore ROUTINE_WARNINGS in this process (idempotent: a filter already present is not added twice)."""
-    # statsmodels puts an "always" filter for its ConvergenceWarning in front when first imported (about 1 s);
-    # imported here first, in the importing thread, it cannot later push ahead of the filters below.
-    import statsmodels.tools.sm_exceptions  # noqa: F401
-
     for message, category in ROUTINE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)

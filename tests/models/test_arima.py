@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.arima import STATE_FILE, ArimaForecaster, ArimaParams
+from models.arima import STATE_FILE, ArimaForecaster, ArimaParams, fallback_orders
 from models.base import LABEL, Forecaster, ModelError
 
 FEATURES = ("x", "noise")
@@ -35,8 +35,7 @@ def ar1(rows: int, phi: float, seed: int = 1, mean: float = 0.0) -> np.ndarray:
 
 
 def fitted(frame: pl.DataFrame, horizon: int = 1, **params: object) -> ArimaForecaster:
-    """Fitted on the first 400 rows; a short optimisation is enough where only the wiring is tested."""
-    params = {"maxiter": 20, **params}
+    """Fitted on the first 400 rows."""
     model = ArimaForecaster(FEATURES, ArimaParams(**params), horizon=horizon)  # type: ignore[arg-type]
     return model.fit(frame.slice(0, 400), frame.slice(400, 50))
 
@@ -97,9 +96,12 @@ def test_multi_step_matches_statsmodels_dynamic_prediction() -> None:
     predictions = model.predict(frame)
     state = model._param_values  # the fitted vector, re-applied to the whole series
     x = (frame["x"].to_numpy() - model._mean[0]) / model._std[0]
-    results = SARIMAX(frame[LABEL].to_numpy(), exog=x[:, None], order=(1, 1, 1), trend="c").filter(state)
+    # Differencing an AR(1) leaves a unit MA root: the fit falls back to the simpler order (1, 1, 0).
+    assert model._fitted_order == (1, 1, 0)
+    scale = model._scale  # fitted on labels / their train std, forecasts scaled back
+    results = SARIMAX(frame[LABEL].to_numpy() / scale, exog=x[:, None], order=(1, 1, 0), trend="c").filter(state)
     for t in (10, 200, 499):
-        expected = results.predict(start=t - 3, end=t, dynamic=True)[-1]
+        expected = results.predict(start=t - 3, end=t, dynamic=True)[-1] * scale
         assert predictions[t] == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
@@ -132,3 +134,29 @@ def test_tampered_state_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({**state, "order": [3, 0, 0]}), encoding="utf-8")
     with pytest.raises(ModelError, match="order"):
         Forecaster.load(tmp_path)
+
+
+def test_fallback_orders_drop_the_larger_of_p_and_q_first() -> None:
+    assert fallback_orders(2, 0, 2, 3) == [(2, 0, 2), (2, 0, 1), (1, 0, 1), (1, 0, 0)]
+    assert fallback_orders(3, 1, 1, 2) == [(3, 1, 1), (2, 1, 1), (1, 1, 1)]
+    assert fallback_orders(0, 0, 0, 5) == [(0, 0, 0)] and fallback_orders(2, 0, 2, 0) == [(2, 0, 2)]
+
+
+def test_a_fit_that_does_not_converge_fails_with_its_reason() -> None:
+    frame = series_frame(ar1(500, phi=0.5))
+    with pytest.raises(ModelError, match=r"no acceptable fit: order \(2, 0, 2\): did not converge in maxiter=1"):
+        fitted(frame, p=2, q=2, maxiter=1, max_fallbacks=0)
+
+
+def test_a_near_unit_root_falls_back_and_the_fallback_survives_save_and_load(tmp_path: Path) -> None:
+    # Differenced white noise: the MA(1) estimate piles up at -1, a non-invertible model.
+    frame = series_frame(np.random.default_rng(0).normal(0, 0.01, 500))
+    with pytest.raises(ModelError, match=r"order \(0, 1, 1\): an MA root of modulus 1\.0\d+ lies on or near"):
+        fitted(frame, p=0, d=1, q=1, max_fallbacks=0)
+    model = fitted(frame, p=0, d=1, q=1)
+    assert model._fitted_order == (0, 1, 0)
+    model.save(tmp_path)
+    assert json.loads((tmp_path / STATE_FILE).read_text(encoding="utf-8"))["order"] == [0, 1, 0]
+    test, context = frame.slice(450, 50), frame.slice(0, 450)
+    np.testing.assert_array_equal(Forecaster.load(tmp_path).predict(test, context=context),
+                                  model.predict(test, context=context))
