@@ -105,10 +105,17 @@ def format_summary(summaries: Sequence[DataSummary], location: str) -> str:
             f"{rows['train']:>6} {rows['val']:>5} {rows['test']:>5} {rows['latest']:>6} "
             f"{s.cleaning.total_fixes:>5} {s.cached_tasks:>3}/{s.total_tasks}")
         for rule, count in sorted(s.cleaning.fixes.items()):
-            lines.append(f"         clean: {rule} x{count}")
+            kept = " (the last row of each date kept)" if rule == "duplicate_dates_dropped" else ""
+            lines.append(f"         clean: {rule} x{count}{kept}")
         if s.cleaning.flagged_jumps:
             lines.append(f"         clean: {len(s.cleaning.flagged_jumps)} extreme jump(s) flagged, first "
                          f"{s.cleaning.flagged_jumps[0]}")
+        if s.cleaning.zero_volume_days:
+            lines.append(f"         clean: {len(s.cleaning.zero_volume_days)} day(s) with zero volume flagged, first "
+                         f"{s.cleaning.zero_volume_days[0]}")
+        for gap in s.cleaning.gaps:
+            lines.append(f"         clean: {gap.sessions} trading sessions missing between {gap.after} and "
+                         f"{gap.before}")
     lines.append(f"feature store: {location}")
     return "\n".join(lines)
 

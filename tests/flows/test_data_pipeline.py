@@ -115,3 +115,19 @@ def test_ingest_then_data_pipeline_from_mongodb(small_config: Path, mongo_settin
     assert summary.ref.rows["train"] > 0 and summary.cached_tasks == 0
     again = by_symbol(data_pipeline(symbols=["VHM"], settings=settings))["VHM"]
     assert again.cached_tasks == 6 and again.ref == summary.ref
+
+
+def test_the_summary_names_days_without_volume_and_holes_in_the_calendar(small_config: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    settings = load_settings(small_config)
+    bars = random_walk_prices(300, seed=5)
+    # A zero-volume day, and ten weekdays (two weeks) missing from the history.
+    bars = bars.with_columns(pl.when(pl.int_range(pl.len()) == 150).then(0.0).otherwise(pl.col("volume"))
+                             .alias("volume"))
+    holed = pl.concat([bars.slice(0, 200), bars.slice(210)])
+    ParquetPriceStore(settings.data.prices_path).upsert("VHM", holed, SourceInfo(kind="csv"))
+    assert main(["--symbols", "VHM", "--config", str(small_config)]) == 0
+    out = capsys.readouterr().out
+    zero_day, before, after = bars["date"][150], bars["date"][199], bars["date"][210]
+    assert f"clean: 1 day(s) with zero volume flagged, first {zero_day}" in out
+    assert f"clean: 10 trading sessions missing between {before} and {after}" in out
