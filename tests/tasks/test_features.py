@@ -80,6 +80,21 @@ def test_no_look_ahead(market: pl.DataFrame, horizon: int) -> None:
         assert seen.filter(~settled)[LABEL].null_count() == seen.filter(~settled).height
 
 
+def test_no_look_ahead_on_a_real_series() -> None:
+    """backtesting.py's real GOOG bars (2004-2013): truncating the history changes nothing already computed."""
+    from backtesting.test import GOOG
+
+    bars = pl.from_pandas(GOOG.reset_index().rename(columns={"index": "date"})).select(
+        pl.col("date").cast(pl.Date), *(pl.col(c.capitalize()).cast(pl.Float64).alias(c)
+                                        for c in ("open", "high", "low", "close", "volume")))
+    names = feature_names(CFG)
+    full = compute_features(bars, CFG)
+    for cut in (61, 500, 1500, bars.height - 2):
+        seen = compute_features(bars.head(cut + 1), CFG)
+        assert seen.select(names).equals(full.head(cut + 1).select(names)), f"features changed for cut {cut}"
+        assert seen[LABEL].head(cut).equals(full[LABEL].head(cut)) and seen[LABEL][cut] is None
+
+
 def test_input_not_mutated_and_rows_sorted(market: pl.DataFrame) -> None:
     shuffled = market.sample(fraction=1.0, shuffle=True, seed=3)
     before = shuffled.clone()
