@@ -116,8 +116,10 @@ def _decide(symbol: str, candidates: list[EvaluationResult], production: Evaluat
               for r in candidates if not qualifies(r, level)] + sizing
     if not ranked:
         if production is None:
+            best = min((r.against_baseline.p_value for r in candidates), default=None)
+            smallest = f" (smallest DM p={best:.3g})" if best is not None else ""
             return Decision(symbol, "none", None, None, None, (
-                *failed, "no production model and no challenger beats the naive baselines significantly: "
+                *failed, f"no production model and no challenger beats the naive baselines significantly{smallest}: "
                          "nothing to serve"))
         return _keep(symbol, production, failed,
                      "no challenger beats the naive baselines significantly" if candidates else

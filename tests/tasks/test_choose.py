@@ -152,6 +152,7 @@ def test_nothing_qualifies() -> None:
     nothing = only(choose_champions(failing, {"VCB": None}))
     assert (nothing.action, nothing.model_type, nothing.version, nothing.composite) == ("none", None, None, None)
     assert "nothing to serve" in nothing.reasons[-1] and len(nothing.reasons) == 3
+    assert all("DM p=" in reason for reason in nothing.reasons)
 
 
 def test_symbols_are_decided_independently_and_in_order() -> None:
