@@ -116,14 +116,14 @@ def test_every_task_run_records_its_resources_in_the_run_log() -> None:
 
     from prefect import flow
 
-    from settings import CleaningSettings
+    from settings import CleaningSettings, Market
     from tasks.clean import clean
     from tests.conftest import random_walk_prices
 
     @flow
     def one_step() -> int:
         fresh = clean.with_options(refresh_cache=True)  # run it, even if an earlier run cached the same input
-        return fresh(random_walk_prices(50), "VCB", CleaningSettings()).frame.height
+        return fresh(random_walk_prices(50), "VCB", CleaningSettings(), Market()).frame.height
 
     state = one_step(return_state=True)
     assert state.result() == 50
