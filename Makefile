@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.backtest
 	$(PYTHON) -m benchmarks.serving
 	$(PYTHON) -m benchmarks.fanout
+	$(PYTHON) -m benchmarks.sanity
 
 clean-demo:
 	rm -rf data artifacts reports

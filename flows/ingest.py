@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import polars as pl
@@ -91,7 +91,8 @@ def _write(store: PriceStore, symbol: str, bars: pl.DataFrame, source: SourceInf
               f"{incoming.first_duplicate}: the last row of each date is kept")
     added = store.upsert(symbol, incoming.bars, source)
     dates = incoming.bars["date"]
-    print(f"{symbol}: {incoming.bars.height} rows written, {added} new days ({dates.min()} to {dates.max()})")
+    first, last = cast(date, dates.min()), cast(date, dates.max())
+    print(f"{symbol}: {incoming.bars.height} rows written, {added} new days ({first} to {last})")
     warning = window_warning(symbol, store.load(symbol)["date"], settings.data.start_date, settings.data.end_date)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

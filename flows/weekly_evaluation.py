@@ -180,7 +180,7 @@ def request_retrain(symbols: list[str], wait_hours: float) -> RetrainRun | None:
     state = run.state
     name = (state.name or state.type.value.title()) if state else "Unknown"
     finished = state is not None and state.is_final()
-    result = RetrainRun(str(run.id), name, (state.message or "") if finished else
+    result = RetrainRun(str(run.id), name, (state.message or "") if state is not None and finished else
                         f"not finished after waiting {wait_hours:g} h")
     print(f"{RETRAIN_DEPLOYMENT} run {result.flow_run_id}: {result.state} {result.message}".rstrip())
     return result

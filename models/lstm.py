@@ -21,6 +21,7 @@ class LSTMParams(SequenceParams):
 
     hidden_size: int = Field(32, ge=1)
     num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.9, ge=0.0, lt=1.0, description="before the output layer (and between stacked layers)")
 
 
 class LSTMForecaster(SequenceForecaster):

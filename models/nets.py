@@ -38,7 +38,8 @@ class LSTMNet(nn.Module):
 
 
 class TransformerNet(nn.Module):
-    """A Transformer encoder over the window, read out at the last position.
+    """A Transformer encoder over the window, read out at the last position, beside a linear skip from the
+    last row (as in LSTMNet).
 
     Args:
         n_features: feature columns per row.
@@ -47,7 +48,7 @@ class TransformerNet(nn.Module):
         nhead: attention heads.
         num_layers: encoder layers.
         dim_feedforward: width of each layer's feed-forward block.
-        dropout: inside the encoder layers.
+        dropout: inside the encoder layers and before the output layer.
     """
 
     def __init__(self, n_features: int, lookback: int, d_model: int, nhead: int, num_layers: int,
@@ -63,10 +64,13 @@ class TransformerNet(nn.Module):
                                            norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model),
                                              enable_nested_tensor=False)
-        self.head = nn.Linear(d_model, 1)
+        # On noisy returns the encoder mostly fits noise; the skip carries a linear signal past it.
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(d_model + n_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, lookback, n_features) -> (batch,)."""
         tokens = self.project(x) + self.position[:, : x.shape[1]]  # (batch, lookback, d_model)
         encoded = self.encoder(tokens)  # (batch, lookback, d_model); every row in the window is <= t
-        return self.head(encoded[:, -1]).squeeze(-1)  # (batch,)
+        last = self.dropout(encoded[:, -1])  # (batch, d_model)
+        return self.head(torch.cat([last, x[:, -1]], dim=-1)).squeeze(-1)  # (batch,); skip reads row t

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -250,17 +251,17 @@ def check_incoming(bars: pl.DataFrame, symbol: str, today: date) -> IncomingBars
     future = bars.filter(pl.col("date") > today)["date"]
     if future.len():
         raise ValueError(f"{symbol}: {future.len()} bar(s) dated after today ({today} at the exchange), the first "
-                         f"on {future.min()}; refusing them, as a future watermark would hide a stale feed")
+                         f"on {cast(date, future.min())}; refusing them, as a future watermark would hide a stale feed")
     repeated = bars.filter(pl.col("date").is_duplicated())["date"]
     unique = bars.unique("date", keep="last", maintain_order=True).sort("date")
-    return IncomingBars(unique, bars.height - unique.height, repeated.min() if repeated.len() else None)  # type: ignore[arg-type]
+    return IncomingBars(unique, bars.height - unique.height, cast(date, repeated.min()) if repeated.len() else None)
 
 
 def window_warning(symbol: str, stored: pl.Series, start: date, end: date | None) -> str | None:
     """A warning when stored bar dates lie outside the configured window data.start_date..data.end_date."""
     if not stored.len():
         return None
-    first, last = stored.min(), stored.max()
+    first, last = cast(date, stored.min()), cast(date, stored.max())
     outside = int(((stored < start) | ((stored > end) if end else False)).sum())
     if not outside:
         return None

@@ -6,7 +6,8 @@ past is said in one line at once.
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date
+from typing import Any, cast
 
 import polars as pl
 from prefect import task
@@ -54,9 +55,10 @@ def _check_window(store: PriceStore, symbol: str, data: DataSettings, rows: int)
     if rows >= required_rows(data.features, data.split):
         return
     stored = store.load(symbol)["date"]
+    first, last = cast(date, stored.min()), cast(date, stored.max())
     check_history(rows, symbol, data.features, data.split,
                   where=f"in the window data.start_date..data.end_date = {data.start_date}..{data.end_date or 'newest'}"
-                        f" (the store holds {stored.len()} rows of it, {stored.min()}..{stored.max()})")
+                        f" (the store holds {stored.len()} rows of it, {first}..{last})")
 
 
 def check_prices(symbols: list[str], data: DataSettings) -> None:

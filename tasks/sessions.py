@@ -49,4 +49,5 @@ def sessions_between(days: Sequence[date], market: Market) -> np.ndarray:
 def gaps(days: Sequence[date], market: Market, max_sessions: int) -> tuple[CalendarGap, ...]:
     """Holes of more than `max_sessions` missing sessions between consecutive `days` (sorted)."""
     missing = sessions_between(days, market)
-    return tuple(CalendarGap(days[i], days[i + 1], int(missing[i])) for i in np.flatnonzero(missing > max_sessions))
+    return tuple(CalendarGap(days[i], days[i + 1], int(missing[i]))
+                 for i in np.flatnonzero(missing > max_sessions).tolist())

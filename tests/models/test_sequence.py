@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -128,3 +129,18 @@ def test_fits_in_concurrent_threads_match_sequential_fits() -> None:
         concurrent = list(pool.map(fit_predict, ["lstm", "transformer"]))
     for one, other in zip(sequential, concurrent, strict=True):
         np.testing.assert_array_equal(one, other)
+
+
+def test_weights_of_another_network_shape_fail_with_a_retrain_hint(tmp_path: Path) -> None:
+    from models.base import ModelError
+    from models.sequence import WEIGHTS_FILE
+
+    model = LSTMForecaster(FEATURES, LSTMParams(max_epochs=1, **TINY)).fit(frame(80), frame(30, seed=1))
+    model.save(tmp_path)
+    # What an earlier layout left behind: an output layer that read the LSTM state only.
+    weights = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
+    weights["head.weight"] = weights["head.weight"][:, :TINY["hidden_size"]]
+    torch.save(weights, tmp_path / WEIGHTS_FILE)
+
+    with pytest.raises(ModelError, match=r"weights.pt does not fit this network \(size mismatch for head.weight"):
+        LSTMForecaster.load(tmp_path)
