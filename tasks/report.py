@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas import JobFailure
 from stores.files import atomic_write
+from tasks.backtest import Sizing
 from tasks.choose import Decision
 from tasks.evaluate import EvaluationResult
 from tasks.monitor import resource_logged
@@ -52,6 +53,9 @@ class ReportRef:
 
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, paths, dates and non-finite floats as plain JSON values (NaN/inf become null)."""
+    if isinstance(value, Sizing):  # its verdict and warning are properties: the report carries them too
+        return {**{f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)},
+                "meaningful": value.meaningful, "note": value.note}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
