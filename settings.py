@@ -5,8 +5,11 @@ Build one `Settings` at an entry point with `load_settings()` and hand each task
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import types
+import typing
 import zoneinfo
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -16,7 +19,13 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from schemas import validate_symbol
 
@@ -64,6 +73,26 @@ class MongoSettings(_Section):
     timeout_ms: int = Field(5000, gt=0, description="server selection timeout per attempt")
     retries: int = Field(3, ge=1, description="connection attempts before giving up")
     backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each attempt")
+
+    @field_validator("uri")
+    @classmethod
+    def _usable_uri(cls, uri: SecretStr) -> SecretStr:
+        """Scheme and ports checked here, so a typo names data.mongodb.uri (the password is never repeated)."""
+        text = uri.get_secret_value()
+        scheme, _, rest = text.partition("://")
+        if scheme not in ("mongodb", "mongodb+srv") or not rest:
+            raise ValueError("expected mongodb://host[:port][,host[:port]...][/database][?options] "
+                             "or mongodb+srv://host")
+        hosts = rest.rpartition("@")[2].split("/", 1)[0].split("?", 1)[0]
+        for host in hosts.split(","):
+            name, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+            if not colon:
+                name = host
+            if not name:
+                raise ValueError(f"a host is empty in {hosts!r}")
+            if colon and not (port.isdigit() and 1 <= int(port) <= 65535):
+                raise ValueError(f"port {port!r} of host {name!r} is not a number from 1 to 65535")
+        return uri
 
 
 class SplitSettings(_Section):
@@ -210,6 +239,20 @@ class DeploymentSettings(_Section):
     parity_tolerance: float = Field(1e-6, gt=0, description="max |staging - offline| prediction difference")
     latency_requests: int = Field(30, ge=5)
     max_p95_ms: float = Field(500, gt=0, description="p95 latency bound of /v1/predict on staging")
+
+    @field_validator("token")
+    @classmethod
+    def _usable_token(cls, token: SecretStr | None) -> SecretStr | None:
+        """An empty token would fail later as an illegal Authorization header: refuse it now."""
+        if token is None:
+            return None
+        text = token.get_secret_value()
+        if not text.strip():
+            raise ValueError("is empty: set a token (e.g. `python -c 'import secrets; print(secrets.token_hex(16))'`) "
+                             "or unset STOCK_AI_DEPLOYMENT__TOKEN")
+        if text != text.strip() or not text.isascii() or not text.isprintable():
+            raise ValueError("has spaces at an end, control or non-ASCII characters: not usable in an HTTP header")
+        return token
 
 
 class Market(_Section):
@@ -393,11 +436,55 @@ class Settings(BaseSettings):
                                        "execution": execution})
 
 
+class _BadScalar(Exception):
+    def __init__(self, node: yaml.Node, error: Exception) -> None:
+        super().__init__(str(error))
+        self.node, self.error = node, error
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose failed date scalars (2020-02-30) remember their node, so the key can be named."""
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError as exc:
+            raise _BadScalar(node, exc) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _key_of(text: str, target: yaml.Node) -> str:
+    """The dotted key whose value is the node at `target`'s position in the YAML `text`."""
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> tuple[str, ...] | None:
+        if node.start_mark.index == target.start_mark.index and isinstance(node, yaml.ScalarNode):
+            return path
+        children: list[tuple[str, yaml.Node]] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [(str(key.value), value) for key, value in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(str(i), item) for i, item in enumerate(node.value)]
+        for name, child in children:
+            found = walk(child, (*path, name))
+            if found is not None:
+                return found
+        return None
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    found = walk(root, ()) if root is not None else None
+    return ".".join(found) if found else "<unknown key>"
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
     try:
-        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        content = yaml.load(text, Loader=_Loader)  # a SafeLoader
+    except _BadScalar as bad:
+        raise ConfigError(f"config file {path}, line {bad.node.start_mark.line + 1}: {_key_of(text, bad.node)}: "
+                          f"{bad.node.value!r} is not a valid date ({bad}); write YYYY-MM-DD") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if content is None:
@@ -412,8 +499,8 @@ def _describe(error: ValidationError) -> str:
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"]) or "<root>"
         message = item["msg"].removeprefix("Value error, ")
-        lines.append(f"  {key}: {message}" + ("" if "input" not in item or isinstance(
-            item["input"], (dict, SecretStr)) else f" (got {item['input']!r})"))
+        hidden = "input" not in item or isinstance(item["input"], (dict, SecretStr)) or _secret(key)
+        lines.append(f"  {key}: {message}" + ("" if hidden else f" (got {item['input']!r})"))
     return "invalid configuration:\n" + "\n".join(lines)
 
 
@@ -433,5 +520,60 @@ def load_settings(config_file: str | Path | None = None, overrides: Mapping[str,
         return Settings(**dict(overrides or {})).resolved()
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except SettingsError as exc:  # an environment value that should be JSON is not
+        raise ConfigError(_describe_environment(exc)) from None
     finally:
         _yaml_values.reset(token)
+
+
+def _describe_environment(error: SettingsError) -> str:
+    """Name the STOCK_AI_* variables, and their keys, whose values are not the JSON their keys need."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    bad = []
+    for name, value in sorted(os.environ.items()):
+        if not name.upper().startswith(prefix) or name.upper() == "STOCK_AI_CONFIG":
+            continue
+        key = ".".join(part.lower() for part in name[len(prefix):].split("__"))
+        try:
+            json.loads(value)
+        except json.JSONDecodeError as exc:
+            kind = _json_kind(key)
+            if kind:  # a section's value may hold a secret (a MongoDB URI): not repeated
+                shown = f"{value!r} " if kind == "collection" else ""
+                bad.append(f"  {name} (key {key}): {shown}is not JSON ({exc.msg}); give lists and mappings "
+                           """as JSON, e.g. '["VCB", "VIC"]' or '{"GOOG": "XNYS"}'""")
+    return "invalid configuration in the environment:\n" + "\n".join(bad or [f"  {error}"])
+
+
+def _annotation(key: str) -> Any:
+    """The type annotation of the settings field at dotted `key`, or None when there is no such field."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in key.split("."):
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        annotation = model = fields[part].annotation
+    return annotation
+
+
+def _secret(key: str) -> bool:
+    """Whether the field at dotted `key` holds a secret (its invalid value is not repeated in errors)."""
+    annotation = _annotation(key)
+    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
+
+
+def _json_kind(key: str) -> str | None:
+    """"collection" or "section" when the settings field at dotted `key` is read as JSON, else None."""
+    annotation = _annotation(key)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        kinds = [_kind(arg) for arg in typing.get_args(annotation)]
+        return next((kind for kind in kinds if kind), None)
+    return _kind(annotation)
+
+
+def _kind(annotation: Any) -> str | None:
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (list, tuple, dict, set, frozenset):
+        return "collection"
+    return "section" if isinstance(origin, type) and issubclass(origin, BaseModel) else None

@@ -72,7 +72,7 @@ def parse_symbols(text: str) -> list[str]:
     """Split 'VCB,VIC' into validated symbols; raises InvalidSymbolError naming a bad one."""
     symbols = [validate_symbol(part.strip()) for part in text.split(",") if part.strip()]
     if not symbols:
-        raise ValueError(f"no symbols in {text!r}")
+        raise ValueError(f"--symbols {text!r} names no symbol (leave the flag out for data.symbols)")
     return symbols
 
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = daily_retrain_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
         with short_tracebacks((ConfigError, ValueError, RunFailed)):
             outcome = daily_retrain(symbols=symbols, settings=settings, force=args.force)
     except (ConfigError, ValueError) as exc:

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = {"data": {"source": args.source}} if args.source else {}
         settings = load_settings(args.config, overrides)
-        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
         check_prices(symbols, settings.data)
         with short_tracebacks(_INPUT_ERRORS):
             summaries = data_pipeline(symbols=symbols, settings=settings, refresh_cache=args.refresh_cache)

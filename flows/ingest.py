@@ -29,7 +29,10 @@ _DESCRIPTION = "Fill the price store with a synthetic demo market or a real pric
 
 
 def _symbol_list(text: str) -> list[str]:
-    return [validate_symbol(s.strip().upper()) for s in text.split(",") if s.strip()]
+    symbols = [validate_symbol(s.strip().upper()) for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise ValueError(f"--symbols {text!r} names no symbol (leave the flag out for data.symbols)")
+    return symbols
 
 
 def _iso_date(text: str) -> date:
@@ -103,7 +106,7 @@ def _run(args: argparse.Namespace) -> None:
     store = open_price_store(settings.data)
     try:
         if args.command == "demo":
-            symbols = _symbol_list(args.symbols) if args.symbols else list(settings.data.symbols)
+            symbols = _symbol_list(args.symbols) if args.symbols is not None else list(settings.data.symbols)
             end = args.end or min(_today(settings, s) for s in symbols)
             source = SourceInfo(kind="synthetic", detail=f"seed={args.seed} days={args.days} end={end}",
                                 synthetic=True, extra={"generator": "tasks.ingest.synthetic_market"})

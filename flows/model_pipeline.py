@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     args = models_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, tuning_overrides(args))
-        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
         run = model_pipeline.with_options(task_runner=task_runner(settings.execution))
         with short_tracebacks((ConfigError, ValueError, FeatureStoreError, RunFailed)):
             outcome = despite_failed_jobs(run, symbols=symbols, model_types=args.model_type, settings=settings,

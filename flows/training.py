@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = training_parser().parse_args(argv)
     try:
         settings = load_settings(args.config, tuning_overrides(args))
-        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
         check_prices(symbols, settings.data)
         with short_tracebacks((*_INPUT_ERRORS, RunFailed)):
             outcome = training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,

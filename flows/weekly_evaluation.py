@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = weekly_evaluation_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-        symbols = parse_symbols(args.symbols) if args.symbols else list(settings.data.symbols)
+        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
         with short_tracebacks((ConfigError, ValueError, RunFailed)):
             outcome = weekly_evaluation(symbols=symbols, settings=settings)
     except (ConfigError, ValueError) as exc:

@@ -98,3 +98,53 @@ def test_markets_decide_lots_per_symbol_and_errors_name_the_key(tmp_path: Path) 
     old.write_text("evaluation:\n  backtesting:\n    lot_size: 100\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"evaluation\.backtesting\.lot_size is set per market"):
         load_settings(old)
+
+
+def test_an_impossible_yaml_date_names_file_line_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.yml"
+    config.write_text("data:\n  symbols: [VCB]\n  start_date: 2020-02-30\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value).startswith(f"config file {config}, line 3: data.start_date: '2020-02-30' is not a "
+                                       "valid date (day is out of range for month)")
+
+
+def test_a_non_json_environment_value_names_the_variable_and_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCK_AI_DATA__SYMBOLS", "VCB,VIC")
+    monkeypatch.setenv("STOCK_AI_DATA__MONGODB", "{uri: mongodb://user:hunter2@db}")
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE)
+
+    message = str(error.value)
+    assert "STOCK_AI_DATA__SYMBOLS (key data.symbols): 'VCB,VIC' is not JSON" in message
+    assert "STOCK_AI_DATA__MONGODB (key data.mongodb): is not JSON" in message
+    assert "hunter2" not in message  # a section's value may hold a password
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    ("mongodb://user:hunter2@localhost:99999", "port '99999' of host 'localhost' is not a number from 1 to 65535"),
+    ("mongodb://h1:27017,h2:x/db", "port 'x' of host 'h2'"),
+    ("http://user:hunter2@localhost", "expected mongodb://host"),
+])
+def test_a_bad_mongodb_uri_names_the_key_and_hides_the_password(uri: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE, {"data": {"mongodb": {"uri": uri}}})
+
+    assert f"data.mongodb.uri: {expected}" in str(error.value) and "hunter2" not in str(error.value)
+
+
+@pytest.mark.parametrize("uri", ["mongodb://localhost", "mongodb+srv://cluster0.example.net/db?retryWrites=true",
+                                 "mongodb://u:p%40ss@[::1]:27017,h2:27018/db?replicaSet=rs0"])
+def test_usual_mongodb_uris_load(uri: str) -> None:
+    assert load_settings(DEFAULT_CONFIG_FILE, {"data": {"mongodb": {"uri": uri}}}).data.mongodb.uri
+
+
+@pytest.mark.parametrize("token", ["", "   ", "abc\n", "tök"])
+def test_an_unusable_deployment_token_is_refused_at_load(token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCK_AI_DEPLOYMENT__TOKEN", token)
+
+    with pytest.raises(ConfigError, match=r"deployment\.token: "):
+        load_settings(DEFAULT_CONFIG_FILE)

@@ -47,3 +47,21 @@ def test_short_tracebacks_drops_the_traceback_of_expected_errors_only() -> None:
     assert console_text(KeyError("explained"), (KeyError,)) == "failed: KeyError('explained')\n"
     bug = console_text(ZeroDivisionError("a bug"), (KeyError,))
     assert bug.startswith("failed: ZeroDivisionError('a bug')\nTraceback (most recent call last):")
+
+
+@pytest.mark.parametrize("module", ["flows.training", "flows.data_pipeline", "flows.model_pipeline",
+                                    "flows.daily_retrain", "flows.weekly_evaluation"])
+@pytest.mark.parametrize("text", ["", " , "])
+def test_an_empty_symbol_list_is_an_error_not_every_default_symbol(
+        module: str, text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    assert importlib.import_module(module).main(["--symbols", text]) == 2
+    assert f"--symbols {text!r} names no symbol" in capsys.readouterr().err
+
+
+def test_ingest_refuses_an_empty_symbol_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.ingest import main
+
+    assert main(["demo", "--symbols", ""]) == 2
+    assert "--symbols '' names no symbol" in capsys.readouterr().err
