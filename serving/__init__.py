@@ -17,9 +17,11 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["TOKEN_ENV", "ServerProcess", "free_port"]
+__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "TOKEN_ENV", "ServerProcess", "free_port"]
 
 TOKEN_ENV = "STOCK_AI_DEPLOYMENT__TOKEN"
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""largest request body other than a package; `deployment.max_request_bytes` has the same default."""
 _ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -39,14 +41,17 @@ class ServerProcess:
         token: the bearer token, handed over in the environment.
         log_path: where the server's output goes; a temporary file when None.
         log_level: the server's log level ("info" logs one line per request).
+        max_request_bytes: largest body of a request other than a package upload.
     """
 
     def __init__(self, stage: str, state_dir: Path, token: str, *, host: str = "127.0.0.1",
-                 port: int | None = None, max_package_mb: float = 100.0, log_path: Path | None = None,
+                 port: int | None = None, max_package_mb: float = 100.0,
+                 max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES, log_path: Path | None = None,
                  log_level: str = "warning", startup_timeout: float = 60.0) -> None:
         self.stage, self.state_dir, self.token, self.host = stage, Path(state_dir), token, host
         self.port = port or free_port(host)
-        self.max_package_mb, self.log_level, self.startup_timeout = max_package_mb, log_level, startup_timeout
+        self.max_package_mb, self.max_request_bytes = max_package_mb, max_request_bytes
+        self.log_level, self.startup_timeout = log_level, startup_timeout
         if log_path is None:
             fd, name = tempfile.mkstemp(prefix=f"serving-{stage}-", suffix=".log")
             os.close(fd)
@@ -62,7 +67,8 @@ class ServerProcess:
         """Start the server and wait until /health answers; raise with the log tail if it does not."""
         command = [sys.executable, "-m", "serving", "--stage", self.stage, "--host", self.host,
                    "--port", str(self.port), "--state-dir", str(self.state_dir),
-                   "--max-package-mb", str(self.max_package_mb), "--log-level", self.log_level]
+                   "--max-package-mb", str(self.max_package_mb), "--max-request-bytes", str(self.max_request_bytes),
+                   "--log-level", self.log_level]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                             env={**os.environ, TOKEN_ENV: self.token})

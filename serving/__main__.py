@@ -10,7 +10,7 @@ import logging
 import os
 from pathlib import Path
 
-from serving import TOKEN_ENV
+from serving import DEFAULT_MAX_REQUEST_BYTES, TOKEN_ENV
 
 __all__ = ["main", "parse_args"]
 
@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="environment variable holding the bearer token (default %(default)s)")
     parser.add_argument("--max-package-mb", type=float, default=100.0,
                         help="largest accepted deployment package in MiB (default %(default)s)")
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help="largest body of any other request, e.g. /v1/predict (default %(default)s)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -40,13 +42,16 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"python -m serving: refusing to start: set the deployment token in ${args.token_env}")
     if args.max_package_mb <= 0:
         raise SystemExit("python -m serving: --max-package-mb must be positive")
+    if args.max_request_bytes <= 0:
+        raise SystemExit("python -m serving: --max-request-bytes must be positive")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import uvicorn
 
     from serving.app import create_app
 
-    app = create_app(args.stage, args.state_dir, token.strip(), int(args.max_package_mb * 1024 * 1024))
+    app = create_app(args.stage, args.state_dir, token.strip(), int(args.max_package_mb * 1024 * 1024),
+                     args.max_request_bytes)
     # One worker: deployed models are swapped in this process's memory.
     uvicorn.run(app, host=args.host, port=args.port, workers=1, access_log=False, log_level=args.log_level)
 

@@ -2,13 +2,15 @@
 
 Deployments and rollbacks need the bearer token; predictions and reads do not. Errors answer
 `{"detail": "..."}`: 400 bad package, 401 token, 404 nothing deployed, 409 nothing to roll back,
-413 package too large, 415 wrong content type, 422 bad request body or rows.
+413 package or request body too large, 415 wrong content type, 422 bad request body or rows, 500 unreadable
+server state. Answers never echo the request and stay short (a few hundred bytes), whatever was sent.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import time
 from collections.abc import Callable
 from datetime import date
@@ -18,7 +20,7 @@ from typing import Annotated, Any, Literal
 import polars as pl
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,13 +29,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.base import LABEL
 from schemas import InvalidSymbolError, validate_symbol
+from serving import DEFAULT_MAX_REQUEST_BYTES
 from serving.package import PackageError, PackageTooLargeError
-from serving.state import DeployedModel, ModelSlots, NotDeployedError, NothingToRollBackError, RowsError
+from serving.state import DeployedModel, ModelSlots, NotDeployedError, NothingToRollBackError, RowsError, StateError
 
 __all__ = ["MAX_ROWS", "PACKAGE_CONTENT_TYPES", "PredictRequest", "create_app"]
 
 log = logging.getLogger("serving")
 MAX_ROWS = 10_000
+MAX_DETAIL_CHARS = 300
+MAX_ERRORS_SHOWN = 5
+DEPLOYMENTS_PATH = "/v1/deployments"
 PACKAGE_CONTENT_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
 
 
@@ -74,6 +80,69 @@ class _RequestLog:
         finally:
             log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
                      (time.perf_counter() - start) * 1000)
+
+
+class _BodyLimit:
+    """413 for a request body over `max_bytes`, decided before anything parses it.
+
+    A Content-Length over the limit is refused unread; a body without one (chunked) is counted while it
+    arrives and refused as soon as it passes the limit. The package upload checks its own, larger limit
+    after the token, so it is let through.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] == DEPLOYMENTS_PATH:
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        log.warning("%s %s -> 413: body over %d bytes", scope["method"], scope["path"], self.max_bytes)
+        answer = JSONResponse({"detail": f"request body is over the limit of {self.max_bytes} bytes"}, 413)
+        await answer(scope, receive, send)
+
+
+def _clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
+def _validation_errors(exc: RequestValidationError) -> dict[str, Any]:
+    """The first few validation errors: where and what, never the input that failed."""
+    errors = exc.errors()
+    shown = []
+    for error in errors[:MAX_ERRORS_SHOWN]:
+        message = str(error.get("msg", ""))
+        if error.get("type") == "json_invalid":  # the decoder's reason: position, not content
+            message = f"{message}: {error.get('ctx', {}).get('error', '')}"
+        shown.append({"loc": [p if isinstance(p, int) else _clip(str(p), 40) for p in error.get("loc", ())],
+                      "msg": _clip(message, 120), "type": _clip(str(error.get("type", "")), 40)})
+    return {"detail": shown, **({"more_errors": len(errors) - len(shown)} if len(errors) > len(shown) else {})}
 
 
 def _bearer(token: str) -> Callable[[str | None], None]:
@@ -118,32 +187,56 @@ def _rows_frame(rows: list[dict[str, Any]], features: tuple[str, ...]) -> pl.Dat
     columns: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in features}
     if any(LABEL in row for row in rows):
         columns[LABEL] = [row.get(LABEL) for row in rows]
+    numbers: dict[str, list[float | None]] = {}
     for name, values in columns.items():
-        if any(isinstance(v, bool) or not isinstance(v, int | float | None) for v in values) or (
-                name != LABEL and None in values):
-            raise RowsError(f"feature {name!r} must be a number in every row")
-    return pl.DataFrame({"date": dates, **{n: pl.Series(n, v, dtype=pl.Float64) for n, v in columns.items()}})
+        try:  # known outcomes may be null (not known yet); features may not
+            numbers[name] = [None if v is None and name == LABEL else _finite(v) for v in values]
+        except (TypeError, ValueError, OverflowError):
+            allowed = "finite or null" if name == LABEL else "finite, not null"
+            raise RowsError(f"feature {name!r} must be a number in every row ({allowed})") from None
+    return pl.DataFrame({"date": dates, **{n: pl.Series(n, v, dtype=pl.Float64) for n, v in numbers.items()}})
 
 
-def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int) -> FastAPI:
-    """The server for one stage, serving the models deployed under `state_dir`."""
+def _finite(value: Any) -> float:
+    """A JSON number as a finite float: NaN, Infinity, 1e400 and integers beyond float range are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"not a number: {type(value).__name__}")
+    number = float(value)  # OverflowError for integers past 1.8e308
+    if not math.isfinite(number):
+        raise ValueError("not finite")
+    return number
+
+
+def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int,
+               max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+    """The server for one stage, serving the models deployed under `state_dir`.
+
+    Args:
+        max_package_bytes: largest deployment package, compressed or unpacked.
+        max_request_bytes: largest body of any other request (predictions), refused with 413 unparsed.
+    """
     if not token:
         raise ValueError("a non-empty deployment token is required")
+    if max_package_bytes <= 0 or max_request_bytes <= 0:
+        raise ValueError("size limits must be positive")
     slots = ModelSlots(state_dir)
     app = FastAPI(title=f"stock-ai model server ({stage})")
     app.state.slots = slots
-    app.add_middleware(_RequestLog)
+    app.add_middleware(_BodyLimit, max_bytes=max_request_bytes)
+    app.add_middleware(_RequestLog)  # outermost: logs the 413s too
     authorized = [Depends(_bearer(token))]
 
     @app.exception_handler(StarletteHTTPException)
     async def log_http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
-        return await http_exception_handler(request, exc)
+        detail = _clip(exc.detail) if isinstance(exc.detail, str) else exc.detail
+        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, detail)
+        return await http_exception_handler(request, StarletteHTTPException(exc.status_code, detail, exc.headers))
 
     @app.exception_handler(RequestValidationError)
     async def log_invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        log.warning("%s %s -> 422: %s", request.method, request.url.path, exc.errors()[:3])
-        return await request_validation_exception_handler(request, exc)
+        answer = _validation_errors(exc)
+        log.warning("%s %s -> 422: %s", request.method, request.url.path, answer)
+        return JSONResponse(answer, status_code=422)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -154,12 +247,12 @@ def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int) 
     def models() -> dict[str, Any]:
         return {"stage": stage, "models": {s: _described(m) for s, m in slots.all().items()}}
 
-    @app.post("/v1/deployments", status_code=201, dependencies=authorized)
+    @app.post(DEPLOYMENTS_PATH, status_code=201, dependencies=authorized)
     async def deploy(request: Request) -> dict[str, Any]:
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in PACKAGE_CONTENT_TYPES:
             raise HTTPException(415, f"send the package as one of {', '.join(PACKAGE_CONTENT_TYPES)}")
-        length = request.headers.get("content-length", "")
+        length = request.headers.get("content-length", "")  # checked here, after the token (see _BodyLimit)
         if length.isdigit() and int(length) > max_package_bytes:
             raise HTTPException(413, f"package is {length} bytes, over the limit of {max_package_bytes}")
         body = bytearray()
@@ -173,6 +266,8 @@ def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int) 
             raise HTTPException(413, str(exc)) from None
         except PackageError as exc:
             raise HTTPException(400, f"package rejected: {exc}") from None
+        except StateError as exc:
+            raise HTTPException(500, str(exc)) from None
         return _deployment(deployed)
 
     @app.post("/v1/rollback/{symbol}", dependencies=authorized)
@@ -183,6 +278,8 @@ def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int) 
             raise HTTPException(404, str(exc)) from None
         except NothingToRollBackError as exc:
             raise HTTPException(409, str(exc)) from None
+        except StateError as exc:
+            raise HTTPException(500, str(exc)) from None
 
     @app.post("/v1/predict")
     def predict(body: PredictRequest) -> Response:

@@ -228,7 +228,7 @@ def read_package(data: bytes, dest: Path, max_bytes: int) -> PackageManifest:
             raise PackageError(f"member {name!r}: sha256 mismatch")
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
-        raise PackageError(f"destination {dest} is not empty")
+        raise PackageError(f"destination {dest.name} is not empty")
     for name, content in {MANIFEST_FILE: raw_manifest, **contents}.items():
         target = dest.joinpath(*PurePosixPath(name).parts)
         try:

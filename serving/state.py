@@ -4,6 +4,8 @@ Layout under `state_dir`: `slots/<SYMBOL>/<id>/` (one unpacked package each), `c
 (the live slot) and `history/<SYMBOL>.json` (earlier live slots, newest last, for rollback). A new
 package is unpacked and smoke-tested in its own slot before the pointer is replaced with `os.replace`,
 so a failed deployment never touches the live model and a crash leaves either the old or the new one.
+Errors that reach HTTP answers name files relative to `state_dir` and carry no paths or tracebacks;
+the full story goes to the server log.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from models.base import LABEL, Forecaster, ModelError
 from schemas import validate_symbol
 from serving.package import FEATURES_FILE, MANIFEST_FILE, MODEL_DIR, PackageError, PackageManifest, read_package
 
-__all__ = ["DeployedModel", "ModelSlots", "NotDeployedError", "NothingToRollBackError", "RowsError"]
+__all__ = ["DeployedModel", "ModelSlots", "NotDeployedError", "NothingToRollBackError", "RowsError", "StateError",
+           "plain_error"]
 
 log = logging.getLogger(__name__)
 MAX_HISTORY = 5
 SLOT_ID = re.compile(r"[0-9a-f]{32}")
+_SOURCE_LOCATION = re.compile(r"(?:[\w.-]*[/\\])*[\w.-]+\.[A-Za-z]{1,4}:\d+:?\s*")  # catboost/libs/model.cpp:12:
+_PATH = re.compile(r"[^\s'\"(),;:]*[/\\][^\s'\"(),;:]*")
 
 
 class NotDeployedError(LookupError):
@@ -46,6 +51,20 @@ class NothingToRollBackError(LookupError):
 
 class RowsError(ValueError):
     """Rows sent for prediction do not fit the deployed model; the message says why."""
+
+
+class StateError(RuntimeError):
+    """A file of the server's own state is unreadable or malformed; the message names it within `state_dir`."""
+
+
+def plain_error(exc: BaseException) -> str:
+    """`ExceptionClass: first line` of an error, without file paths or source locations (those stay in the log)."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if not isinstance(exc, PackageError):  # ours name package members; other libraries name server paths
+        text = _PATH.sub("<path>", _SOURCE_LOCATION.sub("", text)).strip()
+    text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= 300 else f"{text[:297]}..."
 
 
 @dataclass(frozen=True)
@@ -109,7 +128,7 @@ class ModelSlots:
         for path in sorted((self.root / "current").glob("*.json")):
             symbol = path.stem
             try:
-                self._live[symbol] = self._load(validate_symbol(symbol), self._read_pointer(path))
+                self._live[symbol] = self._load(validate_symbol(symbol), self._read_pointer(symbol))
             except Exception as exc:  # one broken slot must not keep the other symbols offline
                 self.errors[symbol] = str(exc)
                 log.error("cannot load the deployed model for %s: %s", symbol, exc)
@@ -119,32 +138,40 @@ class ModelSlots:
 
     # -- deployments ------------------------------------------------------------------------------
     def deploy(self, data: bytes, max_bytes: int) -> DeployedModel:
-        """Unpack, load and smoke-test a package, then make it the symbol's live model."""
+        """Unpack, load and smoke-test a package, then make it the symbol's live model.
+
+        Whatever fails, the new slot is removed again: a failed deployment leaves nothing behind.
+        """
         incoming = self.root / "slots" / f".incoming-{uuid.uuid4().hex}"
         slot = uuid.uuid4().hex
+        target: Path | None = None
         try:
             manifest = read_package(data, incoming, max_bytes)
+            self._history(manifest.symbol)  # unreadable state: refuse before loading anything
             target = self.root / "slots" / manifest.symbol / slot
             target.parent.mkdir(parents=True, exist_ok=True)
             with self._lock:
                 self._pending.add(slot)
             os.rename(incoming, target)
+            try:
+                live = self._load(manifest.symbol, {"slot": slot, "deployed_at": datetime.now(UTC).isoformat()})
+            except Exception as exc:  # whatever a broken package makes a reader raise, it is the package's fault
+                log.warning("package %s %s v%s failed to load in %s", manifest.symbol, manifest.model_type,
+                            manifest.version, target, exc_info=True)
+                raise PackageError(f"model package failed to load: {plain_error(exc)}") from exc
+            with self._lock:
+                previous = self._live.get(manifest.symbol)
+                history = self._history(manifest.symbol)
+                if previous is not None:
+                    history = [*history, _pointer(previous)][-MAX_HISTORY:]
+                self._swap(live, history)
+            target = None  # live now: keep it
         finally:
-            shutil.rmtree(incoming, ignore_errors=True)
-        try:
-            live = self._load(manifest.symbol, {"slot": slot, "deployed_at": datetime.now(UTC).isoformat()})
-        except Exception as exc:  # whatever a broken package makes a reader raise, it is the package's fault
             with self._lock:
                 self._pending.discard(slot)
-            shutil.rmtree(target, ignore_errors=True)
-            raise PackageError(f"model does not load or predict: {exc}") from exc
-        with self._lock:
-            self._pending.discard(slot)
-            previous = self._live.get(manifest.symbol)
-            history = self._history(manifest.symbol)
-            if previous is not None:
-                history = [*history, _pointer(previous)][-MAX_HISTORY:]
-            self._swap(live, history)
+            shutil.rmtree(incoming, ignore_errors=True)
+            if target is not None:
+                shutil.rmtree(target, ignore_errors=True)
         log.info("deployed %s %s v%s (slot %s)", manifest.symbol, manifest.model_type, manifest.version, slot)
         return replace(live.info, previous=previous.info if previous else None)
 
@@ -160,7 +187,9 @@ class ModelSlots:
             try:
                 restored = self._load(symbol, history[-1])
             except Exception as exc:
-                raise NothingToRollBackError(f"the previous deployment of {symbol} cannot be loaded: {exc}") from exc
+                log.warning("cannot roll %s back to slot %s", symbol, history[-1]["slot"], exc_info=True)
+                raise NothingToRollBackError(f"the previous deployment of {symbol} cannot be loaded: "
+                                             f"{plain_error(exc)}") from exc
             self._swap(restored, history[:-1])
         log.info("rolled %s back to %s v%s", symbol, restored.info.model_type, restored.info.version)
         return replace(restored.info, previous=current.info)
@@ -203,7 +232,7 @@ class ModelSlots:
             raise PackageError(f"slot {slot} holds a package for {manifest.symbol}, not {symbol}")
         for name, digest in manifest.files.items():
             if hashlib.sha256((slot_dir / name).read_bytes()).hexdigest() != digest:
-                raise PackageError(f"{slot_dir / name}: altered since it was deployed (sha256 mismatch)")
+                raise PackageError(f"{name} of slot {slot}: altered since it was deployed (sha256 mismatch)")
         model = Forecaster.load(slot_dir / MODEL_DIR, threads=self.threads)
         if (model.model_type, model.features, model.horizon) != (
                 manifest.model_type, manifest.features, manifest.horizon):
@@ -234,21 +263,41 @@ class ModelSlots:
         """Delete the symbol's slots that neither the live pointer nor the history name."""
         try:
             current = self.root / "current" / f"{symbol}.json"
-            pointers = [*self._history(symbol), *([self._read_pointer(current)] if current.is_file() else [])]
+            pointers = [*self._history(symbol), *([self._read_pointer(symbol)] if current.is_file() else [])]
             keep = {*self._pending, *(str(p["slot"]) for p in pointers)}
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable pointers: delete nothing
-            return
-        for slot_dir in (self.root / "slots" / symbol).iterdir():
-            if slot_dir.name not in keep:
-                shutil.rmtree(slot_dir, ignore_errors=True)
+            for slot_dir in (self.root / "slots" / symbol).iterdir():
+                if slot_dir.name not in keep:
+                    shutil.rmtree(slot_dir, ignore_errors=True)
+        except (StateError, OSError) as exc:  # unreadable pointers: delete nothing
+            log.warning("left the slots of %s as they are: %s", symbol, exc)
 
     def _history(self, symbol: str) -> list[dict[str, Any]]:
-        path = self.root / "history" / f"{symbol}.json"
-        return list(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else []
+        """The symbol's earlier live pointers, oldest first; [] when it has none."""
+        name = f"history/{symbol}.json"
+        history = self._read_state(name) if (self.root / name).is_file() else []
+        if not isinstance(history, list) or not all(_is_pointer(p) for p in history):
+            raise StateError(f"server state file {name} is not a list of slot pointers: repair or delete it")
+        return history
 
-    @staticmethod
-    def _read_pointer(path: Path) -> dict[str, Any]:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+    def _read_pointer(self, symbol: str) -> dict[str, Any]:
+        name = f"current/{symbol}.json"
+        pointer = self._read_state(name)
+        if not _is_pointer(pointer):
+            raise StateError(f"server state file {name} is not a slot pointer: repair or delete it")
+        return dict(pointer)
+
+    def _read_state(self, name: str) -> Any:
+        """A JSON file under `state_dir`, by its relative name; StateError naming it when unreadable."""
+        try:
+            return json.loads((self.root / name).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise StateError(f"server state file {name} cannot be read ({exc.strerror})") from exc
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise StateError(f"server state file {name} is corrupt ({plain_error(exc)}): repair or delete it") from exc
+
+
+def _is_pointer(content: Any) -> bool:
+    return isinstance(content, dict) and isinstance(content.get("slot"), str) and "deployed_at" in content
 
 
 def _checked_rows(rows: pl.DataFrame, live: _Live) -> pl.DataFrame:

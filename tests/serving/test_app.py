@@ -33,6 +33,9 @@ from tests.serving.test_package import (
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 GZIP = {"Content-Type": "application/gzip"}
+JSON = {"Content-Type": "application/json"}
+MAX_REQUEST_BYTES = 2 * 1024 * 1024
+SHORT = 1000  # bytes: no error answer may be longer, whatever the request
 ROOT = Path(__file__).resolve().parents[2]
 
 with warnings.catch_warnings():  # starlette now nudges towards httpx2, which the project does not depend on
@@ -47,8 +50,8 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Packaged, Packag
     return package_model(root, history, iterations=30), package_model(root, history, iterations=60)
 
 
-def new_client(state_dir: Path, max_bytes: int = MAX_BYTES) -> TestClient:
-    return TestClient(create_app("staging", state_dir, TOKEN, max_bytes))
+def new_client(state_dir: Path, max_bytes: int = MAX_BYTES, max_request_bytes: int = MAX_REQUEST_BYTES) -> TestClient:
+    return TestClient(create_app("staging", state_dir, TOKEN, max_bytes, max_request_bytes))
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +131,24 @@ def test_prediction_errors(client: TestClient) -> None:
         response = client.post("/v1/predict", json=body)
         assert response.status_code == status, (body, response.text)
         assert detail in response.text, (body, response.text)
-    not_json = client.post("/v1/predict", content=b"{not json", headers={"Content-Type": "application/json"})
+    not_json = client.post("/v1/predict", content=b"{not json", headers=JSON)
     assert not_json.status_code == 422
+    # Numbers JSON can carry but a float cannot: overflow to inf, NaN/Infinity literals, huge integers.
+    for value, label in [("1e400", ""), ("-1e400", ""), ("NaN", ""), ("Infinity", ""), ("-Infinity", ""),
+                         ("1" + "0" * 400, ""), ("0.1", ', "label": 1e400'), ("0.1", ', "label": NaN')]:
+        row_text = f'{{"date": "2026-01-05", "r0": {value}, "r1": 0.1, "noise": 0.0{label}}}'
+        body = f'{{"symbol": "{SYMBOL}", "rows": [{row_text}]}}'
+        response = client.post("/v1/predict", content=body.encode(), headers=JSON)
+        assert response.status_code == 422, (body, response.text)
+        assert "must be a number in every row (finite" in response.text, (body, response.text)
     # Known outcomes may ride along (models that read past labels use them); unknown ones are null.
     labelled = client.post("/v1/predict", json={"symbol": SYMBOL, "rows": [{**row, "label": None}, {
         **row, "date": "2026-01-06", "label": 0.01}]})
     assert labelled.status_code == 200 and len(labelled.json()["predictions"]) == 2
 
 
-def test_bad_packages_are_refused(client: TestClient, packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
+def test_bad_packages_are_refused(client: TestClient, packages: tuple[Packaged, Packaged], tmp_path: Path,
+                                  caplog: pytest.LogCaptureFixture) -> None:
     garbage = client.post("/v1/deployments", content=b"\x1f\x8b not really", headers={**AUTH, **GZIP})
     assert garbage.status_code == 400 and "not a gzip-compressed tar archive" in garbage.json()["detail"]
     wrong_type = client.post("/v1/deployments", content=b"{}", headers={**AUTH, "Content-Type": "application/json"})
@@ -155,11 +167,68 @@ def test_bad_packages_are_refused(client: TestClient, packages: tuple[Packaged, 
     manifest = json.loads(files["manifest.json"])
     manifest["files"]["model/model.cbm"] = hashlib.sha256(files["model/model.cbm"]).hexdigest()
     files["manifest.json"] = json.dumps(manifest).encode()
-    broken = client.post("/v1/deployments", content=make_archive(files), headers={**AUTH, **GZIP})
-    assert broken.status_code == 400 and "model does not load or predict" in broken.json()["detail"]
+    state_dir = client.app.state.slots.root  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING, logger="serving"):
+        broken = client.post("/v1/deployments", content=make_archive(files), headers={**AUTH, **GZIP})
+    # What failed, in words; the slot path and the library's source location stay in the server log.
+    assert broken.status_code == 400, broken.text
+    assert broken.json()["detail"].startswith("package rejected: model package failed to load: ModelError: ")
+    assert "/" not in broken.json()["detail"] and "Traceback" not in broken.text and len(broken.content) < SHORT
+    assert any(str(state_dir) in r.getMessage() and r.exc_info for r in caplog.records)
     assert client.get("/v1/models").json()["models"][SYMBOL]["version"] == 1
-    slots_dir = client.app.state.slots.root / "slots" / SYMBOL  # type: ignore[attr-defined]
-    assert len(list(slots_dir.iterdir())) == 1
+    assert len(list((state_dir / "slots" / SYMBOL).iterdir())) == 1
+
+
+def test_large_and_hostile_bodies_get_short_answers(client: TestClient) -> None:
+    """Nothing sent is echoed back, and a body over the limit is refused before it is parsed."""
+    big = 1024 * 1024  # under MAX_REQUEST_BYTES: parsed, then refused by validation
+    row = {"date": "2026-01-05", "r0": 0.01, "r1": -0.02, "noise": 0.0}
+    invalid: list[object] = [
+        {"symbol": "A" * big, "rows": "latest"},
+        {"symbol": SYMBOL, "rows": [[0.5] * 30] * 10_000},
+        {"symbol": SYMBOL, "rows": [{"pad": "x" * 120}] * 10_001},  # over MAX_ROWS
+        {"symbol": SYMBOL, "rows": "latest", "x" * big: 1},
+        {"symbol": SYMBOL, "rows": [{**row, "r0": "x" * big}]},
+        {"symbol": SYMBOL, "rows": [{**row, "date": "x" * big}]},
+    ]
+    for body in invalid:
+        content = json.dumps(body).encode()
+        assert big < len(content) < MAX_REQUEST_BYTES
+        response = client.post("/v1/predict", content=content, headers=JSON)
+        assert response.status_code == 422 and len(response.content) < SHORT, (response.status_code,
+                                                                                len(response.content))
+    errors = client.post("/v1/predict", json=invalid[1]).json()
+    assert "input" not in errors["detail"][0] and len(errors["detail"]) <= 5 and errors["more_errors"] > 0
+
+    over = json.dumps({"symbol": SYMBOL, "rows": [row] * 40_000}).encode()
+    assert len(over) > MAX_REQUEST_BYTES
+    for sent in (over, iter([over[i:i + 65536] for i in range(0, len(over), 65536)])):  # sized, then chunked
+        response = client.post("/v1/predict", content=sent, headers=JSON)
+        assert response.status_code == 413 and len(response.content) < SHORT, (response.status_code,
+                                                                                response.text[:200])
+        assert response.json() == {"detail": f"request body is over the limit of {MAX_REQUEST_BYTES} bytes"}
+    assert client.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).status_code == 200
+
+
+def test_a_corrupt_history_file_is_named_and_leaves_no_slot(packages: tuple[Packaged, Packaged],
+                                                            tmp_path: Path) -> None:
+    with new_client(tmp_path) as api:
+        assert api.post("/v1/deployments", content=packages[0].archive.read_bytes(),
+                        headers={**AUTH, **GZIP}).status_code == 201
+        history = tmp_path / "history" / f"{SYMBOL}.json"
+        for content, problem in [("{corrupt", "is corrupt (JSONDecodeError"), ('{"slot": 1}', "is not a list")]:
+            history.write_text(content)
+            for response in (api.post("/v1/deployments", content=packages[1].archive.read_bytes(),
+                                      headers={**AUTH, **GZIP}),
+                             api.post(f"/v1/rollback/{SYMBOL}", headers=AUTH)):
+                assert response.status_code == 500, response.text
+                detail = response.json()["detail"]
+                assert f"server state file history/{SYMBOL}.json {problem}" in detail and str(tmp_path) not in detail
+            assert len(list((tmp_path / "slots" / SYMBOL).iterdir())) == 1  # the new package's slot is gone
+            assert api.get("/v1/models").json()["models"][SYMBOL]["version"] == 1
+        history.unlink()
+        assert api.post("/v1/deployments", content=packages[1].archive.read_bytes(),
+                        headers={**AUTH, **GZIP}).status_code == 201
 
 
 def test_a_damaged_slot_is_reported_at_start_up(packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
@@ -217,10 +286,15 @@ def test_cli_refuses_to_start_without_a_token(tmp_path: Path) -> None:
 
 def test_real_server_keeps_its_models_across_a_restart(packages: tuple[Packaged, Packaged], tmp_path: Path) -> None:
     state, log = tmp_path / "state", tmp_path / "server.log"
-    with ServerProcess("production", state, TOKEN, log_path=log) as server, httpx.Client(base_url=server.url) as http:
-        for packaged in packages:
+    with ServerProcess("production", state, TOKEN, log_path=log, max_request_bytes=100_000) as server, \
+            httpx.Client(base_url=server.url) as http:
+        for packaged in packages:  # packages are larger than max_request_bytes: their own limit applies
             response = http.post("/v1/deployments", content=packaged.archive.read_bytes(), headers={**AUTH, **GZIP})
             assert response.status_code == 201, response.text
+        over = b"[" + b"0," * 60_000 + b"0]"
+        for content in (over, iter([over[:50_000], over[50_000:]])):  # Content-Length, then chunked
+            response = http.post("/v1/predict", content=content, headers=JSON)
+            assert response.status_code == 413 and "limit of 100000 bytes" in response.text
         before = http.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).json()
         listing = http.get("/v1/models").json()
     assert server.process is None  # stopped
