@@ -1,4 +1,4 @@
-"""Flow `data-pipeline`: load -> clean -> engineer -> select -> split -> store, mapped over symbols.
+"""Flow `data-pipeline`: load -> clean -> engineer -> select -> split -> store -> publish, mapped over symbols.
 
 CLI: python -m flows.data_pipeline --symbols VCB,VIC,VHM [--config FILE] [--source mongodb] [--refresh-cache]
 """
@@ -13,23 +13,25 @@ if __name__ == "__main__":
     data_parser().parse_args()  # answer --help and usage errors before the slow imports below
     prefect_environment()
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.futures import PrefectFuture, wait
 
-from schemas import DataSummary, validate_symbol
+from schemas import DataSummary, FeatureSetRef, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStoreError
+from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import cache_options, io_options
 from tasks.clean import clean
 from tasks.engineer import engineer
 from tasks.load import check_prices, load_prices
 from tasks.select import select
 from tasks.split import split
-from tasks.store import store
+from tasks.store import publish, store
 
 __all__ = ["DataPipelineError", "data_pipeline", "main"]
 
@@ -44,6 +46,24 @@ class _SymbolRun:
     steps: dict[str, PrefectFuture]  # step name -> that step's future for this symbol
 
 
+def _intact(stored: list[PrefectFuture[FeatureSetRef]], root: Path,
+            store_again: Callable[[int], PrefectFuture[FeatureSetRef]]) -> list[PrefectFuture[FeatureSetRef]]:
+    """Accept a stored reference only while its snapshot is intact: a cache hit may point at files deleted or
+    altered since. Those symbols are stored again (`store_again(index)`, bypassing the cache)."""
+    wait(stored)
+    checked = []
+    for i, future in enumerate(stored):
+        if future.state.name == "Cached":
+            ref = future.result()
+            try:
+                FeatureStore(root).check(ref)
+            except FeatureStoreError as exc:
+                get_run_logger().warning("%s: cached feature set unusable (%s): storing it again", ref.symbol, exc)
+                future = store_again(i)
+        checked.append(future)
+    return checked
+
+
 def _summarize(runs: list[_SymbolRun]) -> list[DataSummary]:
     """Wait for every symbol, then return summaries, or raise one error naming every failed symbol."""
     wait([f for run in runs for f in run.steps.values()])
@@ -56,11 +76,11 @@ def _summarize(runs: list[_SymbolRun]) -> list[DataSummary]:
             failures.append(f"  {run.symbol}: {step} failed: {error}")
             continue
         result = {step: f.result() for step, f in run.steps.items()}
+        cacheable = [f for step, f in run.steps.items() if step != "publish"]
         summaries.append(DataSummary(
-            ref=result["store"], cleaning=result["clean"].report, selection=result["select"].report,
+            ref=result["publish"], cleaning=result["clean"].report, selection=result["select"].report,
             features_engineered=result["select"].engineered,
-            cached_tasks=sum(f.state.name == "Cached" for f in run.steps.values()),
-            total_tasks=len(run.steps),
+            cached_tasks=sum(f.state.name == "Cached" for f in cacheable), total_tasks=len(cacheable),
         ))
     if failures:
         raise DataPipelineError("data pipeline failed for:\n" + "\n".join(failures))
@@ -84,12 +104,18 @@ def data_pipeline(symbols: list[str] | None = None, settings: Settings | None = 
     selected = select.with_options(**cached).map(
         engineered, symbols, unmapped(data.features), unmapped(data.split), unmapped(data.selection))
     splits = split.with_options(**cached).map(selected, symbols, unmapped(data.features), unmapped(data.split))
-    stored = store.with_options(**cached, **io_options(execution)).map(
-        splits, symbols, cleaned, selected, unmapped(data.feature_store_path), unmapped(data.features.horizon))
+    root, horizon = data.feature_store_path, data.features.horizon
+    cached_store = store.with_options(**cached, **io_options(execution)).map(
+        splits, symbols, cleaned, selected, unmapped(root), unmapped(horizon))
+    store_again = store.with_options(**cache_options(execution, refresh=True), **io_options(execution))
+    stored = _intact(list(cached_store), root, lambda i: store_again.submit(
+        splits[i].result(), symbols[i], cleaned[i].result(), selected[i].result(), root, horizon))
+    # Uncached: a cache hit of `store` (say config A after B) must still make its snapshot the current one.
+    published = publish.with_options(**io_options(execution)).map(stored, unmapped(root))
 
     steps: dict[str, list[PrefectFuture[Any]]] = {
         "load": prices, "clean": cleaned, "engineer": engineered, "select": selected,
-             "split": splits, "store": stored}
+        "split": splits, "store": stored, "publish": published}
     return _summarize([_SymbolRun(s, {name: futures[i] for name, futures in steps.items()})
                        for i, s in enumerate(symbols)])
 

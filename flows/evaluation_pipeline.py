@@ -16,7 +16,7 @@ from stores.registry import LocalModelRegistry, RegistryError
 from tasks.evaluate import EvaluationResult, evaluate
 from tasks.monitor import resource_logged
 
-__all__ = ["EvaluationOutcome", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
+__all__ = ["EvaluationOutcome", "EvaluationPlan", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
 
 
 @dataclass(frozen=True)
@@ -43,24 +43,49 @@ class EvaluationOutcome:
     """evaluations run, failed ones included."""
 
 
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """The versions to evaluate, and the newer versions that cannot be (their metadata is unreadable)."""
+
+    models: list[ModelRef] = field(default_factory=list)
+    failures: list[JobFailure] = field(default_factory=list)
+
+
+def _newest_readable(registry: LocalModelRegistry, symbol: str, model_type: str) -> tuple[int | None, list[str]]:
+    """The newest version whose metadata reads, and an error for each newer one that does not."""
+    errors: list[str] = []
+    for version in reversed(registry.versions(model_type, symbol)):
+        try:
+            return registry.get(model_type, symbol, version).version, errors
+        except RegistryError as exc:
+            errors.append(f"v{version}: {exc}")
+    return None, errors
+
+
 @task(name="models-to-evaluate", cache_policy=NO_CACHE)
 @resource_logged
-def models_to_evaluate(symbols: list[str], model_types: list[str], registry_path: str) -> list[ModelRef]:
-    """The newest version of each (symbol, model type) that exists, and each symbol's production version."""
+def models_to_evaluate(symbols: list[str], model_types: list[str], registry_path: str) -> EvaluationPlan:
+    """The newest readable version of each (symbol, model type), and each symbol's production version.
+
+    A newer version with unreadable metadata is a failure, naming the file and the version evaluated instead.
+    """
     registry = LocalModelRegistry(registry_path)  # type: ignore[arg-type]
-    refs = []
+    refs, failures = [], []
     for symbol in symbols:
-        for model_type in model_types:
-            try:
-                refs.append(ModelRef(symbol, model_type, registry.get(model_type, symbol).version))
-            except RegistryError:
-                continue  # never trained (its job failed): reported by the model pipeline
+        for model_type in model_types:  # none registered: its training failed, reported by the model pipeline
+            version, errors = _newest_readable(registry, symbol, model_type)
+            instead = f"v{version} evaluated instead" if version else "no readable version left"
+            failures += [JobFailure(symbol, model_type, "evaluate", f"{error}; {instead}") for error in errors]
+            if version:
+                refs.append(ModelRef(symbol, model_type, version))
         production = registry.alias(symbol, "production")
         if production is not None:
             ref = ModelRef(symbol, production.model_type, production.version)
             # Production is often also the newest version of its type: evaluate it once, flagged.
             refs = [r for r in refs if r != ref] + [ModelRef(symbol, ref.model_type, ref.version, production=True)]
-    return refs
+    for failure in failures:
+        print(f"cannot evaluate: {failure}")
+    return EvaluationPlan(refs, failures)
 
 
 @flow(name="evaluation-pipeline", log_prints=True)
@@ -71,7 +96,8 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     Ends Failed (RunFailed carrying the outcome) when any evaluation failed, after the others finished.
     """
     models = settings.models
-    jobs = models_to_evaluate(list(refs), list(model_types or models.model_types), str(models.registry_path))
+    plan = models_to_evaluate(list(refs), list(model_types or models.model_types), str(models.registry_path))
+    jobs = plan.models
     futures = evaluate.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                            [refs[j.symbol] for j in jobs], unmapped(settings.evaluation), unmapped(models),
                            unmapped(settings.model_selection.weights), [settings.markets.of(j.symbol) for j in jobs])
@@ -85,7 +111,8 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     newest = {(s, t): max(v for s2, t2, v in by_job if (s2, t2) == (s, t)) for s, t, _ in by_job}
     # The newest version of each type is the challenger, also when it is the production model itself.
     challengers = [r for key, r in by_job.items() if newest[key[:2]] == key[2]]
-    outcome = EvaluationOutcome(challengers, production, fanout.failures, len(jobs))
+    outcome = EvaluationOutcome(challengers, production, plan.failures + fanout.failures,
+                                len(jobs) + len(plan.failures))
     if outcome.failures:
         raise RunFailed(failed_jobs_message(outcome.failures, outcome.jobs), outcome)
     return outcome

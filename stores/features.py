@@ -3,7 +3,9 @@
 Layout: `<root>/<SYMBOL>/<hash16>/{train,val,test,latest,all}.parquet + manifest.json`, and
 `<root>/<SYMBOL>/manifest.json`, a copy of the current snapshot's manifest. A snapshot is written into a
 temporary folder and renamed into place; the current manifest is replaced atomically, so a reader never
-sees a half-written feature set and a failed write leaves the previous one intact.
+sees a half-written feature set and a failed write leaves the previous one intact. `publish` moves the
+current manifest, after checking the snapshot's files against their sha256: the data pipeline calls it on
+every run, also when `store` was served from the cache.
 """
 
 from __future__ import annotations
@@ -40,20 +42,27 @@ def read_manifest(ref: FeatureSetRef) -> dict[str, Any]:
     """The snapshot's manifest (feature list, row counts, hashes, watermark, reports)."""
     if not ref.manifest_path.is_file():
         raise FeatureStoreError(f"feature set manifest missing: {ref.manifest_path}")
-    return dict(json.loads(ref.manifest_path.read_text(encoding="utf-8")))
+    try:
+        return dict(json.loads(ref.manifest_path.read_text(encoding="utf-8")))
+    except ValueError as exc:
+        raise FeatureStoreError(f"feature set manifest corrupt: {ref.manifest_path} ({exc})") from None
+
+
+def _checked(ref: FeatureSetRef, split: str, manifest: dict[str, Any]) -> Path:
+    """The path of one part of a snapshot, after checking its sha256 against the manifest."""
+    path = ref.split_path(split)
+    if not path.is_file():
+        raise FeatureStoreError(f"feature file missing: {path}")
+    if sha256_file(path) != manifest["files"][split]["sha256"]:
+        raise FeatureStoreError(f"feature file altered since it was stored (sha256 mismatch): {path}")
+    return path
 
 
 def read_split(ref: FeatureSetRef, split: str) -> pl.DataFrame:
     """Read one part of a snapshot after checking its sha256 against the manifest."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
-    expected = read_manifest(ref)["files"][split]["sha256"]
-    path = ref.split_path(split)
-    if not path.is_file():
-        raise FeatureStoreError(f"feature file missing: {path}")
-    if sha256_file(path) != expected:
-        raise FeatureStoreError(f"feature file altered since it was stored (sha256 mismatch): {path}")
-    return pl.read_parquet(path)
+    return pl.read_parquet(_checked(ref, split, read_manifest(ref)))
 
 
 def history_before(ref: FeatureSetRef, frame: pl.DataFrame) -> pl.DataFrame:
@@ -68,8 +77,8 @@ class FeatureStore:
         self.root = Path(root)
 
     def write(self, symbol: str, parts: dict[str, pl.DataFrame], features: tuple[str, ...], label: str,
-              metadata: dict[str, Any]) -> FeatureSetRef:
-        """Store `parts` (train/val/test/latest) as a new snapshot and make it the current one."""
+              metadata: dict[str, Any], *, publish: bool = True) -> FeatureSetRef:
+        """Store `parts` (train/val/test/latest/all) as a snapshot; make it the current one if `publish`."""
         symbol_dir = self.root / validate_symbol(symbol)
         symbol_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=symbol_dir, prefix=".tmp-"))
@@ -94,18 +103,45 @@ class FeatureStore:
                 "files": files,
                 **metadata,
             }
-            if snapshot.exists():  # identical content was stored before: keep it, drop the copy
-                shutil.rmtree(tmp)
+            if self._intact(self._ref(snapshot / "manifest.json", manifest)):
+                shutil.rmtree(tmp)  # identical content was stored before: keep it, drop the copy
                 manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
             else:
                 atomic_write(tmp / "manifest.json", _json(manifest))
+                if snapshot.exists():  # damaged since it was stored (files deleted or altered): replace it
+                    shutil.rmtree(snapshot)
                 os.rename(tmp, snapshot)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        atomic_write(symbol_dir / "manifest.json", _json(manifest))
+        ref = self._ref(snapshot / "manifest.json", manifest)
+        if publish:
+            self.publish(ref)
         self._prune(symbol_dir, keep=snapshot.name)
-        return self._ref(snapshot / "manifest.json", manifest)
+        return ref
+
+    def check(self, ref: FeatureSetRef) -> None:
+        """Raise FeatureStoreError unless the snapshot's manifest and every file are there, unaltered."""
+        manifest = read_manifest(ref)
+        if manifest.get("content_hash") != ref.content_hash:
+            raise FeatureStoreError(f"feature set manifest altered (content hash differs): {ref.manifest_path}")
+        for split in SPLITS:
+            _checked(ref, split, manifest)
+
+    def _intact(self, ref: FeatureSetRef) -> bool:
+        try:
+            self.check(ref)
+        except FeatureStoreError:
+            return False
+        return True
+
+    def publish(self, ref: FeatureSetRef) -> FeatureSetRef:
+        """Make the intact snapshot `ref` its symbol's current one (atomically) and return it."""
+        self.check(ref)
+        os.utime(ref.directory)  # just used: the last to be pruned
+        atomic_write(self.root / validate_symbol(ref.symbol) / "manifest.json",
+                     ref.manifest_path.read_text(encoding="utf-8"))
+        return ref
 
     def current(self, symbol: str) -> FeatureSetRef:
         """The reference to `symbol`'s current snapshot."""
@@ -131,7 +167,13 @@ class FeatureStore:
 
     @staticmethod
     def _prune(symbol_dir: Path, keep: str) -> None:
+        """Remove all but the newest snapshots; never `keep` nor the current one."""
+        kept = {keep}
+        try:
+            kept.add(json.loads((symbol_dir / "manifest.json").read_text(encoding="utf-8"))["snapshot"])
+        except (OSError, ValueError, KeyError):
+            pass  # no readable current snapshot to spare
         snapshots = sorted((p for p in symbol_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                            key=lambda p: p.stat().st_mtime, reverse=True)
-        for old in [p for p in snapshots if p.name != keep][KEEP_SNAPSHOTS - 1:]:
+        for old in [p for p in snapshots if p.name not in kept][KEEP_SNAPSHOTS - len(kept):]:
             shutil.rmtree(old, ignore_errors=True)

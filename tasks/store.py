@@ -1,11 +1,14 @@
-"""store: write one symbol's splits to the Parquet feature store with a manifest (I/O: retried)."""
+"""store: write one symbol's splits to the Parquet feature store with a manifest; publish: make that snapshot the
+current one (I/O: retried). `store` is cached, `publish` is not, so a cache hit still moves the current snapshot."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from prefect import task
+from prefect import State, task
+from prefect.cache_policies import NO_CACHE
 
 from schemas import FeatureSetRef
 from stores.features import FeatureStore
@@ -16,7 +19,7 @@ from tasks.monitor import resource_logged
 from tasks.select import Selected
 from tasks.split import Splits
 
-__all__ = ["PIPELINE_MODULES", "store"]
+__all__ = ["PIPELINE_MODULES", "publish", "store"]
 
 PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engineer", "tasks.select",
                     "tasks.split", "tasks.store", "stores.features")
@@ -32,7 +35,7 @@ PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engine
 @resource_logged
 def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
           horizon: int) -> FeatureSetRef:
-    """Write the splits atomically and return a small reference to them."""
+    """Write the splits atomically as a snapshot (not yet the current one) and return a small reference to it."""
     prices = cleaned.frame
     metadata = {
         "horizon": horizon,
@@ -45,4 +48,16 @@ def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, roo
         "split_dates": {name: [str(part["date"].min()), str(part["date"].max())] if part.height else None
                         for name, part in splits.parts().items()},
     }
-    return FeatureStore(root).write(symbol, splits.parts(), selected.report.kept, LABEL, metadata)
+    return FeatureStore(root).write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
+
+
+def _os_error(task: Any, task_run: Any, state: State) -> bool:
+    """Retry a file system's errors only: a snapshot that fails its check will not heal."""
+    return isinstance(state.result(raise_on_failure=False), OSError)
+
+
+@task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=3,
+      retry_delay_seconds=[2, 10, 30], retry_condition_fn=_os_error)
+def publish(ref: FeatureSetRef, root: Path) -> FeatureSetRef:
+    """Make the snapshot `ref` its symbol's current feature set, after checking its files."""
+    return FeatureStore(root).publish(ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import yaml
 from flows.data_pipeline import DataPipelineError, data_pipeline, main
 from settings import Settings, load_settings
 from stores.base import SourceInfo
-from stores.features import FeatureStore
+from stores.features import FeatureStore, read_split
 from stores.parquet import ParquetPriceStore
 from tests.conftest import random_walk_prices
 
@@ -131,3 +132,34 @@ def test_the_summary_names_days_without_volume_and_holes_in_the_calendar(small_c
     zero_day, before, after = bars["date"][150], bars["date"][199], bars["date"][210]
     assert f"clean: 1 day(s) with zero volume flagged, first {zero_day}" in out
     assert f"clean: 10 trading sessions missing between {before} and {after}" in out
+
+
+def test_a_deleted_or_altered_feature_store_is_stored_again_not_served_from_the_cache(small_config: Path) -> None:
+    settings = seeded(small_config)
+    root = settings.data.feature_store_path
+    first = by_symbol(data_pipeline(symbols=["VCB", "VIC"], settings=settings))
+
+    shutil.rmtree(root)  # deleted by hand
+    second = by_symbol(data_pipeline(symbols=["VCB", "VIC"], settings=settings))
+    assert [s.cached_tasks for s in second.values()] == [5, 5]  # every step but store
+    store = FeatureStore(root)
+    for symbol, summary in second.items():
+        assert summary.ref == first[symbol].ref == store.current(symbol)
+        store.check(summary.ref)
+
+    pl.DataFrame({"x": [1.0]}).write_parquet(second["VIC"].ref.split_path("test"))  # altered by hand
+    third = by_symbol(data_pipeline(symbols=["VCB", "VIC"], settings=settings))
+    assert (third["VCB"].cached_tasks, third["VIC"].cached_tasks) == (6, 5)
+    assert read_split(store.current("VIC"), "test").height == first["VIC"].ref.rows["test"]
+
+
+def test_current_follows_the_last_run_also_when_it_is_served_from_the_cache(small_config: Path) -> None:
+    settings_a = seeded(small_config)
+    settings_b = load_settings(small_config, {"data": {"selection": {"max_features": 5}}})
+    store = FeatureStore(settings_a.data.feature_store_path)
+    a = by_symbol(data_pipeline(symbols=["VCB"], settings=settings_a))["VCB"].ref
+    b = by_symbol(data_pipeline(symbols=["VCB"], settings=settings_b))["VCB"].ref
+    assert a.content_hash != b.content_hash and store.current("VCB") == b
+    again = by_symbol(data_pipeline(symbols=["VCB"], settings=settings_a))["VCB"]
+    assert again.cached_tasks == 6 and again.ref == a
+    assert store.current("VCB") == a

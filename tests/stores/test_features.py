@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -63,3 +64,43 @@ def test_invalid_symbol_never_becomes_a_path(tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
     with pytest.raises(FeatureStoreError, match=r"no feature set for VHM"):
         FeatureStore(tmp_path).current("VHM")
+
+
+def test_check_names_a_missing_or_altered_snapshot(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    ref = store.write("VCB", parts(), ("x",), "label", {})
+    store.check(ref)
+    pl.DataFrame({"x": [9.0]}).write_parquet(ref.split_path("all"))
+    with pytest.raises(FeatureStoreError, match=r"sha256 mismatch.*all.parquet"):
+        store.check(ref)
+    shutil.rmtree(tmp_path / "VCB")
+    with pytest.raises(FeatureStoreError, match=r"manifest missing"):
+        store.publish(ref)
+
+
+def test_write_without_publish_leaves_current_until_published(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    first = store.write("VCB", parts(), ("x",), "label", {})
+    second = store.write("VCB", parts(1.0), ("x",), "label", {}, publish=False)
+    assert store.current("VCB") == first
+    assert store.publish(second) == second and store.current("VCB") == second
+    assert store.publish(first) == first and store.current("VCB") == first
+
+
+def test_pruning_never_removes_the_current_snapshot(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    current = store.write("VCB", parts(), ("x",), "label", {})
+    for offset in (1.0, 2.0, 3.0, 4.0):
+        store.write("VCB", parts(offset), ("x",), "label", {}, publish=False)
+    assert store.current("VCB") == current
+    store.check(current)
+
+
+def test_writing_again_repairs_a_damaged_snapshot(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path)
+    ref = store.write("VCB", parts(), ("x",), "label", {})
+    pl.DataFrame({"x": [9.0]}).write_parquet(ref.split_path("test"))
+    ref.split_path("val").unlink()
+    assert store.write("VCB", parts(), ("x",), "label", {}) == ref
+    store.check(ref)
+    assert store.read(ref, "test").equals(parts()["test"])
