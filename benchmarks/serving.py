@@ -1,10 +1,12 @@
 """Model-server throughput: concurrent clients posting /v1/predict to a real server for a fixed time.
 
-    python -m benchmarks.serving [--seconds 20] [--clients 8] [--rows 0]
+    python -m benchmarks.serving [--seconds 20] [--clients 8] [--rows 1 | --rows latest]
 
 A small CatBoost model on synthetic AR(1) features is registered, packaged and deployed to a server started
-on a free loopback port; the server is stopped at the end. Prints requests/s, p50 / p99 latency and the
-error count, and exits non-zero when any request failed.
+on a free loopback port; the server is stopped at the end. By default every request sends explicit held-out
+rows (the model never saw them; successive requests send different ones), so each is a real prediction;
+`--rows latest` times the "latest" answer, which the server computes once when the model loads. Prints
+requests/s, p50 / p95 / p99 latency and the error count, and exits non-zero when any request failed.
 """
 
 from __future__ import annotations
@@ -41,25 +43,39 @@ def feature_history(rows: int, seed: int = 7) -> pl.DataFrame:
                          "label": pl.Series(labels, dtype=pl.Float64)})
 
 
-def build(root: Path, rows: int) -> tuple[Path, list[dict[str, object]]]:
-    """Register and package a small model; return the archive and `rows` explicit request rows."""
+TRAIN, VAL = (0, 400), (401, 150)
+"""(offset, length) of the fitting parts; the rows after them (one embargo row on) are held out."""
+
+
+def build(root: Path) -> tuple[Path, list[dict[str, object]]]:
+    """Register and package a small model; return the archive and the held-out rows as request rows."""
     from models.catboost import CatBoostForecaster, CatBoostParams
     from serving.package import build_package
     from stores.registry import LocalModelRegistry
 
     history = feature_history(600)
     model = CatBoostForecaster(FEATURES, CatBoostParams(iterations=200, depth=6), horizon=1, seed=1)
-    model.fit(history.slice(0, 400), history.slice(401, 150))
+    model.fit(history.slice(*TRAIN), history.slice(*VAL))
     entry = LocalModelRegistry(root / "registry").register(model, SYMBOL, metrics={}, data_hash="bench",
                                                            code_version="bench", duration_seconds=0.0)
     archive = build_package(entry.path, history, symbol=SYMBOL, model_type="catboost", version=entry.version,
                             data_hash="bench", out=root)
-    tail = history.slice(history.height - rows - 1, rows) if rows else history.head(0)
-    return archive, [{"date": r["date"].isoformat(), **{f: r[f] for f in FEATURES}} for r in tail.iter_rows(named=True)]
+    held_out = history.slice(sum(VAL) + 1, history.height - sum(VAL) - 2)  # labelled rows after val + embargo
+    return archive, [{"date": r["date"].isoformat(), **{f: r[f] for f in FEATURES}}
+                     for r in held_out.iter_rows(named=True)]
 
 
-def hammer(url: str, body: dict[str, object], seconds: float, clients: int) -> tuple[list[float], int]:
-    """`clients` threads, one httpx client each, posting `body` until time is up: latencies (s) and errors."""
+def bodies(rows: list[dict[str, object]], per_request: int | None) -> list[dict[str, object]]:
+    """Request bodies: every window of `per_request` consecutive held-out rows, or "latest" when None."""
+    if per_request is None:
+        return [{"symbol": SYMBOL, "rows": "latest"}]
+    if not 1 <= per_request <= len(rows):
+        raise SystemExit(f"--rows must be 'latest' or 1..{len(rows)} (the held-out rows)")
+    return [{"symbol": SYMBOL, "rows": rows[i:i + per_request]} for i in range(len(rows) - per_request + 1)]
+
+
+def hammer(url: str, requests: list[dict[str, object]], seconds: float, clients: int) -> tuple[list[float], int]:
+    """`clients` threads, one httpx client each, posting the bodies in turn until time is up: latencies (s), errors."""
     import httpx
 
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -68,7 +84,9 @@ def hammer(url: str, body: dict[str, object], seconds: float, clients: int) -> t
 
     def client(i: int) -> None:
         with httpx.Client(base_url=url, timeout=10) as http:
+            sent = i  # clients start at different bodies
             while time.perf_counter() < deadline:
+                body, sent = requests[sent % len(requests)], sent + 1
                 start = time.perf_counter()
                 try:
                     ok = http.post("/v1/predict", json=body).status_code == 200
@@ -89,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="how long the clients run (default %(default)s)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default %(default)s)")
-    parser.add_argument("--rows", type=int, default=0,
-                        help="explicit rows per request; 0 asks for the latest prediction (default %(default)s)")
+    parser.add_argument("--rows", type=lambda v: None if v == "latest" else int(v), default=1, metavar="N|latest",
+                        help="held-out rows sent per request, or 'latest' for the answer the server precomputes "
+                             "at load time (default %(default)s)")
     parser.add_argument("--log-level", default="info", help="server log level; info logs every request")
     args = parser.parse_args(argv)
 
@@ -100,20 +119,22 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         root = Path(tmp)
-        archive, rows = build(root, args.rows)
+        archive, rows = build(root)
+        requests = bodies(rows, args.rows)
         with ServerProcess("benchmark", root / "state", TOKEN, log_path=root / "server.log",
                            log_level=args.log_level) as server:
             deployed = httpx.post(f"{server.url}/v1/deployments", content=archive.read_bytes(), timeout=60,
                                   headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/gzip"})
             deployed.raise_for_status()
-            body: dict[str, object] = {"symbol": SYMBOL, "rows": rows or "latest"}
-            hammer(server.url, body, min(2.0, args.seconds), args.clients)  # warm-up, not counted
-            latencies, errors = hammer(server.url, body, args.seconds, args.clients)
+            hammer(server.url, requests, min(2.0, args.seconds), args.clients)  # warm-up, not counted
+            latencies, errors = hammer(server.url, requests, args.seconds, args.clients)
     ms = np.asarray(latencies) * 1000
     print(f"model server: {args.clients} clients, {args.seconds:g} s, "
-          f"{'latest' if not args.rows else f'{args.rows} rows'} per request")
+          + ("'latest' (precomputed) per request" if args.rows is None
+             else f"{args.rows} held-out row(s) per request, {len(requests)} different requests"))
     print(f"  requests/s  {len(latencies) / args.seconds:10.1f}   ({len(latencies)} requests)")
     print(f"  p50 latency {np.percentile(ms, 50):10.2f} ms")
+    print(f"  p95 latency {np.percentile(ms, 95):10.2f} ms")
     print(f"  p99 latency {np.percentile(ms, 99):10.2f} ms")
     print(f"  errors      {errors:10d}")
     return 1 if errors else 0

@@ -174,6 +174,8 @@ def deployment_parser() -> argparse.ArgumentParser:
     predict.add_argument("--stage", choices=["staging", "production"], default="production")
     status = commands.add_parser("status", help="health and deployed models of both servers")
     status.add_argument("--wait", type=float, default=0.0, help="seconds to wait for the servers to come up")
+    commands.add_parser("reconcile", help="make the production server and the registry's production alias "
+                                          "agree again after an interrupted promotion or rollback")
     return parser
 
 

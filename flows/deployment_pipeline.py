@@ -3,11 +3,14 @@
 CLI:
   python -m flows.deployment_pipeline rollback --symbol VHM     restore the previous production model
   python -m flows.deployment_pipeline predict --symbol VHM      ask a server for the newest prediction
-  python -m flows.deployment_pipeline status [--wait SECONDS]   health and deployed models of both servers
+  python -m flows.deployment_pipeline status [--wait SECONDS]   health and models of both servers; exit 1 when
+                                                                production and the registry alias disagree
+  python -m flows.deployment_pipeline reconcile                 make production and the registry agree again
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from flows.cli import deployment_parser
@@ -15,7 +18,6 @@ from flows.cli import deployment_parser
 if __name__ == "__main__":
     deployment_parser().parse_args()  # answer --help and usage errors before the slow imports below
 
-import argparse
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,19 +27,26 @@ from prefect import flow
 
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
-from stores.registry import LocalModelRegistry
+from stores.registry import LocalModelRegistry, RegistryError
 from tasks.choose import Decision
 from tasks.deploy import (
     DeploymentCheck,
     DeploymentError,
-    auth_headers,
+    begin_promotion,
     deployment_tests,
     package_champion,
+    production_states,
     promote,
     push,
+    reconcile,
+    served_models,
+    server_rollback,
+    undo_promotion,
 )
 
 __all__ = ["DeploymentResult", "deployment_pipeline", "main", "rollback"]
+
+STAGES = ("staging", "production")
 
 
 @dataclass(frozen=True)
@@ -86,11 +95,22 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
             results.append(_failed(decision, f"deployment test {failing[0].name} failed: {failing[0].detail}", checks))
             continue
         try:
+            begin_promotion(package, registry_path)
+        except (RegistryError, OSError) as exc:
+            results.append(_failed(decision, f"could not record the promotion, production untouched: {exc}", checks))
+            continue
+        try:
             send(package, cfg.production_endpoint, cfg)
         except (DeploymentError, httpx.HTTPError) as exc:
-            results.append(_failed(decision, f"production push failed: {exc}", checks))
+            undone = undo_promotion(package, cfg, registry_path)
+            results.append(_failed(decision, f"production push failed: {exc}; {undone}", checks))
             continue
-        promote(package, registry_path, decision.composite, settings.monitoring.history_path)
+        try:
+            promote(package, registry_path, decision.composite, settings.monitoring.history_path)
+        except Exception as exc:  # full disk, permissions, a broken history file: production must not drift
+            undone = undo_promotion(package, cfg, registry_path)
+            results.append(_failed(decision, f"promotion failed after the production push: {exc}; {undone}", checks))
+            continue
         results.append(DeploymentResult(decision.symbol, package.model_type, package.version, "production",
                                         "all deployment tests passed on staging", checks))
     for result in results:
@@ -103,38 +123,69 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
 
 def rollback(symbol: str, settings: Settings) -> dict[str, Any]:
     """Restore the previous production model on the production server and in the registry alias."""
-    cfg = settings.deployment
-    response = httpx.post(f"{cfg.production_endpoint}/v1/rollback/{validate_symbol(symbol)}",
-                          headers=auth_headers(cfg), timeout=cfg.timeout_seconds)
-    if response.status_code != 200:
-        raise DeploymentError(f"{cfg.production_endpoint} could not roll back {symbol}: "
-                              f"HTTP {response.status_code} {response.text}")
-    restored: dict[str, Any] = response.json()
-    LocalModelRegistry(settings.models.registry_path).set_alias(
-        symbol, "production", restored["model_type"], int(restored["version"]))
-    return restored
+    model_type, version = server_rollback(settings.deployment.production_endpoint, validate_symbol(symbol),
+                                          settings.deployment)
+    try:
+        LocalModelRegistry(settings.models.registry_path).set_alias(symbol, "production", model_type, version)
+    except (RegistryError, OSError) as exc:
+        raise DeploymentError(f"production now serves {symbol} {model_type} v{version} but the registry alias "
+                              f"could not follow ({exc}): run `python -m flows.deployment_pipeline reconcile`") from exc
+    return {"symbol": symbol, "model_type": model_type, "version": version}
 
 
 def _endpoint(settings: Settings, stage: str) -> str:
     return settings.deployment.production_endpoint if stage == "production" else settings.deployment.staging_endpoint
 
 
+def _unreachable(settings: Settings, exc: httpx.TransportError) -> str:
+    """One line naming the server a request could not reach."""
+    try:
+        url = exc.request.url
+        base = f"{url.scheme}://{url.netloc.decode()}"
+    except RuntimeError:  # an error raised without its request
+        base = "a model server"
+    stage = next((s for s in STAGES if _endpoint(settings, s).rstrip("/") == base), "model")
+    return (f"cannot reach the {stage} server at {base} ({type(exc).__name__}: {exc}): is the server running? "
+            f"(`python -m flows.deployment_pipeline status` shows both servers)")
+
+
 def _status(settings: Settings, wait: float) -> int:
     deadline = time.monotonic() + wait
-    for stage in ("staging", "production"):
+    served = {}
+    for stage in STAGES:
         url = _endpoint(settings, stage)
         while True:
             try:
-                models = httpx.get(f"{url}/v1/models", timeout=5).json()["models"]
-                print(f"{stage} {url}: up, {len(models)} model(s): "
-                      + ", ".join(f"{s} {m['model_type']} v{m['version']}" for s, m in sorted(models.items())))
+                served[stage] = served_models(url, settings.deployment)
+                print(f"{stage} {url}: up, {len(served[stage])} model(s): "
+                      + ", ".join(f"{s} {t} v{v}" for s, (t, v) in sorted(served[stage].items())))
                 break
             except httpx.HTTPError as exc:
                 if time.monotonic() >= deadline:
                     print(f"{stage} {url}: unreachable ({type(exc).__name__})", file=sys.stderr)
                     return 1
                 time.sleep(0.5)
-    return 0
+    drift = [s for s in production_states(served["production"], settings.models.registry_path) if not s.agrees]
+    for state in drift:
+        print(f"out of sync: {state.describe()}", file=sys.stderr)
+    if drift:
+        print("run `python -m flows.deployment_pipeline reconcile` to make them agree", file=sys.stderr)
+    return 1 if drift else 0
+
+
+def _reconcile(settings: Settings) -> int:
+    cfg = settings.deployment
+    states = production_states(served_models(cfg.production_endpoint, cfg), settings.models.registry_path)
+    failed = 0
+    for state in (s for s in states if not s.agrees):
+        try:
+            print(reconcile(state, cfg, settings.models.registry_path))
+        except DeploymentError as exc:
+            print(f"cannot reconcile {exc}", file=sys.stderr)
+            failed += 1
+    if all(s.agrees for s in states):
+        print(f"production and registry agree on {len(states)} symbol(s): nothing to do")
+    return 1 if failed else 0
 
 
 def _predict(settings: Settings, symbol: str, stage: str) -> int:
@@ -157,16 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     args: argparse.Namespace = deployment_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.command == "rollback":
             restored = rollback(args.symbol, settings)
             print(f"{args.symbol}: production restored to {restored['model_type']} v{restored['version']}")
             return 0
         if args.command == "predict":
             return _predict(settings, args.symbol, args.stage)
+        if args.command == "reconcile":
+            return _reconcile(settings)
         return _status(settings, args.wait)
-    except (ConfigError, ValueError, DeploymentError) as exc:
+    except (ValueError, DeploymentError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except httpx.TransportError as exc:
+        print(f"error: {_unreachable(settings, exc)}", file=sys.stderr)
+        return 1
     except httpx.HTTPError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """The model registry: immutable, atomically numbered versions per (model type, symbol), plus aliases.
 
 Layout: `<root>/<model_type>/<SYMBOL>/v<N>/` holding the model files and `metadata.json`, and
-`<root>/aliases/<SYMBOL>.json` mapping `staging` / `production` to a (model type, version) with history.
+`<root>/aliases/<SYMBOL>.json` mapping `staging` / `production` to a (model type, version) with history,
+and `<root>/aliases/<SYMBOL>.pending.json` while a production promotion is under way (see `PendingPromotion`).
 A version is written into a temporary folder, then renamed to the next free `v<N>`: renaming onto an
 existing, non-empty folder fails, so two processes saving at once never share or lose a version.
 """
@@ -23,14 +24,17 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from models.base import Forecaster
-from schemas import validate_symbol
+from schemas import SYMBOL_PATTERN, validate_symbol
 from stores.files import atomic_write, sha256_file
 
-__all__ = ["ALIASES", "LocalModelRegistry", "ModelMetadata", "ModelRegistry", "ModelVersion", "RegistryError"]
+__all__ = ["ALIASES", "LocalModelRegistry", "ModelMetadata", "ModelRegistry", "ModelVersion", "PendingPromotion",
+           "RegistryError"]
 
 Alias = Literal["staging", "production"]
 ALIASES: tuple[Alias, ...] = ("staging", "production")
 METADATA_FILE = "metadata.json"
+RENAME_ATTEMPTS = 5
+"""tries to number a new version: each lost race with a concurrent writer costs one."""
 
 
 class RegistryError(RuntimeError):
@@ -67,6 +71,24 @@ class ModelVersion:
     version: int
     path: Path
     metadata: ModelMetadata
+
+
+class PendingPromotion(BaseModel):
+    """The intent to move a symbol's `production` alias, written before production is changed.
+
+    It outlives a crash between the production push and the alias update, so the two can be reconciled.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    symbol: str
+    model_type: str
+    version: int
+    previous: tuple[str, int] | None
+    """(model type, version) the alias named when the promotion began; None when it was unset."""
+    started_at: datetime
+    error: str = ""
+    """why the promotion could not be finished or undone; empty while it is in progress."""
 
 
 class ModelRegistry(Protocol):
@@ -119,17 +141,23 @@ class LocalModelRegistry:
                 files=files, horizon=model.horizon, seed=model.seed,
             )
             (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), encoding="utf-8")
-            version = max(self._versions(folder), default=0) + 1
-            while True:
-                try:
-                    os.rename(tmp, folder / f"v{version}")
-                    break
-                except OSError:  # taken by a concurrent writer: try the next number
-                    version += 1
+            version = self._claim_version(tmp, folder)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return ModelVersion(model.model_type, symbol, version, folder / f"v{version}", metadata)
+
+    def _claim_version(self, tmp: Path, folder: Path) -> int:
+        """Rename `tmp` to the next free `v<N>` of `folder` and return N; a bounded number of attempts."""
+        for _ in range(RENAME_ATTEMPTS):
+            version = max(self._versions(folder), default=0) + 1
+            try:
+                os.rename(tmp, folder / f"v{version}")
+                return version
+            except OSError as exc:  # taken by a concurrent writer (the next scan sees it), or refused
+                error = exc
+        raise RegistryError(f"cannot store {folder / f'v{version}'}: {error} "
+                            f"(renaming {tmp.name} failed {RENAME_ATTEMPTS} times)")
 
     def versions(self, model_type: str, symbol: str) -> list[int]:
         """Stored version numbers, ascending."""
@@ -204,6 +232,35 @@ class LocalModelRegistry:
         entry = self._read_aliases(symbol).get(alias) or {}
         return [(h["model_type"], int(h["version"])) for h in entry.get("history", [])]
 
+    def aliased_symbols(self, alias: Alias) -> list[str]:
+        """Symbols whose `alias` is set, sorted."""
+        found = (p.stem for p in (self.root / "aliases").glob("*.json") if SYMBOL_PATTERN.match(p.stem))
+        return sorted(s for s in found if (self._read_aliases(s).get(alias) or {}).get("model_type"))
+
+    def begin_promotion(self, intent: PendingPromotion) -> None:
+        """Record the intent to promote (atomically replacing an earlier one of the symbol)."""
+        path = self._pending_path(intent.symbol)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, intent.model_dump_json(indent=2))
+
+    def pending_promotion(self, symbol: str) -> PendingPromotion | None:
+        """The symbol's unfinished promotion, or None."""
+        path = self._pending_path(symbol)
+        try:
+            return PendingPromotion.model_validate_json(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise RegistryError(f"pending promotion file corrupt: {path} ({exc})") from None
+
+    def pending_symbols(self) -> list[str]:
+        """Symbols with an unfinished promotion, sorted."""
+        return sorted(p.name.removesuffix(".pending.json") for p in (self.root / "aliases").glob("*.pending.json"))
+
+    def end_promotion(self, symbol: str) -> None:
+        """Forget the symbol's pending promotion (finished or undone)."""
+        self._pending_path(symbol).unlink(missing_ok=True)
+
     # -- internals --------------------------------------------------------------------------------
     def _folder(self, model_type: str, symbol: str) -> Path:
         return self.root / model_type / validate_symbol(symbol)
@@ -217,6 +274,9 @@ class LocalModelRegistry:
 
     def _alias_path(self, symbol: str) -> Path:
         return self.root / "aliases" / f"{validate_symbol(symbol)}.json"
+
+    def _pending_path(self, symbol: str) -> Path:
+        return self.root / "aliases" / f"{validate_symbol(symbol)}.pending.json"
 
     def _read_aliases(self, symbol: str) -> dict[str, Any]:
         path = self._alias_path(symbol)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from flows.deployment_pipeline import deployment_pipeline, rollback
+from flows.deployment_pipeline import deployment_pipeline, main, rollback
 from schemas import JobFailure, RunFailed
-from serving import ServerProcess, free_port
+from serving import TOKEN_ENV, ServerProcess, free_port
 from settings import Settings, load_settings
+from stores.features import read_split
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tasks.choose import Decision
-from tasks.deploy import deployment_tests, package_champion, push
+from tasks.deploy import begin_promotion, deployment_tests, package_champion, push
 from tests.models.test_contract import FEATURES, ar1_frame, parts
 from tests.tasks.test_train import write_feature_set
 
@@ -56,6 +61,27 @@ def setup(tmp_path: Path, servers: dict[str, str], **deployment: object) -> tupl
 
 def served(url: str) -> dict:
     return httpx.get(f"{url}/v1/models").json()["models"]
+
+
+def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    """The environment `python -m flows.deployment_pipeline` would read these settings from."""
+    cfg = settings.deployment
+    monkeypatch.setenv("STOCK_AI_MODELS__REGISTRY_PATH", str(settings.models.registry_path))
+    monkeypatch.setenv("STOCK_AI_DEPLOYMENT__STAGING_ENDPOINT", cfg.staging_endpoint)
+    monkeypatch.setenv("STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT", cfg.production_endpoint)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+
+
+def production_alias_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every write of a `production` alias raises as on a full disk; other aliases are written."""
+    real = LocalModelRegistry.set_alias
+
+    def full_disk(self: LocalModelRegistry, symbol: str, alias: str, model_type: str, version: int) -> None:
+        if alias == "production":
+            raise OSError(28, "No space left on device")
+        real(self, symbol, alias, model_type, version)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalModelRegistry, "set_alias", full_disk)
 
 
 def test_deploys_to_production_after_passing_tests_then_rolls_back(tmp_path: Path, servers: dict) -> None:
@@ -114,3 +140,116 @@ def test_tampered_model_fails_parity(tmp_path: Path, servers: dict) -> None:
                                                       settings.deployment, settings.models.registry_path)}
     assert not checks["prediction_parity"].passed and "max |served - offline|" in checks["prediction_parity"].detail
     assert checks["deployed_version"].passed
+
+
+def test_alias_write_failing_after_the_production_push_rolls_production_back(
+        tmp_path: Path, servers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, refs, decisions = setup(tmp_path, servers)
+    assert deployment_pipeline(decisions, refs, settings)[0].status == "production"
+    production_alias_fails(monkeypatch)
+    with pytest.raises(RunFailed) as failed:
+        deployment_pipeline([Decision("VHM", "promote", "catboost", 2, 0.6, ("won",))], refs, settings)
+    [result] = failed.value.outcome
+    assert result.status == "failed" and "No space left on device" in result.reason, result.reason
+    assert "production rolled back: it serves catboost v1, as the registry says" in result.reason
+    registry = LocalModelRegistry(settings.models.registry_path)
+    assert served(servers["production"])["VHM"]["version"] == 1
+    assert registry.alias("VHM", "production").version == 1
+    assert registry.pending_promotion("VHM") is None
+
+
+def test_status_shows_and_reconcile_repairs_production_out_of_sync_with_the_registry(
+        tmp_path: Path, servers: dict, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with ServerProcess("production", tmp_path / "production", TOKEN) as production:
+        settings, refs, decisions = setup(tmp_path, {**servers, "production": production.url})
+        cli_env(monkeypatch, settings)
+        registry, cfg = LocalModelRegistry(settings.models.registry_path), settings.deployment
+        assert deployment_pipeline(decisions, refs, settings)[0].status == "production"
+        capsys.readouterr()
+        assert main(["status"]) == 0
+
+        # A crash after the production push, before the alias update: the intent is all that is left.
+        package = package_champion.fn(Decision("VHM", "promote", "catboost", 2, 0.6, ("won",)), refs["VHM"],
+                                      settings.models.registry_path, cfg.packages_path)
+        begin_promotion.fn(package, settings.models.registry_path)
+        push.fn(package, production.url, cfg)
+        assert main(["status"]) == 1
+        err = capsys.readouterr().err
+        assert ("VHM: production serves catboost v2, registry alias says catboost v1; pending promotion to "
+                "catboost v2 since") in err and "reconcile" in err
+        assert main(["reconcile"]) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        assert line.startswith("VHM: rolled production back from catboost v2 to catboost v1"), line
+        assert served(production.url)["VHM"]["version"] == 1 and registry.alias("VHM", "production").version == 1
+        assert registry.pending_promotion("VHM") is None and main(["status"]) == 0
+
+        # An operator's rollback whose alias write fails: no intent, so the registry follows the server.
+        push.fn(package, production.url, cfg)
+        registry.set_alias("VHM", "production", "catboost", 2)
+        with monkeypatch.context() as patch:
+            production_alias_fails(patch)
+            assert main(["rollback", "--symbol", "VHM"]) == 2
+        assert "reconcile" in capsys.readouterr().err
+        assert main(["status"]) == 1
+        assert "VHM: production serves catboost v1, registry alias says catboost v2" in capsys.readouterr().err
+        assert main(["reconcile"]) == 0
+        assert capsys.readouterr().out.strip() == ("VHM: moved the registry alias from catboost v2 to catboost v1, "
+                                                   "which production serves; production and registry agree on "
+                                                   "catboost v1")
+        assert registry.alias("VHM", "production").version == 1 and main(["status"]) == 0
+
+        # The registry names a production model the server does not have: reconcile says so and fails.
+        registry.register(registry.load("catboost", "VHM", 1)[0], "FPT", metrics={}, data_hash="x",
+                          code_version="t", duration_seconds=0.1)
+        registry.set_alias("FPT", "production", "catboost", 1)
+        capsys.readouterr()
+        assert main(["reconcile"]) == 1
+        assert "FPT: production serves nothing but the registry alias names catboost v1" in capsys.readouterr().err
+
+
+def test_latency_is_timed_on_held_out_rows(tmp_path: Path, servers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings, refs, decisions = setup(tmp_path, servers)
+    cfg = settings.deployment
+    package = package_champion.fn(decisions[0], refs["VHM"], settings.models.registry_path, cfg.packages_path)
+    push.fn(package, cfg.staging_endpoint, cfg)
+    bodies: list[dict] = []
+
+    class Recording(httpx.Client):  # the real client, noting each body it sends
+        def __init__(self, **kwargs: object) -> None:
+            super().__init__(event_hooks={"request": [lambda r: bodies.append(json.loads(r.content))]},
+                             **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx, "Client", Recording)
+    checks = {c.name: c for c in deployment_tests.fn(package, refs["VHM"], cfg.staging_endpoint, cfg,
+                                                      settings.models.registry_path)}
+    assert len(bodies) == cfg.latency_requests
+    test_dates = set(read_split(refs["VHM"], "test")["date"].cast(str))
+    assert all(b["rows"] != "latest" and {r["date"] for r in b["rows"]} <= test_dates for b in bodies), bodies[0]
+    assert len({r["date"] for b in bodies for r in b["rows"]}) == cfg.latency_requests  # no answer twice
+    assert checks["latency_p95"].passed and "held-out row" in checks["latency_p95"].detail
+
+
+@pytest.mark.parametrize("command", [["rollback", "--symbol", "VHM"], ["predict", "--symbol", "VHM"]])
+def test_production_down_is_one_line_naming_the_server(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT", url)
+    monkeypatch.setenv("STOCK_AI_MODELS__REGISTRY_PATH", str(tmp_path / "registry"))
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    assert main(command) == 1
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"error: cannot reach the production server at {url} (ConnectError") and \
+        "is the server running?" in line and not captured.out
+
+
+def test_production_down_from_the_command_line_has_no_traceback(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {"STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT": url, "STOCK_AI_MODELS__REGISTRY_PATH": str(tmp_path / "r"),
+           TOKEN_ENV: TOKEN}
+    result = subprocess.run([sys.executable, "-m", "flows.deployment_pipeline", "rollback", "--symbol", "VHM"],
+                            capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+                            env={**os.environ, **env})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"cannot reach the production server at {url}" in result.stderr.strip().splitlines()[-1]

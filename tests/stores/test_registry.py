@@ -104,3 +104,22 @@ def test_corrupt_or_missing_files_are_named(tmp_path: Path) -> None:
         registry.get("arima", "VHM")
     with pytest.raises(ValueError, match=r"invalid symbol"):
         registry.get("arima", "../x")
+
+
+def test_numbering_gives_up_on_a_repeated_os_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, model = LocalModelRegistry(tmp_path), fitted()
+    calls = []
+
+    def refused(source: object, target: object) -> None:
+        calls.append(target)
+        if len(calls) > 50:  # the unbounded loop this guards against
+            raise AssertionError("register kept retrying")
+        raise PermissionError(13, "Permission denied", str(target))
+
+    monkeypatch.setattr("stores.registry.os.rename", refused)
+    with pytest.raises(RegistryError, match=r"catboost/VHM/v1.*Permission denied"):
+        register(registry, model)
+    assert 1 < len(calls) <= 5
+    monkeypatch.undo()
+    assert not list((tmp_path / "catboost" / "VHM").iterdir())  # the temporary folder is gone
+    assert register(registry, model).version == 1
