@@ -73,6 +73,7 @@ class MongoSettings(_Section):
     timeout_ms: int = Field(5000, gt=0, description="server selection timeout per attempt")
     retries: int = Field(3, ge=1, description="connection attempts before giving up")
     backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each attempt")
+    max_wait_seconds: float = Field(30.0, gt=0, description="bound on all attempts of one operation together")
 
     @field_validator("uri")
     @classmethod
@@ -234,6 +235,8 @@ class DeploymentSettings(_Section):
     token: SecretStr | None = Field(None, description="bearer token the model servers accept")
     packages_path: Path = Path("artifacts/packages")
     max_package_mb: float = Field(100, gt=0)
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0, description="largest body of a model server request other "
+                                   "than a package (413 beyond); parity sends every held-out row in one request")
     timeout_seconds: float = Field(30, gt=0, description="per HTTP request")
     retries: int = Field(3, ge=0, description="retries of a push when the server cannot be reached")
     parity_tolerance: float = Field(1e-6, gt=0, description="max |staging - offline| prediction difference")
@@ -372,7 +375,7 @@ class ExecutionSettings(_Section):
     dask_workers: int = Field(2, ge=1, description="worker processes of the local Dask cluster")
     cache_dir: Path = Path("artifacts/cache")
     reports_dir: Path = Path("reports")
-    io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store)")
+    io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store, record-scores, notify)")
     io_retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0)
 
 

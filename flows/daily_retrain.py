@@ -23,10 +23,11 @@ from flows.cli import one_line, parse_symbols, quiet_server_shutdown, short_trac
 from flows.training import TrainingOutcome, training
 from schemas import RunFailed, validate_symbol
 from settings import ConfigError, DataSettings, ModelsSettings, MonitoringSettings, Settings, load_settings
-from stores.base import PriceStoreError
+from stores.base import PriceStoreError, PriceStoreUnavailable
 from stores.factory import open_price_store
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
+from tasks.caching import io_options
 from tasks.monitor import Anomaly, resource_logged
 from tasks.notify import notify
 from tasks.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
@@ -43,7 +44,7 @@ class DailyRetrainOutcome:
     alerts: list[Anomaly] = field(default_factory=list)
 
 
-@task(name="retrain-inputs", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="retrain-inputs", cache_policy=NO_CACHE)  # no retries: the price store retries an outage itself
 @resource_logged
 def symbol_statuses(symbols: list[str], data: DataSettings, models: ModelsSettings,
                     monitoring: MonitoringSettings) -> list[SymbolStatus]:
@@ -60,7 +61,9 @@ def symbol_statuses(symbols: list[str], data: DataSettings, models: ModelsSettin
         for symbol in symbols:
             try:
                 newest = store.load(symbol)["date"].max()
-            except PriceStoreError:
+            except PriceStoreUnavailable:
+                raise  # an outage is not a stale feed: the run fails and says so
+            except PriceStoreError:  # no bars for the symbol: reported as a stale feed
                 newest = None
             production = registry.alias(symbol, "production")
             if production is None:
@@ -111,7 +114,7 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
         except Exception as exc:
             error, outcome = exc, getattr(exc, "outcome", None)
             alerts.append(Anomaly("failed_job", "training", f"{type(exc).__name__}: {exc}"))
-    notify(alerts, _title(plan, outcome), settings.monitoring)
+    notify.with_options(**io_options(settings.execution))(alerts, _title(plan, outcome), settings.monitoring)
     result = DailyRetrainOutcome(plan, outcome, alerts)
     if error is not None:
         raise RunFailed(f"the retraining of {', '.join(plan.symbols)} failed: {error}", result) from error

@@ -40,6 +40,7 @@ from schemas import DataSummary, JobFailure, RunFailed, failed_jobs_message, val
 from settings import ConfigError, DataSettings, Settings, load_settings
 from stores.base import PriceStoreError
 from stores.factory import open_price_store
+from tasks.caching import io_options
 from tasks.choose import Decision, choose
 from tasks.deploy import stage_champions
 from tasks.load import check_prices
@@ -126,7 +127,7 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings)
         step = "choose"
         decisions = choose(evaluation.results, evaluation.production, settings.model_selection.significance_level)
-        stage_champions(decisions, settings.models.registry_path)
+        stage_champions.with_options(**io_options(settings.execution))(decisions, settings.models.registry_path)
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
             deployments = despite_failed_jobs(deployment_pipeline, decisions, refs, settings)
@@ -141,11 +142,13 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
                                failed_report.html_path)
         failed = Anomaly("failed_job", f"training {run_id}", f"step {step} failed: {type(exc).__name__}: {exc}")
-        notify([failed], f"training {run_id} failed", settings.monitoring)
+        io = io_options(settings.execution)
+        notify.with_options(**io)([failed], f"training {run_id} failed", settings.monitoring)
         raise
     alerts = watch_run("training", run_id, started, (datetime.now(UTC) - started).total_seconds(),
                        run_status(failures), models.results, failures, settings.monitoring)
-    notify(alerts, f"training {run_id}: {len(alerts)} alert(s)", settings.monitoring)
+    notify.with_options(**io_options(settings.execution))(alerts, f"training {run_id}: {len(alerts)} alert(s)",
+                                                          settings.monitoring)
     outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
                               failures, deployments or [], alerts,
                               jobs=models.jobs + evaluation.jobs + len(deployments or []))

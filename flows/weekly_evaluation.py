@@ -37,6 +37,7 @@ from stores.features import FeatureStore, FeatureStoreError
 from stores.files import atomic_write
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
+from tasks.caching import io_options
 from tasks.drift import WindowAssessment, assess_window
 from tasks.monitor import Anomaly, failed_jobs, resource_logged
 from tasks.notify import notify
@@ -128,7 +129,7 @@ def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -
     return scores
 
 
-@task(name="record-scores", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="record-scores", cache_policy=NO_CACHE)
 @resource_logged
 def record_scores(assessments: list[WindowAssessment], history_path: Path) -> int:
     """Append each window score to MetricsHistory with source "weekly-evaluation"."""
@@ -226,14 +227,15 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
     baseline = deployment_scores(fanout.results, settings.monitoring.history_path)
     checks = [degraded(a.symbol, f"{a.model_type} v{a.version}", a.composite, baseline[a.symbol], a.drift,
                        cfg.score_tolerance, cfg.psi_bound) for a in fanout.results]
-    record_scores(fanout.results, settings.monitoring.history_path)
+    io = io_options(settings.execution)
+    record_scores.with_options(**io)(fanout.results, settings.monitoring.history_path)
     retrain = [c.symbol for c in checks if c.degraded]
     print(f"degraded: {', '.join(retrain) or 'none'}")
     run, retrained, retrain_failure = _retrain(retrain, settings) if retrain else (None, None, None)
     failures = fanout.failures + ([retrain_failure] if retrain_failure else [])
     path = weekly_report(run_id, fanout.results, checks, failures, settings.execution.reports_dir)
     alerts: list[Anomaly] = [c.alert for c in checks if c.alert] + failed_jobs(failures)
-    notify(alerts, f"weekly-evaluation {run_id}: {len(retrain)} degraded", settings.monitoring)
+    notify.with_options(**io)(alerts, f"weekly-evaluation {run_id}: {len(retrain)} degraded", settings.monitoring)
     outcome = WeeklyOutcome(run_id, path, fanout.results, checks, retrain, run, retrained, failures)
     if failures:
         raise RunFailed(failed_jobs_message(failures, len(targets) + bool(retrain)), outcome)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 __all__ = ["atomic_write", "sha256_file"]
@@ -13,8 +13,10 @@ __all__ = ["atomic_write", "sha256_file"]
 def atomic_write(path: Path, content: bytes | str) -> None:
     """Replace `path` by `content` so readers see either the old or the new file, never a torn one."""
     data = content.encode("utf-8") if isinstance(content, str) else content
-    # The temp file lives in the target directory: os.replace is only atomic within one file system.
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The temp file lives in the target directory: os.replace is only atomic within one file system. It is
+    # created with mode 0o666 less the umask, as open() would (mkstemp's 0o600 would hide reports from the group).
+    temp_name = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

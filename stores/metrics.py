@@ -26,7 +26,7 @@ CREATE INDEX IF NOT EXISTS runs_kind ON runs (kind, started_at);
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL, task_name TEXT NOT NULL, wall_seconds REAL NOT NULL,
-    cpu_seconds REAL NOT NULL, peak_rss_mb REAL NOT NULL, recorded_at TEXT NOT NULL);
+    process_cpu_seconds REAL NOT NULL, process_peak_rss_mb REAL NOT NULL, recorded_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS tasks_name ON tasks (task_name);
 CREATE TABLE IF NOT EXISTS scores (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,6 +34,14 @@ CREATE TABLE IF NOT EXISTS scores (
     window_end TEXT NOT NULL, source TEXT NOT NULL, recorded_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS scores_symbol ON scores (symbol, window_end);
 """
+
+
+def _rename_old_resource_columns(conn: sqlite3.Connection) -> None:
+    """Histories written before the resource columns were named for what they measure keep their rows."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+    for old, new in (("cpu_seconds", "process_cpu_seconds"), ("peak_rss_mb", "process_peak_rss_mb")):
+        if old in columns:
+            conn.execute(f"ALTER TABLE tasks RENAME COLUMN {old} TO {new}")
 
 
 @dataclass(frozen=True)
@@ -57,8 +65,10 @@ class TaskRecord:
     run_id: str
     task_name: str
     wall_seconds: float
-    cpu_seconds: float
-    peak_rss_mb: float
+    process_cpu_seconds: float
+    """CPU time of the whole process during the task (concurrent tasks included)."""
+    process_peak_rss_mb: float
+    """the process's peak resident memory during the task."""
     recorded_at: datetime
 
 
@@ -99,6 +109,7 @@ class MetricsHistory:
         with closing(sqlite3.connect(self.path, timeout=30)) as conn:
             if not self._ready:
                 conn.execute("PRAGMA journal_mode=WAL")
+                _rename_old_resource_columns(conn)
                 conn.executescript(_SCHEMA)
                 self._ready = True
             with conn:  # one transaction: commit on success, roll back on error
@@ -113,14 +124,14 @@ class MetricsHistory:
                          (kind, run_id, _utc_text(started_at), float(wall_seconds), status,
                           json.dumps(extra or {}, default=str)))
 
-    def record_task(self, run_id: str, task_name: str, wall_seconds: float, cpu_seconds: float,
-                    peak_rss_mb: float) -> None:
+    def record_task(self, run_id: str, task_name: str, wall_seconds: float, process_cpu_seconds: float,
+                    process_peak_rss_mb: float) -> None:
         """Append the resources one task used."""
         with self._connect() as conn:
-            conn.execute("INSERT INTO tasks (run_id, task_name, wall_seconds, cpu_seconds, peak_rss_mb, "
-                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-                         (run_id, task_name, float(wall_seconds), float(cpu_seconds), float(peak_rss_mb),
-                          _now_text()))
+            conn.execute("INSERT INTO tasks (run_id, task_name, wall_seconds, process_cpu_seconds, "
+                         "process_peak_rss_mb, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+                         (run_id, task_name, float(wall_seconds), float(process_cpu_seconds),
+                          float(process_peak_rss_mb), _now_text()))
 
     def record_score(self, symbol: str, model_type: str, version: int, composite: float, window_end: date,
                      source: str) -> None:
@@ -142,7 +153,8 @@ class MetricsHistory:
     def recent_tasks(self, task_name: str, limit: int = 20) -> list[TaskRecord]:
         """The newest `limit` measurements of one task, newest first."""
         with self._connect() as conn:
-            rows = conn.execute("SELECT run_id, task_name, wall_seconds, cpu_seconds, peak_rss_mb, recorded_at "
+            rows = conn.execute("SELECT run_id, task_name, wall_seconds, process_cpu_seconds, process_peak_rss_mb, "
+                                "recorded_at "
                                 "FROM tasks WHERE task_name = ? ORDER BY id DESC LIMIT ?",
                                 (task_name, limit)).fetchall()
         return [TaskRecord(r, t, w, c, m, datetime.fromisoformat(at)) for r, t, w, c, m, at in rows]

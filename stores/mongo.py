@@ -195,18 +195,22 @@ class MongoPriceStore:
         return text
 
     def _retrying(self, action: str, operation: Callable[[], T]) -> T:
-        """Run `operation`, retrying connection failures with exponential backoff."""
+        """Run `operation`, retrying connection failures with exponential backoff, for at most `retries`
+        attempts and `max_wait_seconds` in all. The only retry layer for an outage: callers do not retry it."""
         attempts, delay = self._settings.retries, self._settings.backoff_seconds
+        started = time.monotonic()
         for attempt in range(1, attempts + 1):
             try:
                 return operation()
             except ConnectionFailure as exc:
-                if attempt == attempts:
+                next_attempt_ends = time.monotonic() - started + delay + self._settings.timeout_ms / 1000
+                if attempt == attempts or next_attempt_ends > self._settings.max_wait_seconds:
                     # pymongo's text carries the whole topology description; its first clause is enough.
                     reason = self._redact(str(exc).split(", Timeout:")[0])[:300]
                     raise PriceStoreUnavailable(
-                        f"MongoDB at {self._hosts} is unreachable: {action} failed after {attempts} "
-                        f"attempt(s) of {self._settings.timeout_ms} ms ({reason})"
+                        f"MongoDB at {self._hosts} is unreachable: {action} failed after {attempt} "
+                        f"attempt(s) of {self._settings.timeout_ms} ms in {time.monotonic() - started:.0f} s "
+                        f"({reason})"
                     ) from None
                 time.sleep(delay)
                 delay *= 2

@@ -25,18 +25,17 @@ __all__ = ["check_prices", "load_prices"]
 
 
 def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
-    """Retry only when the store was unreachable; a bad symbol or an empty store will not heal."""
+    """Retry a file store's transient OS errors only. An unreachable MongoDB was already retried by the store
+    within data.mongodb.max_wait_seconds; a bad symbol or an empty store will not heal."""
     error = state.result(raise_on_failure=False)
-    return isinstance(error, (PriceStoreUnavailable, ConnectionError, TimeoutError))
+    return isinstance(error, (ConnectionError, TimeoutError)) and not isinstance(error, PriceStoreUnavailable)
 
 
 @task(
     name="load",
     task_run_name="load-{symbol}",
     cache_policy=PriceFingerprint(modules=("tasks.load", "stores.parquet", "stores.mongo")),
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
-    retry_condition_fn=_retry_on_outage,
+    retry_condition_fn=_retry_on_outage,  # retries: execution.io_retries, set by the data pipeline
 )
 @resource_logged
 def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:

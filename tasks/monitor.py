@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import resource
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -39,34 +41,56 @@ class Anomaly:
 
 @dataclass(frozen=True)
 class ResourceUsage:
-    """What a measured block cost; all zero until the block exits."""
+    """What a measured block cost; all zero until the block exits.
+
+    Tasks share one process (threads), so CPU and memory are the process's: work that ran beside the block
+    in other threads is included. Together with wall time they show what a step costs the machine.
+    """
 
     wall_seconds: float = 0.0
-    cpu_seconds: float = 0.0
-    """CPU time of the measuring thread only (work in other threads or processes is not counted)."""
-    peak_rss_mb: float = 0.0
-    """process-wide resident memory, the larger of the samples taken at entry and at exit."""
+    process_cpu_seconds: float = 0.0
+    """CPU time of the whole process during the block, every thread (library thread pools included)."""
+    process_peak_rss_mb: float = 0.0
+    """the process's highest resident memory during the block: sampled every 20 ms, and the kernel's
+    high-water mark where it rose during the block."""
 
 
 def _rss_mb(process: psutil.Process) -> float:
     return float(process.memory_info().rss) / _MB
 
 
+def _high_water_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 @contextmanager
-def measured() -> Iterator[ResourceUsage]:
+def measured(sample_seconds: float = 0.02) -> Iterator[ResourceUsage]:
     """Measure a block: `with measured() as usage: ...`, then read `usage` after the block."""
     process = psutil.Process()
     usage = ResourceUsage()
-    rss_start = _rss_mb(process)
-    wall_start, cpu_start = time.perf_counter(), time.thread_time()
+    peak = [_rss_mb(process)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(sample_seconds):
+            peak[0] = max(peak[0], _rss_mb(process))
+
+    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    high_water_start = _high_water_mb()
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    sampler.start()
     try:
         yield usage
     finally:
-        wall, cpu = time.perf_counter() - wall_start, time.thread_time() - cpu_start
+        wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
+        done.set()
+        sampler.join()
+        high_water = _high_water_mb()
+        rss_peak = max(peak[0], _rss_mb(process), high_water if high_water > high_water_start else 0.0)
         # Frozen for callers; only this context manager fills it, once, so the value can be yielded early.
         object.__setattr__(usage, "wall_seconds", wall)
-        object.__setattr__(usage, "cpu_seconds", cpu)
-        object.__setattr__(usage, "peak_rss_mb", max(rss_start, _rss_mb(process)))
+        object.__setattr__(usage, "process_cpu_seconds", cpu)
+        object.__setattr__(usage, "process_peak_rss_mb", rss_peak)
 
 
 def slow(name: str, seconds: float, history: Sequence[float], cfg: MonitoringSettings,
@@ -131,7 +155,7 @@ def resource_logged(fn: Callable[P, R]) -> Callable[P, R]:
             with measured() as usage:
                 return fn(*args, **kwargs)
         finally:  # failed calls are logged too
-            _run_logger().info("resources: wall %.3f s, cpu %.3f s (this thread), peak rss %.0f MB (process)",
-                               usage.wall_seconds, usage.cpu_seconds, usage.peak_rss_mb)
+            _run_logger().info("resources: wall %.3f s, process cpu %.3f s (all threads), process peak rss %.0f MB",
+                               usage.wall_seconds, usage.process_cpu_seconds, usage.process_peak_rss_mb)
 
     return logged

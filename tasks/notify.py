@@ -14,6 +14,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 
 from settings import MonitoringSettings
+from tasks.markdown import cell, inline
 from tasks.monitor import Anomaly, resource_logged
 
 __all__ = ["LogNotifier", "Notifier", "WebhookNotifier", "format_alerts", "notify"]
@@ -67,11 +68,11 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 def _markdown(alerts: Sequence[Anomaly], title: str) -> str:
-    rows = "\n".join(f"| {a.kind} | {a.subject} | {a.detail.replace('|', '/')} |" for a in alerts)
-    return f"# {title}\n\n| kind | subject | detail |\n|---|---|---|\n{rows}\n"
+    rows = "\n".join(f"| {cell(a.kind)} | {cell(a.subject)} | {cell(a.detail)} |" for a in alerts)
+    return f"# {inline(title)}\n\n| kind | subject | detail |\n|---|---|---|\n{rows}\n"
 
 
-@task(name="notify", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[2, 10, 30])
+@task(name="notify", cache_policy=NO_CACHE)  # flows add retries from execution.io_retries / io_retry_delays
 @resource_logged
 def notify(alerts: list[Anomaly], title: str, cfg: MonitoringSettings) -> int:
     """Log every alert, publish the "alerts" artifact (inside a run), and post to the webhook if one is set.

@@ -29,6 +29,7 @@ from stores.files import atomic_write
 from tasks.backtest import Sizing
 from tasks.choose import Decision
 from tasks.evaluate import EvaluationResult
+from tasks.markdown import inline
 from tasks.monitor import resource_logged
 
 __all__ = ["ReportRef", "leaderboard_rows", "report", "run_status", "to_jsonable", "write_failure_report"]
@@ -181,10 +182,10 @@ def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: l
 def _markdown(decisions: list[Decision], failures: list[JobFailure]) -> str:
     lines = ["# Champion decisions", ""]
     if failures:
-        lines += [f"## {len(failures)} failed job(s)", *[f"- **{f}**" for f in failures], ""]
+        lines += [f"## {len(failures)} failed job(s)", *[f"- **{inline(str(f))}**" for f in failures], ""]
     for d in decisions:
         target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
-        lines += [f"## {d.symbol}: {d.action} ({target})", *[f"- {reason}" for reason in d.reasons], ""]
+        lines += [f"## {d.symbol}: {d.action} ({target})", *[f"- {inline(reason)}" for reason in d.reasons], ""]
     return "\n".join(lines)
 
 

@@ -57,9 +57,10 @@ class TrainResult:
     reason: str = ""
     wall_seconds: float = 0.0
     """the whole job: reading, fitting, scoring, registering."""
-    cpu_seconds: float = 0.0
-    peak_rss_mb: float = 0.0
-    """the process's peak resident memory seen during the job (process-wide: jobs share the process)."""
+    process_cpu_seconds: float = 0.0
+    """CPU time of the whole process during the job (jobs share the process: concurrent ones included)."""
+    process_peak_rss_mb: float = 0.0
+    """the process's peak resident memory during the job (process-wide: jobs share the process)."""
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,9 @@ def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, mode
     registry = LocalModelRegistry(models.registry_path)
     with measured() as usage:
         trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
-    return dataclasses.replace(trained, wall_seconds=usage.wall_seconds, cpu_seconds=usage.cpu_seconds,
-                               peak_rss_mb=usage.peak_rss_mb)
+    return dataclasses.replace(trained, wall_seconds=usage.wall_seconds,
+                               process_cpu_seconds=usage.process_cpu_seconds,
+                               process_peak_rss_mb=usage.process_peak_rss_mb)
 
 
 def _fit_and_register(job: TrainJob, ref: FeatureSetRef, tuned: TuneResult, models: ModelsSettings,

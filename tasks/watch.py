@@ -34,7 +34,7 @@ def watch_run(kind: str, run_id: str, started_at: datetime, wall_seconds: float,
         past = [t.wall_seconds for t in history.recent_tasks(name, cfg.history_runs)]
         if (alert := slow(name, job.wall_seconds, past, cfg, kind="slow_task")) is not None:
             alerts.append(alert)
-        history.record_task(run_id, name, job.wall_seconds, job.cpu_seconds, job.peak_rss_mb)
+        history.record_task(run_id, name, job.wall_seconds, job.process_cpu_seconds, job.process_peak_rss_mb)
     alerts += failed_jobs(failures)
     history.record_run(kind, run_id, started_at, wall_seconds, status,
                        extra={"jobs": len(trained), "failures": len(failures), "alerts": len(alerts)})

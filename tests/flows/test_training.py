@@ -80,7 +80,7 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     history = MetricsHistory(settings.monitoring.history_path)
     assert [r.run_id for r in history.recent_runs("training")] == [outcome.run_id]
     measured = history.recent_tasks("train-catboost-VHM")
-    assert len(measured) == 1 and measured[0].wall_seconds > 0 and measured[0].peak_rss_mb > 0
+    assert len(measured) == 1 and measured[0].wall_seconds > 0 and measured[0].process_peak_rss_mb > 0
     printed = format_leaderboard(outcome)
     assert "composite" in printed and f"report: {outcome.report.html_path}" in printed
 

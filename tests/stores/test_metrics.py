@@ -48,7 +48,7 @@ def test_tasks_round_trip_newest_first(tmp_path: Path) -> None:
         history.record_task(f"r{i}", "train", 2.0 * i, 1.0 * i, 100.0 + i)
     history.record_task("r9", "ingest", 5.0, 4.0, 50.0)
     tasks = history.recent_tasks("train", limit=2)
-    assert [(t.run_id, t.wall_seconds, t.cpu_seconds, t.peak_rss_mb) for t in tasks] == [
+    assert [(t.run_id, t.wall_seconds, t.process_cpu_seconds, t.process_peak_rss_mb) for t in tasks] == [
         ("r2", 4.0, 2.0, 102.0), ("r1", 2.0, 1.0, 101.0)]
     assert tasks[0].recorded_at.tzinfo is not None
 
@@ -78,3 +78,22 @@ def test_threads_share_one_history(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert len(history.recent_tasks("train", limit=100)) == 40
+
+
+def test_a_history_with_the_old_resource_columns_keeps_its_rows(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "h.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, "
+                     "task_name TEXT NOT NULL, wall_seconds REAL NOT NULL, cpu_seconds REAL NOT NULL, "
+                     "peak_rss_mb REAL NOT NULL, recorded_at TEXT NOT NULL)")
+        conn.execute("INSERT INTO tasks (run_id, task_name, wall_seconds, cpu_seconds, peak_rss_mb, recorded_at) "
+                     "VALUES ('old', 'train', 3.0, 2.0, 500.0, '2026-01-05T02:00:00+00:00')")
+    conn.close()
+    history = MetricsHistory(path)
+
+    history.record_task("new", "train", 4.0, 3.0, 600.0)
+
+    assert [(t.run_id, t.process_cpu_seconds, t.process_peak_rss_mb) for t in history.recent_tasks("train")] == [
+        ("new", 3.0, 600.0), ("old", 2.0, 500.0)]

@@ -81,3 +81,16 @@ def test_unreachable_server_names_host_but_never_the_password() -> None:
         assert secret not in store.location()
     assert raised.value.__cause__ is None
     assert 0.05 <= elapsed < 5
+
+
+def test_retries_stop_at_the_total_bound() -> None:
+    port = free_port()
+    settings = MongoSettings(uri=SecretStr(f"mongodb://127.0.0.1:{port}"), timeout_ms=100, retries=50,
+                             backoff_seconds=0.1, max_wait_seconds=1.0)
+
+    with pytest.raises(PriceStoreUnavailable) as raised:
+        MongoPriceStore(settings).load("VCB")
+
+    # 100 ms attempts with 0.1, 0.2, 0.4 s pauses: the next attempt would end after 1 s, so it stops at 4.
+    attempts = int(str(raised.value).split(" failed after ")[1].split(" ")[0])
+    assert 2 <= attempts <= 4

@@ -117,3 +117,18 @@ def test_notify_in_a_flow_publishes_the_artifact(prefect_harness: None, webhook:
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["alerts"])))
     assert any("lstm VHM" in str(a.data) for a in artifacts)
+
+
+def test_a_multi_line_error_stays_in_its_row_of_the_alerts_table() -> None:
+    from tasks.notify import _markdown
+
+    error = Anomaly("failed_job", "arima VHM", "ModelError: no fit converged:\n(1, 0, 1): maxiter | (1, 0, 0): roots\n")
+
+    table = _markdown([error, ALERTS[1]], "training\nrun 7").splitlines()
+
+    assert table[0] == "# training / run 7"
+    rows = [line for line in table if line.startswith("| ") and "---" not in line][1:]
+    assert rows == ["| failed_job | arima VHM | ModelError: no fit converged: / (1, 0, 1): maxiter \\| "
+                    "(1, 0, 0): roots |",
+                    "| stale_feed | VCB | newest prices are from 2024-05-01 |"]
+    assert all(row.count(" | ") == 2 for row in rows)  # three cells each: an escaped pipe splits none

@@ -11,8 +11,8 @@ from tasks.watch import watch_run
 
 
 def job(seconds: float) -> TrainResult:
-    return TrainResult("VHM", "lstm", "trained", version=1, wall_seconds=seconds, cpu_seconds=seconds / 2,
-                       peak_rss_mb=300.0)
+    return TrainResult("VHM", "lstm", "trained", version=1, wall_seconds=seconds, process_cpu_seconds=seconds / 2,
+                       process_peak_rss_mb=300.0)
 
 
 def test_slow_runs_and_tasks_are_flagged_against_history_and_recorded(tmp_path: Path) -> None:
