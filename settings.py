@@ -205,6 +205,9 @@ class OptimizationSettings(_Section):
     n_trials: int = Field(50, ge=1)
     timeout: float = Field(1800, gt=0, description="seconds per study")
     folds: int = Field(3, ge=2, description="walk-forward folds of the train split per trial")
+    symbols_per_trial: int | None = Field(8, ge=1, description="symbols each trial is scored on, drawn afresh per "
+                                          "trial (seeded): tuning time does not grow with the universe; "
+                                          "None: every symbol")
     storage_path: Path = Path("artifacts/optuna/studies.db")
 
 

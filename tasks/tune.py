@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["TrialProgress", "TuneResult", "configured_params", "cross_validated_rmse", "study_name",
-           "study_storage", "tune"]
+           "study_storage", "trial_symbols", "tune"]
 
 _LOCK_WAIT_SECONDS = 60.0
 
@@ -133,6 +133,15 @@ def cross_validated_rmse(model_type: str, params: ModelParams, ref: FeatureSetRe
     return float(np.mean([s.rmse for s in scores]))
 
 
+def trial_symbols(symbols: list[str], per_trial: int | None, seed: int, trial: int) -> list[str]:
+    """The symbols trial number `trial` is scored on: all of them, or `per_trial` drawn without replacement
+    by a generator seeded with (seed, trial), so a resumed study redraws the same ones. Sorted."""
+    if per_trial is None or per_trial >= len(symbols):
+        return list(symbols)
+    drawn = np.random.default_rng([seed, trial]).choice(len(symbols), size=per_trial, replace=False)
+    return [symbols[i] for i in sorted(drawn)]
+
+
 def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings,
                models: ModelsSettings, horizon: int) -> Any:
     import optuna
@@ -142,8 +151,8 @@ def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Optimizatio
     def objective(trial: optuna.Trial) -> float:
         params = cls.suggest(trial)
         errors: list[float] = []
-        for step, (_, ref) in enumerate(sorted(refs.items())):
-            errors.append(cross_validated_rmse(model_type, params, ref, cfg.folds, models, horizon))
+        for step, symbol in enumerate(trial_symbols(sorted(refs), cfg.symbols_per_trial, models.seed, trial.number)):
+            errors.append(cross_validated_rmse(model_type, params, refs[symbol], cfg.folds, models, horizon))
             trial.report(float(np.mean(errors)), step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -178,8 +187,10 @@ def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSetti
     done = len(study.get_trials(deepcopy=False, states=finished))
     remaining = max(cfg.n_trials - done, 0)
     if remaining:
+        scored = len(trial_symbols(sorted(refs), cfg.symbols_per_trial, models.seed, 0))
+        each = f"{scored} of {len(refs)} symbols per trial" if scored < len(refs) else f"{len(refs)} symbol(s)"
         print(f"tune-{model_type}: {remaining} trial(s) to run ({done} done before) in study {name}, "
-              f"over {len(refs)} symbol(s), stopping after {_duration(cfg.timeout)}")
+              f"over {each}, stopping after {_duration(cfg.timeout)}")
         progress = TrialProgress(model_type, remaining, cfg.timeout, done)
         study.optimize(_objective(model_type, refs, cfg, models, horizon), n_trials=remaining,
                        timeout=cfg.timeout, catch=(ModelError,), callbacks=[progress])

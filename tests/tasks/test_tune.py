@@ -64,3 +64,35 @@ def test_invalid_configured_params_name_the_key(tmp_path: Path) -> None:
     cfg = ModelsSettings(registry_path=tmp_path / "r", params={"catboost": {"depth": "deep"}})  # type: ignore[dict-item]
     with pytest.raises(Exception, match=r"models\.params\.catboost"):
         tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
+
+
+def test_trial_symbols_draws_a_seeded_subset_per_trial() -> None:
+    from tasks.tune import trial_symbols
+
+    universe = [f"S{i:03d}" for i in range(500)]
+    draws = [trial_symbols(universe, 8, 42, trial) for trial in range(200)]
+
+    assert all(len(d) == 8 == len(set(d)) and d == sorted(d) and set(d) <= set(universe) for d in draws)
+    assert draws[3] == trial_symbols(universe, 8, 42, 3)  # a resumed study redraws the same symbols
+    assert len({tuple(d) for d in draws}) == 200 and len({s for d in draws for s in d}) > 400
+    assert trial_symbols(universe[:5], 8, 42, 0) == universe[:5] == trial_symbols(universe[:5], None, 42, 0)
+
+
+def test_each_trial_is_scored_on_its_drawn_symbols_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.tune import trial_symbols
+
+    refs = {s: write_feature_set(tmp_path / "features", s, seed=i, rows=200)
+            for i, s in enumerate(("VCB", "VHM", "VIC", "FPT", "HPG"))}
+    scored: list[str] = []
+
+    def rmse(model_type: str, params: object, ref: object, *args: object) -> float:
+        scored.append(ref.symbol)  # type: ignore[attr-defined]
+        return 1.0
+
+    monkeypatch.setattr("tasks.tune.cross_validated_rmse", rmse)
+    opt = OptimizationSettings(n_trials=3, folds=2, symbols_per_trial=2, storage_path=tmp_path / "optuna.db")
+
+    tune.fn("arima", refs, opt, models_cfg(tmp_path), 1, True)
+
+    expected = [s for trial in range(3) for s in trial_symbols(sorted(refs), 2, models_cfg(tmp_path).seed, trial)]
+    assert scored == expected and len(scored) == 6
