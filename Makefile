@@ -59,6 +59,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.serving
 	$(PYTHON) -m benchmarks.fanout
 	$(PYTHON) -m benchmarks.sanity
+	$(PYTHON) -m benchmarks.scale
 
 clean-demo:
 	rm -rf data artifacts reports
