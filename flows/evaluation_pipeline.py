@@ -1,5 +1,6 @@
-"""Flow `evaluation-pipeline`: evaluate.map over the newest version of every (symbol, model type), plus each
-symbol's production model on the same test window, so challengers and champions are compared like for like.
+"""Flow `evaluation-pipeline`: predict_test.map over the newest version of every (symbol, model type), plus each
+symbol's production model on the same test window, so challengers and champions are compared like for like;
+then one backtest_candidates call backtests and scores them all together.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from flows.fanout import gather
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message
 from settings import Settings
 from stores.registry import LocalModelRegistry, RegistryError
-from tasks.evaluate import EvaluationResult, evaluate
+from tasks.evaluate import EvaluationResult, backtest_candidates, predict_test
 from tasks.monitor import resource_logged
 
 __all__ = ["EvaluationOutcome", "EvaluationPlan", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
@@ -98,20 +99,22 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     models = settings.models
     plan = models_to_evaluate(list(refs), list(model_types or models.model_types), str(models.registry_path))
     jobs = plan.models
-    futures = evaluate.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
-                           [refs[j.symbol] for j in jobs], unmapped(settings.evaluation), unmapped(models),
-                           unmapped(settings.model_selection.weights), [settings.markets.of(j.symbol) for j in jobs])
+    futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
+                               [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),
+                               unmapped(models))
     fanout = gather(list(futures), jobs, name="evaluation-pipeline",
-                    describe=lambda r: f"composite {r.composite:.4f} rmse {r.prediction.rmse:.6f} "
-                                       f"sharpe {r.strategy.sharpe:.2f} max_dd {r.strategy.max_drawdown:.2%}",
+                    describe=lambda p: f"predicted: rmse {p.prediction.rmse:.6f} "
+                                       f"DM p {p.against_baseline.p_value:.3f}",
                     failure=lambda job, error: JobFailure(job.symbol, job.model_type, "evaluate", error))
-    by_job = {(r.symbol, r.model_type, r.version): r for r in fanout.results}
+    scored = backtest_candidates(fanout.results, settings.evaluation, settings.model_selection.weights,
+                                 [settings.markets.of(p.symbol) for p in fanout.results])
+    by_job = {(r.symbol, r.model_type, r.version): r for r in scored.results}
     production = {s: None for s in refs} | {
         j.symbol: by_job.get((j.symbol, j.model_type, j.version)) for j in jobs if j.production}
     newest = {(s, t): max(v for s2, t2, v in by_job if (s2, t2) == (s, t)) for s, t, _ in by_job}
     # The newest version of each type is the challenger, also when it is the production model itself.
     challengers = [r for key, r in by_job.items() if newest[key[:2]] == key[2]]
-    outcome = EvaluationOutcome(challengers, production, plan.failures + fanout.failures,
+    outcome = EvaluationOutcome(challengers, production, plan.failures + fanout.failures + scored.failures,
                                 len(jobs) + len(plan.failures))
     if outcome.failures:
         raise RunFailed(failed_jobs_message(outcome.failures, outcome.jobs), outcome)

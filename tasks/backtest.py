@@ -8,6 +8,7 @@ backtest's numbers mean nothing.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ import polars as pl
 from settings import BacktestSettings
 from tasks.risk import TRADING_DAYS
 
-__all__ = ["BacktestResult", "ManyResult", "Sizing", "backtest", "backtest_many", "signals", "sizing"]
+__all__ = ["BacktestResult", "ManyResult", "Sizing", "Window", "backtest", "backtest_each", "backtest_many", "signals",
+           "sizing"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -270,16 +272,25 @@ def _returns(equity: FloatArray, capital: float) -> FloatArray:
     return np.where(previous > 0, equity / safe - 1.0, 0.0)
 
 
-def _per_symbol(run: _Run, n_sym: int) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
-    """Trade count, annualised turnover, exposure and total commission per symbol."""
-    days = run.equity.shape[1]
+def _per_symbol(run: _Run, n_sym: int,
+                start: IntArray | None = None) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    """Trade count, annualised turnover, exposure and total commission per symbol.
+
+    `start` is each row's first day when rows are padded on the left (backtest_each): the row's means then
+    run over its own days only, the same numpy reductions `backtest` runs on an unpadded row.
+    """
     traded = run.shares * run.entry_price + np.where(np.isnan(run.exit_price), 0.0,
                                                      run.shares * np.nan_to_num(run.exit_price))
     value = np.bincount(run.symbol, weights=traded, minlength=n_sym)
-    mean_equity = run.equity.mean(axis=1)
+    if start is None:
+        days: int | IntArray = run.equity.shape[1]
+        mean_equity, exposure = run.equity.mean(axis=1), (run.position != 0).mean(axis=1)
+    else:
+        days = run.equity.shape[1] - start
+        mean_equity = np.array([row[k:].mean() for row, k in zip(run.equity, start.tolist(), strict=True)])
+        exposure = np.array([(row[k:] != 0).mean() for row, k in zip(run.position, start.tolist(), strict=True)])
     turnover = np.where(mean_equity > 0, value / np.where(mean_equity > 0, mean_equity, 1.0), 0.0)
-    return (np.bincount(run.symbol, minlength=n_sym).astype(np.int64), turnover * TRADING_DAYS / days,
-            (run.position != 0).mean(axis=1),
+    return (np.bincount(run.symbol, minlength=n_sym).astype(np.int64), turnover * TRADING_DAYS / days, exposure,
             np.bincount(run.symbol, weights=run.commission, minlength=n_sym).astype(np.float64))
 
 
@@ -294,15 +305,20 @@ def backtest_many(open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.A
                       exposure=exposure, total_commission=commission)
 
 
-def _trade_frame(run: _Run, dates: npt.NDArray[Any]) -> pl.DataFrame:
-    """The trades of symbol 0 as a polars frame."""
-    mine = run.symbol == 0
-    day = pl.Series("date", dates.tolist() if dates.dtype == object else dates)
+def _dates(dates: npt.NDArray[Any]) -> pl.Series:
+    return pl.Series("date", dates.tolist() if dates.dtype == object else dates)
+
+
+def _trade_frame(run: _Run, dates: pl.Series, rows: int = 1, base: IntArray | None = None) -> pl.DataFrame:
+    """The trades of rows 0..rows-1 as one polars frame; row r's column j is on dates[base[r] + j]."""
+    a, b = np.searchsorted(run.symbol, [0, rows]).tolist()  # trades are sorted by row
+    mine = slice(a, b)
+    at = np.zeros(b - a, dtype=np.int64) if base is None else base[run.symbol[mine]]
     is_open = np.isnan(run.exit_price[mine])
-    exit_rows = pl.Series(np.where(is_open, 0, run.exit_row[mine])).scatter(np.flatnonzero(is_open), None)
+    exit_rows = pl.Series(np.where(is_open, 0, at + run.exit_row[mine])).scatter(np.flatnonzero(is_open), None)
     return pl.DataFrame({
-        "entry_date": day.gather(run.entry_row[mine]),
-        "exit_date": day.gather(exit_rows),
+        "entry_date": dates.gather(at + run.entry_row[mine]),
+        "exit_date": dates.gather(exit_rows),
         "side": pl.Series(np.where(run.side[mine] > 0, "long", "short"), dtype=pl.String),
         "shares": pl.Series(run.shares[mine], dtype=pl.Float64),
         "entry_price": pl.Series(run.entry_price[mine], dtype=pl.Float64),
@@ -312,15 +328,21 @@ def _trade_frame(run: _Run, dates: npt.NDArray[Any]) -> pl.DataFrame:
     })
 
 
-def backtest(dates: npt.ArrayLike, open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.ArrayLike,
-             cfg: BacktestSettings) -> BacktestResult:
-    """Backtest one symbol: chronological 1-D arrays, prediction[t] known after the close of row t."""
+def _checked(dates: npt.ArrayLike, open_: npt.ArrayLike, close: npt.ArrayLike,
+             predictions: npt.ArrayLike) -> tuple[npt.NDArray[Any], FloatArray, FloatArray]:
     o, c = _prices(open_, close, predictions, ndim=1)
     day = np.asarray(dates)
     if day.shape != o.shape:
         raise ValueError(f"dates must have the prices' shape {o.shape}, got {day.shape}")
     if len(day) > 1 and not bool(np.all(day[1:] > day[:-1])):
         raise ValueError("dates must be strictly increasing")
+    return day, o, c
+
+
+def backtest(dates: npt.ArrayLike, open_: npt.ArrayLike, close: npt.ArrayLike, predictions: npt.ArrayLike,
+             cfg: BacktestSettings) -> BacktestResult:
+    """Backtest one symbol: chronological 1-D arrays, prediction[t] known after the close of row t."""
+    day, o, c = _checked(dates, open_, close, predictions)
     # Row 1 of the stack is buy and hold: long from the first possible fill, open[1].
     signal = np.stack([signals(predictions, cfg), np.ones(len(o), dtype=np.int8)])
     run = _simulate(np.stack([o, o]), np.stack([c, c]), signal, cfg)
@@ -328,5 +350,55 @@ def backtest(dates: npt.ArrayLike, open_: npt.ArrayLike, close: npt.ArrayLike, p
     returns = _returns(run.equity, cfg.initial_capital)
     return BacktestResult(
         dates=day, equity=run.equity[0], returns=returns[0], position=run.position[0],
-        trades=_trade_frame(run, day), turnover=float(turnover[0]), exposure=float(exposure[0]),
+        trades=_trade_frame(run, _dates(day)), turnover=float(turnover[0]), exposure=float(exposure[0]),
         total_commission=float(commission[0]), benchmark_equity=run.equity[1], benchmark_returns=returns[1])
+
+
+@dataclass(frozen=True, eq=False)
+class Window:
+    """One symbol's chronological bars and the predictions to trade on them: `backtest`'s inputs."""
+
+    dates: npt.ArrayLike
+    open: npt.ArrayLike
+    close: npt.ArrayLike
+    predictions: npt.ArrayLike
+
+
+def backtest_each(windows: Sequence[Window], cfg: BacktestSettings) -> list[BacktestResult]:
+    """`backtest` of every window, all in one vectorised run; each on its own capital, of any length.
+
+    Shorter windows are padded on the left with flat rows (their first bar's prices, no signal). Nothing is
+    held before a window's first row, so its rows go through the same float operations as in `backtest`
+    and every result is identical to it.
+
+    Raises:
+        ValueError: a window's inputs are invalid, as `backtest` would say.
+    """
+    checked = [_checked(w.dates, w.open, w.close, w.predictions) for w in windows]
+    n = len(checked)
+    if not n:
+        return []
+    days = max(len(o) for _, o, _ in checked)
+    start = np.array([days - len(o) for _, o, _ in checked], dtype=np.int64)
+    # Rows 0..n-1 trade the predictions, rows n..2n-1 are their buy-and-holds, as in `backtest`.
+    o, c = np.empty((2 * n, days)), np.empty((2 * n, days))
+    signal = np.zeros((2 * n, days), dtype=np.int8)
+    for i, ((_, oi, ci), window, k) in enumerate(zip(checked, windows, start.tolist(), strict=True)):
+        o[[i, n + i], :k], o[[i, n + i], k:] = oi[0], oi
+        c[[i, n + i], :k], c[[i, n + i], k:] = ci[0], ci
+        signal[i, k:] = signals(window.predictions, cfg)
+        signal[n + i, k:] = 1
+    run = _simulate(o, c, signal, cfg)
+    _, turnover, exposure, commission = _per_symbol(run, 2 * n, np.concatenate([start, start]))
+    returns = _returns(run.equity, cfg.initial_capital)
+    # One frame for every strategy row's trades, then a zero-copy slice per window.
+    lengths = days - start
+    trades = _trade_frame(run, pl.concat([_dates(day) for day, _, _ in checked]), n,
+                          np.cumsum(lengths) - lengths - start)
+    bounds = np.searchsorted(run.symbol, np.arange(n + 1)).tolist()
+    return [BacktestResult(
+        dates=day, equity=run.equity[i, k:], returns=returns[i, k:], position=run.position[i, k:],
+        trades=trades.slice(bounds[i], bounds[i + 1] - bounds[i]), turnover=float(turnover[i]),
+        exposure=float(exposure[i]), total_commission=float(commission[i]), benchmark_equity=run.equity[n + i, k:],
+        benchmark_returns=returns[n + i, k:])
+        for i, ((day, _, _), k) in enumerate(zip(checked, start.tolist(), strict=True))]

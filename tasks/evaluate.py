@@ -3,6 +3,11 @@
 Every number is computed on the same test rows: the model, the `zero` and `last_return` baselines, the
 strategy that trades on the predictions and buy-and-hold over the same bars, in the lots of the symbol's
 market. A Diebold-Mariano test says whether the model's edge over the better baseline is more than noise.
+
+Two steps, so that many candidates share one backtest: `predict_test` (one task run per model: predictions,
+prediction metrics, baselines, Diebold-Mariano, cross-validation) and `backtest_candidates` (one vectorised
+backtest for all of them, then each candidate's metrics). `evaluate` does both for one model with its own
+backtest, and gives the same EvaluationResult bit for bit.
 """
 
 from __future__ import annotations
@@ -14,14 +19,22 @@ from datetime import date
 import numpy as np
 import polars as pl
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL
 from models.registry import MODEL_MODULES, model_class
-from schemas import FeatureSetRef
-from settings import BacktestSettings, EvaluationSettings, Market, ModelsSettings, WeightSettings
+from schemas import FeatureSetRef, JobFailure
+from settings import (
+    BacktestSettings,
+    CrossValidationSettings,
+    EvaluationSettings,
+    Market,
+    ModelsSettings,
+    WeightSettings,
+)
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import LocalModelRegistry
-from tasks.backtest import BacktestResult, Sizing, backtest, sizing
+from tasks.backtest import BacktestResult, Sizing, Window, backtest, backtest_each, sizing
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
 from tasks.monitor import resource_logged
@@ -35,16 +48,23 @@ __all__ = [
     "Curves",
     "EvaluationError",
     "EvaluationResult",
+    "Predicted",
     "PredictionMetrics",
+    "Scored",
     "Traded",
+    "backtest_candidates",
     "backtest_settings",
     "composite_score",
     "evaluate",
     "last_return_baseline",
     "naive_baselines",
+    "predict_test",
     "prediction_metrics",
+    "score_one",
     "trade_and_score",
 ]
+
+_EPOCH = date(1970, 1, 1).toordinal()
 
 CV_PARTS = ("train", "embargo", "val")
 """parts of the `all` split that walk-forward cross-validation may read (never test or latest)."""
@@ -132,6 +152,45 @@ class EvaluationResult:
     curves: Curves
 
 
+@dataclass(frozen=True)
+class Predicted:
+    """A model version's predictions on its test window, and every measure of them but the backtest."""
+
+    symbol: str
+    model_type: str
+    version: int
+    data_hash: str
+    horizon: int
+    dates: tuple[date, ...]
+    """the test rows' dates; the tuples below have one entry per row."""
+    open: tuple[float, ...]
+    close: tuple[float, ...]
+    actual: tuple[float, ...]
+    predicted: tuple[float, ...]
+    prediction: PredictionMetrics
+    baselines: Baselines
+    against_baseline: DieboldMariano
+    cv: CVSummary
+
+    def __str__(self) -> str:
+        return f"{self.model_type:<11} {self.symbol:<8} v{self.version}"
+
+    @property
+    def window(self) -> Window:
+        """The bars and predictions to backtest."""
+        days = np.fromiter((d.toordinal() for d in self.dates), np.int64, len(self.dates)) - _EPOCH
+        return Window(days.astype("datetime64[D]"), np.asarray(self.open), np.asarray(self.close),
+                      np.asarray(self.predicted))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The results of backtest_candidates, and the candidates it could not score."""
+
+    results: list[EvaluationResult]
+    failures: list[JobFailure]
+
+
 def last_return_baseline(close: np.ndarray, context_close: np.ndarray, horizon: int) -> np.ndarray:
     """At each row t, ln(close_t / close_{t-horizon}): the newest `horizon`-day return known at t's close.
 
@@ -178,14 +237,19 @@ def backtest_settings(evaluation: EvaluationSettings, market: Market) -> Backtes
     return evaluation.backtesting.model_copy(update={"lot_size": market.lot_size})
 
 
+def _traded(run: BacktestResult, open_: np.ndarray, r2: float, cfg: BacktestSettings,
+            weights: WeightSettings) -> Traded:
+    strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
+    fit = sizing(open_, cfg)
+    return Traded(run, fit, strategy,
+                  composite_score(r2, strategy.sharpe, strategy.max_drawdown, weights, fit.meaningful))
+
+
 def trade_and_score(bars: pl.DataFrame, predicted: np.ndarray, r2: float, cfg: BacktestSettings,
                     weights: WeightSettings) -> Traded:
     """Backtest `predicted` on `bars` (date, open, close) and score it with the composite."""
     run = backtest(bars["date"].to_numpy(), bars["open"].to_numpy(), bars["close"].to_numpy(), predicted, cfg)
-    strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
-    fit = sizing(bars["open"].to_numpy(), cfg)
-    return Traded(run, fit, strategy,
-                  composite_score(r2, strategy.sharpe, strategy.max_drawdown, weights, fit.meaningful))
+    return _traded(run, bars["open"].to_numpy(), r2, cfg, weights)
 
 
 def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -194,20 +258,8 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise EvaluationError(f"{what} lacks column(s) {', '.join(missing)}")
 
 
-@task(
-    name="evaluate",
-    task_run_name="evaluate-{model_type}-{symbol}",
-    cache_policy=ContentInputs() + ModuleSources(modules=(
-        "tasks.evaluate", "tasks.backtest", "tasks.risk", "tasks.crossval", "tasks.split", *MODEL_MODULES)),
-)
-@resource_logged
-def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
-             models: ModelsSettings, weights: WeightSettings, market: Market) -> EvaluationResult:
-    """Score registered `model_type` v`version` of `symbol` on the test split of `ref`, in `market`'s lots.
-
-    Raises:
-        EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
-    """
+def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
+             cross_validation: CrossValidationSettings, models: ModelsSettings) -> Predicted:
     registry = LocalModelRegistry(models.registry_path)
     entry = registry.get(model_type, symbol, version)
     missing = [f for f in entry.metadata.features if f not in ref.features]
@@ -229,36 +281,145 @@ def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, eva
     actual = test[LABEL].to_numpy().astype(np.float64)
     close = test["close"].to_numpy().astype(np.float64)
 
-    prediction = prediction_metrics(predicted, actual)
-    cfg = backtest_settings(evaluation, market)
-    traded = trade_and_score(test, predicted, prediction.r2, cfg, weights)
-    run, strategy = traded.run, traded.strategy
-    # Buy-and-hold's one trade is still open at the end, and open trades count in no trade statistic.
-    buy_and_hold = performance(run.benchmark_returns, run.benchmark_equity, np.empty(0), cfg.risk_free_rate)
-
     # Rows up to the last validation row: the embargo after val is left out, its labels read test closes.
     everything = read_split(ref, "all")
     last_val = everything.filter(pl.col(PART) == "val")["date"].max()
     history = everything.filter((pl.col("date") <= last_val) & pl.col(PART).is_in(CV_PARTS)).drop(PART)
     folds = walk_forward_metrics(model_type, model_class(model_type).params_type(**entry.metadata.params), history,
-                                 model.features, horizon, evaluation.cross_validation.cv_folds, entry.metadata.seed,
+                                 model.features, horizon, cross_validation.cv_folds, entry.metadata.seed,
                                  models.threads)
 
     context_close = context["close"].to_numpy()
     baselines = naive_baselines(actual, close, context_close, horizon)
     best = np.zeros(len(actual)) if baselines.best_name == "zero" else last_return_baseline(
         close, context_close, horizon)
-    open_ = test["open"].to_numpy().astype(np.float64)
+    return Predicted(
+        symbol=symbol, model_type=model_type, version=version, data_hash=ref.content_hash, horizon=horizon,
+        dates=tuple(test["date"].to_list()), open=tuple(test["open"].to_numpy().astype(np.float64).tolist()),
+        close=tuple(close.tolist()), actual=tuple(actual.tolist()), predicted=tuple(predicted.tolist()),
+        prediction=prediction_metrics(predicted, actual), baselines=baselines,
+        against_baseline=diebold_mariano(predicted - actual, best - actual, horizon), cv=summarize(folds))
+
+
+def _buy_and_hold(run: BacktestResult, cfg: BacktestSettings) -> PerformanceMetrics:
+    # Buy-and-hold's one trade is still open at the end, and open trades count in no trade statistic.
+    return performance(run.benchmark_returns, run.benchmark_equity, np.empty(0), cfg.risk_free_rate)
+
+
+def _result(candidate: Predicted, traded: Traded, buy_and_hold: PerformanceMetrics) -> EvaluationResult:
+    """The EvaluationResult of a candidate traded on its test window."""
+    run, c = traded.run, candidate
     return EvaluationResult(
-        symbol=symbol, model_type=model_type, version=version, data_hash=ref.content_hash,
-        test_start=test["date"].min(), test_end=test["date"].max(),  # type: ignore[arg-type]
-        rows=test.height, horizon=horizon, prediction=prediction, baselines=baselines,
-        against_baseline=diebold_mariano(predicted - actual, best - actual, horizon),
-        sizing=traded.sizing, price_move=float(close[-1] / open_[min(1, len(open_) - 1)] - 1),
-        strategy=strategy, buy_and_hold=buy_and_hold, turnover=float(run.turnover), exposure=float(run.exposure),
-        trades=run.trades.height, total_commission=float(run.total_commission), cv=summarize(folds),
-        composite=traded.composite,
-        curves=Curves(dates=tuple(test["date"].to_list()), actual=tuple(actual.tolist()),
-                      predicted=tuple(predicted.tolist()), equity=tuple(np.asarray(run.equity).tolist()),
-                      benchmark_equity=tuple(np.asarray(run.benchmark_equity).tolist())),
+        symbol=c.symbol, model_type=c.model_type, version=c.version, data_hash=c.data_hash,
+        test_start=min(c.dates), test_end=max(c.dates), rows=len(c.dates), horizon=c.horizon,
+        prediction=c.prediction, baselines=c.baselines, against_baseline=c.against_baseline,
+        sizing=traded.sizing, price_move=float(c.close[-1] / c.open[min(1, len(c.open) - 1)] - 1),
+        strategy=traded.strategy, buy_and_hold=buy_and_hold, turnover=float(run.turnover),
+        exposure=float(run.exposure), trades=run.trades.height, total_commission=float(run.total_commission),
+        cv=c.cv, composite=traded.composite,
+        curves=Curves(dates=c.dates, actual=c.actual, predicted=c.predicted, equity=tuple(run.equity.tolist()),
+                      benchmark_equity=tuple(run.benchmark_equity.tolist())),
     )
+
+
+_CACHE = ContentInputs() + ModuleSources(modules=(
+    "tasks.evaluate", "tasks.backtest", "tasks.risk", "tasks.crossval", "tasks.split", *MODEL_MODULES))
+
+
+@task(name="predict-test", task_run_name="predict-test-{model_type}-{symbol}", cache_policy=_CACHE)
+@resource_logged
+def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
+                 cross_validation: CrossValidationSettings, models: ModelsSettings) -> Predicted:
+    """Predict the test split of `ref` with registered `model_type` v`version` of `symbol`; score everything
+    but the backtest (backtest_candidates does that for many candidates at once).
+
+    Raises:
+        EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
+    """
+    return _predict(symbol, model_type, version, ref, cross_validation, models)
+
+
+@task(name="backtest-candidates", cache_policy=NO_CACHE)
+@resource_logged
+def backtest_candidates(candidates: list[Predicted], evaluation: EvaluationSettings, weights: WeightSettings,
+                        markets: list[Market]) -> Scored:
+    """Backtest every candidate in `markets[i]`'s lots, one vectorised run per lot setting, and score each.
+
+    Results are those `evaluate` gives one by one. A candidate whose backtest or metrics fail is a failure
+    (step "evaluate") and leaves the others alone.
+    """
+    groups: dict[str, list[int]] = {}
+    cfgs = [backtest_settings(evaluation, market) for market in markets]
+    for i, cfg in enumerate(cfgs):
+        groups.setdefault(cfg.model_dump_json(), []).append(i)
+    done: dict[int, EvaluationResult | str] = {}
+    for members in groups.values():
+        cfg = cfgs[members[0]]
+        holds: dict[tuple[tuple[float, ...], ...], PerformanceMetrics] = {}  # one buy-and-hold per window
+        try:
+            runs: list[BacktestResult | str] = list(backtest_each([candidates[i].window for i in members], cfg))
+        except Exception:  # an invalid window: backtest each alone to find and report it, the others go on
+            runs = [_alone(candidates[i].window, cfg) for i in members]
+        for i, run in zip(members, runs, strict=True):
+            done[i] = run if isinstance(run, str) else _scored(candidates[i], run, cfg, weights, holds)
+    results, failures = [], []
+    for i, candidate in enumerate(candidates):
+        outcome = done[i]
+        if isinstance(outcome, str):
+            failures.append(JobFailure(candidate.symbol, candidate.model_type, "evaluate", outcome))
+            print(f"{candidate} FAILED in evaluate: {outcome}")
+        else:
+            results.append(outcome)
+            print(f"{candidate} composite {outcome.composite:.4f} rmse {outcome.prediction.rmse:.6f} "
+                  f"sharpe {outcome.strategy.sharpe:.2f} max_dd {outcome.strategy.max_drawdown:.2%}")
+    return Scored(results, failures)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _alone(window: Window, cfg: BacktestSettings) -> BacktestResult | str:
+    try:
+        return backtest_each([window], cfg)[0]
+    except Exception as exc:
+        return _error(exc)
+
+
+def _scored(candidate: Predicted, run: BacktestResult, cfg: BacktestSettings, weights: WeightSettings,
+            holds: dict[tuple[tuple[float, ...], ...], PerformanceMetrics]) -> EvaluationResult | str:
+    try:
+        # Candidates on the same bars (model types of one symbol) share buy-and-hold: same inputs, same numbers.
+        bars = (candidate.open, candidate.close)
+        if bars not in holds:
+            holds[bars] = _buy_and_hold(run, cfg)
+        return _result(candidate, _traded(run, np.asarray(candidate.open), candidate.prediction.r2, cfg, weights),
+                       holds[bars])
+    except Exception as exc:
+        return _error(exc)
+
+
+@task(name="evaluate", task_run_name="evaluate-{model_type}-{symbol}", cache_policy=_CACHE)
+@resource_logged
+def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
+             models: ModelsSettings, weights: WeightSettings, market: Market) -> EvaluationResult:
+    """Score registered `model_type` v`version` of `symbol` on the test split of `ref`, in `market`'s lots.
+
+    One candidate with its own backtest: evaluation-pipeline runs predict_test and backtest_candidates
+    instead, which give the same result for many candidates at once.
+
+    Raises:
+        EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
+    """
+    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, models), evaluation,
+                     weights, market)
+
+
+def score_one(candidate: Predicted, evaluation: EvaluationSettings, weights: WeightSettings,
+              market: Market) -> EvaluationResult:
+    """Backtest one candidate on its own (`backtest`) and score it: what backtest_candidates does for many."""
+    cfg = backtest_settings(evaluation, market)
+    window = candidate.window
+    run = backtest(window.dates, window.open, window.close, window.predictions, cfg)
+    return _result(candidate, _traded(run, np.asarray(candidate.open), candidate.prediction.r2, cfg, weights),
+                   _buy_and_hold(run, cfg))

@@ -12,6 +12,7 @@ from schemas import FeatureSetRef, RunFailed
 from settings import CrossValidationSettings, EvaluationSettings, ModelsSettings, Settings
 from stores.features import read_split
 from stores.registry import LocalModelRegistry
+from tasks.evaluate import evaluate
 from tests.models.test_contract import FEATURES
 from tests.tasks.test_evaluate import priced_feature_set
 
@@ -58,3 +59,18 @@ def test_the_flow_fails_naming_the_corrupt_version_after_evaluating_the_rest(tmp
     outcome = info.value.outcome
     assert [(r.model_type, r.version) for r in outcome.results] == [("catboost", 1)]
     assert [f.step for f in outcome.failures] == ["evaluate"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_flow_gives_evaluates_results_for_challengers_and_production(tmp_path: Path) -> None:
+    ref, settings, registry = registered_twice(tmp_path)
+    registry.set_alias("VHM", "production", "catboost", 1)
+    outcome = evaluation_pipeline({"VHM": ref}, settings)
+    assert outcome.failures == [] and outcome.jobs == 2
+
+    def one(version: int) -> object:
+        return evaluate.fn("VHM", "catboost", version, ref, settings.evaluation, settings.models,
+                           settings.model_selection.weights, settings.markets.of("VHM"))
+
+    assert outcome.results == [one(2)]
+    assert outcome.production == {"VHM": one(1)}

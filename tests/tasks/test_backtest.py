@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from settings import BacktestSettings
-from tasks.backtest import backtest, backtest_many, signals, sizing
+from tasks.backtest import BacktestResult, Window, backtest, backtest_each, backtest_many, signals, sizing
 
 DEFAULT = BacktestSettings()
 
@@ -269,3 +269,43 @@ def test_invalid_inputs_are_rejected() -> None:
         backtest(_days(5)[::-1], open_, close, pred, DEFAULT)
     with pytest.raises(ValueError, match="2-D"):
         backtest_many(open_, close, pred, DEFAULT)
+
+
+def _assert_identical(one: BacktestResult, other: BacktestResult) -> None:
+    """Every field exactly equal: arrays element by element, the trade frames cell by cell."""
+    for name in ("dates", "equity", "returns", "position", "benchmark_equity", "benchmark_returns"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(other, name), err_msg=name, strict=True)
+    assert one.trades.equals(other.trades), (one.trades, other.trades)
+    assert (one.turnover, one.exposure, one.total_commission) == (
+        other.turnover, other.exposure, other.total_commission)
+
+
+@pytest.mark.parametrize("cfg", [
+    BacktestSettings(), BacktestSettings(allow_short=True, initial_capital=5_000),
+    BacktestSettings(lot_size=1, fractional=True), BacktestSettings(lot_size=300, initial_capital=6_000)],
+    ids=["long-flat", "long-short-ruin", "fractional", "some-lots-unaffordable"])
+def test_backtest_each_is_identical_to_backtest_per_window(cfg: BacktestSettings) -> None:
+    rng = np.random.default_rng(8)
+    windows = []
+    for n in (90, 1, 2, 37, 90, 64):  # lengths differ: shorter windows are padded on the left
+        close = 20 * np.exp(np.cumsum(rng.normal(0, 0.08, n)))
+        open_ = close * np.exp(rng.normal(0, 0.02, n))
+        windows.append(Window(_days(n) + int(rng.integers(0, 400)), open_, close, rng.normal(0, 0.01, n)))
+    windows[4] = Window(windows[4].dates, windows[4].open, windows[4].close, np.full(90, np.nan))  # never trades
+    # A short the price more than doubles against (ruin when shorts are allowed), as in the hand-made ledger.
+    windows.append(Window(_days(8), np.array([10, 10, 12, 20, 30, 25, 26, 27.0]),
+                          np.array([10, 11, 15, 25, 28, 26, 26, 27.0]), np.array([-1, -1, -1, -1, 1, 1, 1, 1]) * 0.01))
+    inputs = [np.array(w.predictions, copy=True) for w in windows]
+    each = backtest_each(windows, cfg)
+    assert len(each) == len(windows)
+    for window, result, before in zip(windows, each, inputs, strict=True):
+        np.testing.assert_array_equal(window.predictions, before)
+        _assert_identical(result, backtest(window.dates, window.open, window.close, window.predictions, cfg))
+    assert sum(r.trades.height for r in each) > 20
+    if cfg.allow_short:
+        assert any((r.equity == 0).any() for r in each)  # a ruined short: the padded path stops it the same way
+    if cfg.lot_size == 300:
+        assert any(sizing(w.open, cfg).unaffordable_days for w in windows)
+    assert backtest_each([], cfg) == []
+    with pytest.raises(ValueError, match="positive"):
+        backtest_each([*windows, Window(_days(3), np.ones(3), np.zeros(3), np.zeros(3))], cfg)

@@ -15,16 +15,30 @@ from scipy.stats import spearmanr
 from models.base import LABEL
 from models.registry import model_class
 from schemas import FeatureSetRef
-from settings import CrossValidationSettings, EvaluationSettings, Market, ModelsSettings, WeightSettings
+from settings import (
+    BacktestSettings,
+    CrossValidationSettings,
+    EvaluationSettings,
+    Market,
+    ModelsSettings,
+    WeightSettings,
+)
 from stores.features import FeatureStore, history_before, read_split
 from stores.registry import LocalModelRegistry
+from tasks.crossval import summarize
 from tasks.evaluate import (
     EvaluationError,
+    EvaluationResult,
+    Predicted,
+    backtest_candidates,
+    backtest_settings,
     composite_score,
     evaluate,
     last_return_baseline,
     naive_baselines,
+    predict_test,
     prediction_metrics,
+    trade_and_score,
 )
 from tasks.significance import diebold_mariano
 from tests.models.test_contract import FEATURES
@@ -121,9 +135,10 @@ def test_composite_is_exactly_the_formula() -> None:
 
 
 # -- the task end to end --------------------------------------------------------------------------
-def priced_feature_set(root: Path, symbol: str, features: tuple[str, ...] = FEATURES) -> FeatureSetRef:
+def priced_feature_set(root: Path, symbol: str, features: tuple[str, ...] = FEATURES, rows: int = 500,
+                       seed: int = 3) -> FeatureSetRef:
     """write_feature_set's AR(1) set plus open and close prices whose log returns are its labels."""
-    tagged = read_split(write_feature_set(root / "plain", symbol), "all")
+    tagged = read_split(write_feature_set(root / "plain", symbol, seed=seed, rows=rows), "all")
     # r0 at row t is the return from t-1 to t (label_{t-1}), so close_t = 100 * exp(cumsum r0).
     close = 100 * np.exp(np.cumsum(tagged["r0"].to_numpy()))
     gap = np.random.default_rng(1).normal(0, 0.002, tagged.height)
@@ -209,3 +224,91 @@ def test_a_model_reading_absent_features_is_refused(registered: tuple[FeatureSet
     narrower = priced_feature_set(tmp_path, "VHM", features=("r0", "r1"))
     with pytest.raises(EvaluationError, match=r"catboost v1 for VHM reads feature\(s\) missing .*: noise"):
         evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS, Market())
+
+
+# -- many candidates in one backtest == one backtest per candidate -----------------------------------
+def _identical(batched: EvaluationResult, reference: EvaluationResult) -> None:
+    """Every field equal with ==, and every float bit for bit (float.hex: no tolerance, -0.0 is not 0.0)."""
+    assert batched == reference
+    assert [x.hex() for x in _floats(batched)] == [x.hex() for x in _floats(reference)]
+
+
+@pytest.fixture(scope="module")
+def market_of_candidates(tmp_path_factory: pytest.TempPathFactory) -> tuple[
+        dict[str, FeatureSetRef], ModelsSettings, dict[str, Market]]:
+    """catboost and arima for three symbols, test windows of 3 lengths, lots that fit, lots of 1 and a lot
+    dearer than the capital."""
+    root = tmp_path_factory.mktemp("candidates")
+    models = ModelsSettings(registry_path=root / "registry", model_types=["arima", "catboost"])
+    registry = LocalModelRegistry(models.registry_path)
+    refs = {}
+    for symbol, rows, seed in (("VHM", 500, 3), ("AAPL", 420, 4), ("DEAR", 460, 5)):
+        refs[symbol] = ref = priced_feature_set(root / symbol, symbol, rows=rows, seed=seed)
+        for model_type, params in (("arima", {}), ("catboost", {"iterations": 30})):
+            cls = model_class(model_type)
+            model = cls(FEATURES, cls.params_type.model_validate(params), horizon=1, seed=11)
+            model.fit(read_split(ref, "train"), read_split(ref, "val"))
+            registry.register(model, symbol, metrics={}, data_hash=ref.content_hash, code_version="test",
+                              duration_seconds=0.0)
+    markets = {"VHM": Market(), "AAPL": Market(lot_size=1, timezone="America/New_York"),
+               "DEAR": Market(lot_size=100_000)}
+    return refs, models, markets
+
+
+@pytest.mark.parametrize("backtesting", [BacktestSettings(), BacktestSettings(allow_short=True, threshold=0.002)],
+                         ids=["long-flat", "long-short"])
+def test_backtest_candidates_gives_evaluates_results_bit_for_bit(
+        market_of_candidates: tuple[dict[str, FeatureSetRef], ModelsSettings, dict[str, Market]],
+        backtesting: BacktestSettings) -> None:
+    refs, models, markets = market_of_candidates
+    cfg = EvaluationSettings(backtesting=backtesting, cross_validation=CrossValidationSettings(cv_folds=2))
+    jobs = [(s, t) for s in refs for t in ("arima", "catboost")]
+    candidates = [predict_test.fn(s, t, 1, refs[s], cfg.cross_validation, models) for s, t in jobs]
+    assert len({len(c.dates) for c in candidates}) == 3  # windows of different lengths share one run
+    scored = backtest_candidates.fn(candidates, cfg, WEIGHTS, [markets[s] for s, _ in jobs])
+    assert scored.failures == [] and len(scored.results) == len(jobs)
+    for (symbol, model_type), batched in zip(jobs, scored.results, strict=True):
+        _identical(batched, evaluate.fn(symbol, model_type, 1, refs[symbol], cfg, models, WEIGHTS, markets[symbol]))
+    by_symbol = {r.symbol: r for r in scored.results}
+    assert not by_symbol["DEAR"].sizing.meaningful and by_symbol["DEAR"].trades == 0
+    assert by_symbol["AAPL"].sizing.lot_size == 1 and by_symbol["VHM"].sizing.lot_size == 100
+    assert sum(r.trades for r in scored.results) > 0
+
+
+def _synthetic(symbol: str, model_type: str, rows: int, seed: int) -> Predicted:
+    """A candidate with random predictions on a random walk: no model needed."""
+    rng = np.random.default_rng(seed)
+    close = 30 * np.exp(np.cumsum(rng.normal(0, 0.03, rows)))
+    open_ = close * np.exp(rng.normal(0, 0.01, rows))
+    actual, predicted = rng.normal(0, 0.02, rows), rng.normal(0, 0.02, rows)
+    dates = (np.datetime64("2024-01-01") + np.arange(rows)).astype(object)
+    metrics = prediction_metrics(predicted, actual)
+    return Predicted(symbol=symbol, model_type=model_type, version=1, data_hash="h", horizon=1,
+                     dates=tuple(dates.tolist()), open=tuple(open_.tolist()), close=tuple(close.tolist()),
+                     actual=tuple(actual.tolist()), predicted=tuple(predicted.tolist()), prediction=metrics,
+                     baselines=naive_baselines(actual, close, close[:1], 1),
+                     against_baseline=diebold_mariano(predicted - actual, -actual, 1), cv=summarize([metrics]))
+
+
+def test_many_synthetic_candidates_match_trade_and_score_and_a_bad_one_fails_alone() -> None:
+    cfg = EvaluationSettings()
+    candidates = [_synthetic(f"S{i}", t, 60 + 7 * i, seed=10 * i + k) for i in range(6)
+                  for k, t in enumerate(("arima", "catboost"))]
+    markets = [Market(lot_size=1 if i % 3 == 0 else 100) for i in range(len(candidates))]
+    bad = dataclasses.replace(candidates[3], open=(0.0, *candidates[3].open[1:]))
+    scored = backtest_candidates.fn([*candidates[:3], bad, *candidates[4:]], cfg, WEIGHTS, markets)
+    [failure] = scored.failures
+    assert (failure.symbol, failure.model_type, failure.step) == (bad.symbol, bad.model_type, "evaluate")
+    assert "ValueError" in failure.error and "positive" in failure.error
+    survivors = [c for i, c in enumerate(candidates) if i != 3]
+    assert [r.symbol for r in scored.results] == [c.symbol for c in survivors]
+    for candidate, market, result in zip(survivors, [m for i, m in enumerate(markets) if i != 3], scored.results,
+                                         strict=True):
+        bars = pl.DataFrame({"date": candidate.dates, "open": candidate.open, "close": candidate.close})
+        traded = trade_and_score(bars, np.array(candidate.predicted), candidate.prediction.r2,
+                                 backtest_settings(cfg, market), WEIGHTS)
+        assert (result.strategy, result.sizing, result.composite) == (traded.strategy, traded.sizing, traded.composite)
+        assert (result.trades, result.turnover, result.exposure, result.total_commission) == (
+            traded.run.trades.height, traded.run.turnover, traded.run.exposure, traded.run.total_commission)
+        assert result.curves.equity == tuple(traded.run.equity.tolist())
+        assert result.curves.benchmark_equity == tuple(traded.run.benchmark_equity.tolist())
