@@ -191,6 +191,10 @@ class ModelsSettings(_Section):
     seed: int = 42
     params: dict[ModelType, dict[str, Any]] = Field(
         default_factory=dict, description="hyper-parameters per model type when tuning is off, or to start from")
+    grouped_types: tuple[ModelType, ...] = Field(
+        ("arima", "catboost"), description="model types whose short fits train `group_size` jobs per task run, "
+        "where a task run's orchestration would rival the fit; the others train one task run per job")
+    group_size: int = Field(50, ge=1, description="jobs per task run of a grouped model type (split evenly)")
 
     @field_validator("model_types")
     @classmethod
@@ -376,7 +380,10 @@ class ExecutionSettings(_Section):
     task_runner: Literal["threads", "dask"] = "threads"
     dask_address: str | None = Field(None, description="scheduler of an existing Dask cluster; None = local")
     dask_workers: int = Field(2, ge=1, description="worker processes of the local Dask cluster")
+    batch_size: int = Field(100, ge=1, description="symbols per task run of each data pipeline step")
     cache_dir: Path = Path("artifacts/cache")
+    cache_max_age_days: float = Field(30, gt=0, description="cached results older than this are removed")
+    cache_max_mb: float = Field(2048, gt=0, description="the oldest cached results are removed beyond this size")
     reports_dir: Path = Path("reports")
     io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store, record-scores, notify)")
     io_retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0)

@@ -1,5 +1,5 @@
 """Flow `model-pipeline`: plan the jobs, tune each model type that has a job to train (Optuna), then
-train.map over the planned (symbol, model type) jobs.
+train the planned (symbol, model type) jobs: one task run per long fit, one per group of short fits.
 
 CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--retrain] [--no-optimize]
      [--trials N] [--tuning-timeout SECONDS]
@@ -7,6 +7,7 @@ CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--r
 
 from __future__ import annotations
 
+import os
 import sys
 
 from flows.cli import (
@@ -23,20 +24,24 @@ if __name__ == "__main__":
     models_parser().parse_args()  # answer --help and usage errors before the slow imports below
     prefect_environment()
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import flow, task, unmapped
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
 
-from flows.fanout import despite_failed_jobs, error_text, gather
+from flows.fanout import Fanout, despite_failed_jobs, error_text
 from flows.runners import task_runner
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import cache_options
 from tasks.monitor import resource_logged
-from tasks.train import TrainJob, TrainResult, plan_training, train
+from tasks.train import TrainBatch, TrainJob, TrainResult, plan_training, train, train_batch
 from tasks.tune import tune
 
 __all__ = ["ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
@@ -69,6 +74,36 @@ def _describe(result: TrainResult) -> str:
             f"in {result.duration_seconds:.1f}s")
 
 
+def _gather_jobs(futures: list[PrefectFuture[Any]], units: list[TrainJob | TrainBatch],
+                 failure: Callable[[TrainJob, str], JobFailure]) -> Fanout[TrainResult]:
+    """Wait for every task run; a line and a progress step per job, whether it ran alone or in a batch."""
+    progress = cast(UUID, create_progress_artifact(0.0, description="model-pipeline: finished jobs"))
+    unit_of = {f.task_run_id: unit for f, unit in zip(futures, units, strict=True)}
+    total = sum(len(unit.jobs) if isinstance(unit, TrainBatch) else 1 for unit in units)
+    fanout: Fanout[TrainResult] = Fanout([], [])
+    done = 0
+    for future in as_completed(list(futures)):
+        unit = unit_of[future.task_run_id]
+        jobs = unit.jobs if isinstance(unit, TrainBatch) else (unit,)
+        future.wait()
+        if future.state.is_completed():
+            result = future.result()
+            outcomes: list[TrainResult | JobFailure] = result if isinstance(unit, TrainBatch) else [result]
+        else:  # the whole task run failed, or never ran: so did each of its jobs
+            error = future.result(raise_on_failure=False) if future.state.is_final() else future.state.message
+            outcomes = [failure(job, error_text(error)) for job in jobs]
+        for job, each in zip(jobs, outcomes, strict=True):
+            done += 1
+            if isinstance(each, JobFailure):
+                fanout.failures.append(each)
+                print(f"[{done}/{total}] {job} FAILED in {each.step}: {each.error}")
+            else:
+                fanout.results.append(each)
+                print(f"[{done}/{total}] {job} {_describe(each)}")
+        update_progress_artifact(progress, 100.0 * done / total)
+    return fanout
+
+
 @flow(name="model-pipeline", log_prints=True)
 def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | None = None,
                    settings: Settings | None = None, refs: dict[str, FeatureSetRef] | None = None,
@@ -95,8 +130,10 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
         t, {s: refs[s] for s in plan.symbols(t)}, settings.optimization, settings.models, horizon, optimize)
         for t in dict.fromkeys(job.model_type for job in plan.to_train)}
-    futures = train.map(plan.to_train, unmapped(refs), [tuned[job.model_type] for job in plan.to_train],
-                        unmapped(settings.models))
+    alone, batches = plan.grouped(settings.models.grouped_types, settings.models.group_size, os.cpu_count() or 1)
+    futures: list[PrefectFuture[Any]] = [
+        *train.map(alone, unmapped(refs), [tuned[job.model_type] for job in alone], unmapped(settings.models)),
+        *train_batch.map(batches, unmapped(refs), [tuned[b.model_type] for b in batches], unmapped(settings.models))]
 
     def failure(job: TrainJob, error: str) -> JobFailure:  # a failed tuning is the real reason its jobs failed
         tuning = tuned[job.model_type]
@@ -104,7 +141,7 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
             return JobFailure(job.symbol, job.model_type, "tune", error_text(tuning.result(raise_on_failure=False)))
         return JobFailure(job.symbol, job.model_type, "train", error)
 
-    fanout = gather(list(futures), plan.to_train, name="model-pipeline", describe=_describe, failure=failure)
+    fanout = _gather_jobs(futures, [*alone, *batches], failure)
     outcome = ModelPipelineResult(plan.skipped + fanout.results, fanout.failures)
     create_table_artifact([
         {"symbol": r.symbol, "model": r.model_type, "status": r.status, "version": r.version,

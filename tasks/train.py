@@ -3,12 +3,16 @@
 Not cached by Prefect: the registry is the record. `plan_training` skips a job trained less than
 `min_hours_between` hours ago unless retraining is forced, before any tuning, so no study is spent on
 a model type none of whose jobs will train. No retries: a failed fit is not a glitch.
+
+Long fits (networks) run one task run per job (`train`); short fits of `models.grouped_types` run
+`models.group_size` jobs per task run (`train_batch`), where a task run's orchestration would rival the fit.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -18,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL
 from models.registry import MODEL_MODULES, model_class
-from schemas import FeatureSetRef
+from schemas import FeatureSetRef, JobFailure
 from settings import ModelsSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import LocalModelRegistry
@@ -26,7 +30,8 @@ from tasks.caching import code_version
 from tasks.monitor import measured, resource_logged
 from tasks.tune import TuneResult
 
-__all__ = ["TrainJob", "TrainResult", "TrainingPlan", "plan_training", "rmse", "skip_reason", "train"]
+__all__ = ["TrainBatch", "TrainJob", "TrainResult", "TrainingPlan", "plan_training", "rmse", "skip_reason", "train",
+           "train_batch"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,20 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
+class TrainBatch:
+    """Jobs of one short-fitting model type, trained one after another in one task run."""
+
+    model_type: str
+    jobs: tuple[TrainJob, ...]
+    number: int
+    """1-based, of `of` batches of this model type."""
+    of: int
+
+    def __str__(self) -> str:
+        return f"train-{self.model_type}-batch-{self.number}-of-{self.of}"
+
+
+@dataclass(frozen=True)
 class TrainingPlan:
     """The jobs that will train, and the ones skipped (with their reason), decided before tuning."""
 
@@ -73,6 +92,22 @@ class TrainingPlan:
     def symbols(self, model_type: str) -> list[str]:
         """The symbols whose `model_type` job will train."""
         return [job.symbol for job in self.to_train if job.model_type == model_type]
+
+    def grouped(self, grouped_types: tuple[str, ...], group_size: int,
+                workers: int = 1) -> tuple[list[TrainJob], list[TrainBatch]]:
+        """The task runs to start: jobs that run alone, and the jobs of `grouped_types` cut into even batches of
+        at most `group_size` consecutive jobs, and into at least `workers` batches while there are jobs enough,
+        so a small universe still trains in parallel (a batch of one runs alone)."""
+        alone = [job for job in self.to_train if job.model_type not in grouped_types]
+        batches: list[TrainBatch] = []
+        for model_type in dict.fromkeys(job.model_type for job in self.to_train if job.model_type in grouped_types):
+            jobs = [job for job in self.to_train if job.model_type == model_type]
+            n = max(-(-len(jobs) // group_size), min(workers, len(jobs)))
+            groups = [tuple(jobs[i * len(jobs) // n:(i + 1) * len(jobs) // n]) for i in range(n)]
+            alone += [group[0] for group in groups if len(group) == 1]
+            several = [group for group in groups if len(group) > 1]
+            batches += [TrainBatch(model_type, g, i, len(several)) for i, g in enumerate(several, start=1)]
+        return alone, batches
 
 
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -111,7 +146,36 @@ def plan_training(jobs: list[TrainJob], models: ModelsSettings, retrain_all: boo
 @resource_logged
 def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings) -> TrainResult:
     """Fit, score on validation, and register one model."""
+    return _measured_job(job, refs, tuned, models, LocalModelRegistry(models.registry_path))
+
+
+@task(name="train-batch", task_run_name="train-{batch.model_type}-batch-{batch.number}-of-{batch.of}",
+      cache_policy=NO_CACHE)
+@resource_logged
+def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneResult,
+                models: ModelsSettings) -> list[TrainResult | JobFailure]:
+    """`train` each job of `batch` in turn; a job that fails becomes its JobFailure and the others go on.
+
+    Returns:
+        one outcome per job, in the batch's order.
+    """
     registry = LocalModelRegistry(models.registry_path)
+    outcomes: list[TrainResult | JobFailure] = []
+    for done, job in enumerate(batch.jobs, start=1):
+        outcome: TrainResult | JobFailure
+        try:
+            result = _measured_job(job, refs, tuned, models, registry)
+            outcome, line = result, f"trained: v{result.version}"
+        except Exception as exc:  # a failed fit fails its job only (module docstring)
+            outcome = JobFailure(job.symbol, job.model_type, "train", f"{type(exc).__name__}: {exc}")
+            line = f"FAILED:\n{traceback.format_exc()}"
+        outcomes.append(outcome)
+        print(f"{batch} [{done}/{len(batch.jobs)}] {job} {line}")
+    return outcomes
+
+
+def _measured_job(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
+                  registry: LocalModelRegistry) -> TrainResult:
     with measured() as usage:
         trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
     return dataclasses.replace(trained, wall_seconds=usage.wall_seconds,

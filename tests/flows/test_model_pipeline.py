@@ -10,38 +10,44 @@ import yaml
 
 from flows.model_pipeline import main, model_pipeline
 from schemas import RunFailed
-from settings import load_settings
+from settings import Settings, load_settings
+from stores.features import FeatureStore
 from stores.registry import LocalModelRegistry
 from tests.tasks.test_train import FAST, write_feature_set
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
-def config(tmp_path: Path, params: dict) -> Path:
+def config(tmp_path: Path, params: dict, symbols: tuple[str, ...] = ("VCB", "VHM"), **models: object) -> Path:
     path = tmp_path / "models.yml"
     path.write_text(yaml.safe_dump({
-        "data": {"feature_store_path": str(tmp_path / "features"), "symbols": ["VCB", "VHM"]},
+        "data": {"feature_store_path": str(tmp_path / "features"), "symbols": list(symbols)},
         "models": {"registry_path": str(tmp_path / "registry"), "model_types": ["arima", "catboost"],
-                   "params": params},
+                   "params": params, **models},
         "optimization": {"enabled": False},
         "execution": {"cache_dir": str(tmp_path / "cache")},
     }), encoding="utf-8")
-    for i, symbol in enumerate(("VCB", "VHM")):
+    for i, symbol in enumerate(symbols):
         write_feature_set(tmp_path / "features", symbol, seed=i)
     return path
 
 
-async def task_run_names(flow_run_id: object) -> set[str]:
+async def task_runs(flow_run_id: object) -> list[tuple[str, str]]:
+    """(name, state type) of every task run of the flow run."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     async with get_client() as client:
         runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {run.name for run in runs}
+    return [(run.name, run.state_type.value if run.state_type else "") for run in runs]
+
+
+async def task_run_names(flow_run_id: object) -> set[str]:
+    return {name for name, _ in await task_runs(flow_run_id)}
 
 
 def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path) -> None:
-    settings = load_settings(config(tmp_path, FAST))
+    settings = load_settings(config(tmp_path, FAST, grouped_types=[]))  # one task run per job
     state = model_pipeline(settings=settings, return_state=True)
     outcome = state.result()
     assert not outcome.failures
@@ -72,6 +78,60 @@ def test_one_failing_model_type_is_reported_and_the_rest_finish(tmp_path: Path) 
     assert sorted((f.symbol, f.model_type, f.step) for f in outcome.failures) == [
         ("VCB", "catboost", "tune"), ("VHM", "catboost", "tune")]
     assert all("models.params.catboost" in f.error for f in outcome.failures), outcome.failures
+
+
+FOUR = ("VCB", "VHM", "FPT", "HPG")
+
+
+def registered_metrics(settings: Settings) -> dict[tuple[str, str], dict[str, float]]:
+    registry = LocalModelRegistry(settings.models.registry_path)
+    return {(s, t): registry.get(t, s).metadata.metrics for s in FOUR for t in ("arima", "catboost")}
+
+
+def test_short_fits_train_in_batches_of_group_size(tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, FAST, FOUR, group_size=3))
+    state = model_pipeline(settings=settings, return_state=True)
+    outcome = state.result()
+    assert not outcome.failures and len(outcome.results) == 8
+    runs = asyncio.run(task_runs(state.state_details.flow_run_id))
+    assert sorted(name for name, _ in runs if name.startswith("train")) == [  # 4 jobs per type: 2 batches of 2
+        "train-arima-batch-1-of-2", "train-arima-batch-2-of-2",
+        "train-catboost-batch-1-of-2", "train-catboost-batch-2-of-2"]
+    registry = LocalModelRegistry(settings.models.registry_path)
+    assert all(registry.versions(t, s) == [1] for s in FOUR for t in ("arima", "catboost"))
+    # Each job keeps its own measurements.
+    assert all(r.wall_seconds > r.duration_seconds > 0 for r in outcome.results)
+    progress = asyncio.run(progress_of(state.state_details.flow_run_id))
+    assert progress["model-pipeline: finished jobs"] == 100.0
+
+
+def test_a_failing_job_in_a_batch_is_reported_alone(tmp_path: Path) -> None:
+    settings = load_settings(config(tmp_path, FAST, FOUR, group_size=3))
+    FeatureStore(settings.data.feature_store_path).current("VHM").split_path("val").write_bytes(b"damaged")
+    state = model_pipeline(settings=settings, return_state=True)
+    assert state.is_failed() and "2 of 8 jobs failed" in str(state.message)
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, RunFailed)
+    outcome = error.outcome
+    assert sorted((f.symbol, f.model_type, f.step) for f in outcome.failures) == [
+        ("VHM", "arima", "train"), ("VHM", "catboost", "train")]
+    # The batches holding VHM completed, carrying their other jobs' results.
+    runs = asyncio.run(task_runs(state.state_details.flow_run_id))
+    assert {kind for name, kind in runs if name.startswith("train")} == {"COMPLETED"}
+    assert all(f.error.startswith("FeatureStoreError") for f in outcome.failures), outcome.failures
+    assert sorted((r.symbol, r.model_type) for r in outcome.results) == sorted(
+        (s, t) for s in FOUR if s != "VHM" for t in ("arima", "catboost"))
+    registry = LocalModelRegistry(settings.models.registry_path)
+    assert registry.versions("arima", "VCB") == [1] and registry.versions("arima", "VHM") == []
+
+
+def test_batches_register_what_one_run_per_job_registers(tmp_path: Path) -> None:
+    grouped = load_settings(config(tmp_path, FAST, FOUR, group_size=3))
+    alone = load_settings(config(tmp_path, FAST, FOUR, grouped_types=[]),
+                          {"models": {"registry_path": str(tmp_path / "registry-alone")}})
+    model_pipeline(settings=grouped)
+    model_pipeline(settings=alone)
+    assert registered_metrics(grouped) == registered_metrics(alone)
 
 
 async def progress_of(flow_run_id: object) -> dict[str, float]:

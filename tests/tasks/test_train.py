@@ -8,11 +8,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from schemas import FeatureSetRef
+from schemas import FeatureSetRef, JobFailure
 from settings import ModelsSettings, OptimizationSettings
 from stores.features import FeatureStore
 from stores.registry import LocalModelRegistry
-from tasks.train import TrainingPlan, TrainJob, plan_training, skip_reason, train
+from tasks.train import TrainBatch, TrainingPlan, TrainJob, TrainResult, plan_training, skip_reason, train, train_batch
 from tasks.tune import tune
 from tests.models.test_contract import FEATURES, ar1_frame
 
@@ -65,3 +65,39 @@ def test_train_registers_and_the_plan_skips_recent_models_until_forced(tmp_path:
     assert plan_training.fn(jobs, models_cfg(tmp_path, retraining={"min_hours_between": 0}), False).to_train == jobs
     forced = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg)
     assert forced.status == "trained" and forced.version == 2
+
+
+
+def test_short_fit_types_are_cut_into_even_batches_and_the_rest_run_alone() -> None:
+    jobs = [TrainJob(s, t) for s in "ABCDEFG" for t in ("lstm", "arima", "catboost")]
+    alone, batches = TrainingPlan(jobs, []).grouped(("arima", "catboost"), 3)
+    assert alone == [TrainJob(s, "lstm") for s in "ABCDEFG"]
+    assert [(str(b), "".join(j.symbol for j in b.jobs)) for b in batches] == [
+        ("train-arima-batch-1-of-3", "AB"), ("train-arima-batch-2-of-3", "CD"), ("train-arima-batch-3-of-3", "EFG"),
+        ("train-catboost-batch-1-of-3", "AB"), ("train-catboost-batch-2-of-3", "CD"),
+        ("train-catboost-batch-3-of-3", "EFG")]
+    alone, batches = TrainingPlan(jobs, []).grouped(("arima",), 1)  # batches of one job run alone
+    assert sorted(alone, key=str) == sorted(jobs, key=str) and batches == []
+    alone, batches = TrainingPlan(jobs[:3], []).grouped(("arima", "catboost"), 50)
+    assert (alone, batches) == (jobs[:3], [])
+    # Never fewer batches than workers while there are jobs enough: 7 jobs on 4 workers, not 1 batch of 7.
+    alone, batches = TrainingPlan(jobs, []).grouped(("arima",), 50, workers=4)
+    assert [j.symbol for j in alone if j.model_type == "arima"] == ["A"]
+    assert ["".join(j.symbol for j in b.jobs) for b in batches] == ["BC", "DE", "FG"]
+
+
+def test_a_batch_reports_a_failing_job_and_trains_the_others(tmp_path: Path) -> None:
+    refs = {s: write_feature_set(tmp_path / "features", s, seed=i) for i, s in enumerate(("VCB", "VHM", "FPT"))}
+    refs["VHM"].split_path("val").write_bytes(b"damaged")
+    cfg = models_cfg(tmp_path)
+    tuned = tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
+    batch = TrainBatch("catboost", tuple(TrainJob(s, "catboost") for s in refs), 1, 1)
+    first, failed, last = train_batch.fn(batch, refs, tuned, cfg)
+    assert isinstance(first, TrainResult) and isinstance(last, TrainResult)
+    assert isinstance(failed, JobFailure) and (failed.symbol, failed.model_type, failed.step) == (
+        "VHM", "catboost", "train")
+    assert failed.error.startswith("FeatureStoreError: ") and "val" in failed.error
+    assert [(r.symbol, r.status, r.version) for r in (first, last)] == [("VCB", "trained", 1), ("FPT", "trained", 1)]
+    assert all(r.wall_seconds > r.duration_seconds > 0 and r.process_peak_rss_mb > 0 for r in (first, last))
+    registry = LocalModelRegistry(cfg.registry_path)
+    assert registry.versions("catboost", "VCB") == [1] and registry.versions("catboost", "VHM") == []
