@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 SERVING ?= artifacts/serving
 DEMO_TOKEN ?= demo-token-local-only
 
-.PHONY: demo test lint bench clean-demo
+.PHONY: demo test lint bench clean-demo clean-cache
 
 $(PYTHON):
 	python3 -m venv $(VENV)
@@ -59,7 +59,13 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.serving
 	$(PYTHON) -m benchmarks.fanout
 	$(PYTHON) -m benchmarks.sanity
+	$(PYTHON) -m benchmarks.select
+	$(PYTHON) -m benchmarks.evaluation
 	$(PYTHON) -m benchmarks.scale
 
 clean-demo:
 	rm -rf data artifacts reports
+
+# Cached task results only (artifacts/cache): the next run recomputes what it needs.
+clean-cache:
+	rm -rf artifacts/cache

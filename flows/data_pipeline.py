@@ -1,10 +1,11 @@
-"""Flow `data-pipeline`: load -> clean -> engineer -> select -> split -> store -> publish, mapped over symbols.
+"""Flow `data-pipeline`: load -> clean -> engineer -> select -> split -> store -> publish, per batch of symbols.
 
 CLI: python -m flows.data_pipeline --symbols VCB,VIC,VHM [--config FILE] [--source mongodb] [--refresh-cache]
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from flows.cli import data_parser, one_line, parse_symbols, prefect_environment, quiet_server_shutdown, short_tracebacks
@@ -13,25 +14,33 @@ if __name__ == "__main__":
     data_parser().parse_args()  # answer --help and usage errors before the slow imports below
     prefect_environment()
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow
 from prefect.futures import PrefectFuture, wait
 
 from schemas import DataSummary, FeatureSetRef, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStoreError
-from stores.features import FeatureStore, FeatureStoreError
-from tasks.caching import cache_options, io_options
-from tasks.clean import clean
-from tasks.engineer import engineer
-from tasks.load import check_prices, load_prices
-from tasks.select import select
-from tasks.split import split
-from tasks.store import publish, store
+from tasks.batch import (
+    STEPS,
+    Batch,
+    Stage,
+    adopt,
+    clean_batch,
+    engineer_batch,
+    load_batch,
+    plan_batches,
+    publish_batch,
+    select_batch,
+    split_batch,
+    store_batch,
+)
+from tasks.caching import io_options, prune_cache
+from tasks.load import check_prices
 
 __all__ = ["DataPipelineError", "data_pipeline", "main"]
 
@@ -41,83 +50,72 @@ class DataPipelineError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class _SymbolRun:
-    symbol: str
-    steps: dict[str, PrefectFuture]  # step name -> that step's future for this symbol
+class _BatchRun:
+    batch: Batch
+    steps: dict[str, PrefectFuture[Any]]  # step name -> that step's future for the batch
 
 
-def _intact(stored: list[PrefectFuture[FeatureSetRef]], root: Path,
-            store_again: Callable[[int], PrefectFuture[FeatureSetRef]]) -> list[PrefectFuture[FeatureSetRef]]:
-    """Accept a stored reference only while its snapshot is intact: a cache hit may point at files deleted or
-    altered since. Those symbols are stored again (`store_again(index)`, bypassing the cache)."""
-    wait(stored)
-    checked = []
-    for i, future in enumerate(stored):
-        if future.state.name == "Cached":
-            ref = future.result()
-            try:
-                FeatureStore(root).check(ref)
-            except FeatureStoreError as exc:
-                get_run_logger().warning("%s: cached feature set unusable (%s): storing it again", ref.symbol, exc)
-                future = store_again(i)
-        checked.append(future)
-    return checked
-
-
-def _summarize(runs: list[_SymbolRun]) -> list[DataSummary]:
-    """Wait for every symbol, then return summaries, or raise one error naming every failed symbol."""
+def _summarize(runs: list[_BatchRun], fresh: list[Batch], root: Path) -> list[DataSummary]:
+    """Wait for every batch, then return a summary per symbol (in the order asked), or raise one error
+    naming every failed symbol with its step."""
     wait([f for run in runs for f in run.steps.values()])
-    failures, summaries = [], []
+    done: dict[str, DataSummary] = {s: adopt(root, ref) for batch in fresh for s, ref in batch.found.items()}
+    failures: dict[str, str] = {}
     for run in runs:
-        failed = next(((step, f.state) for step, f in run.steps.items() if not f.state.is_completed()), None)
-        if failed is not None:
-            step, state = failed
-            error = state.result(raise_on_failure=False)
-            failures.append(f"  {run.symbol}: {step} failed: {error}")
+        broken = next(((step, f.state) for step, f in run.steps.items() if not f.state.is_completed()), None)
+        if broken is not None:  # a whole step failed (not one symbol): every symbol of the batch did
+            step, state = broken
+            for symbol in run.batch.symbols:
+                failures[symbol] = f"{step} failed: {state.result(raise_on_failure=False)}"
             continue
         result = {step: f.result() for step, f in run.steps.items()}
-        cacheable = [f for step, f in run.steps.items() if step != "publish"]
-        summaries.append(DataSummary(
-            ref=result["publish"], cleaning=result["clean"].report, selection=result["select"].report,
-            features_engineered=result["select"].engineered,
-            cached_tasks=sum(f.state.name == "Cached" for f in cacheable), total_tasks=len(cacheable),
-        ))
+        published: Stage[FeatureSetRef] = result["publish"]
+        for symbol, (step, error) in published.failed.items():
+            failures[symbol] = f"{step} failed: {error}"
+        for symbol, ref in published.values.items():
+            cleaned, selected = result["clean"].values[symbol], result["select"].values[symbol]
+            done[symbol] = DataSummary(ref, cleaned.report, selected.report, selected.engineered, 0, len(STEPS))
     if failures:
-        raise DataPipelineError("data pipeline failed for:\n" + "\n".join(failures))
-    return summaries
+        raise DataPipelineError("data pipeline failed for:\n" + "\n".join(
+            f"  {symbol}: {error}" for symbol, error in failures.items()))
+    return [done[s] for batch in [*fresh, *(r.batch for r in runs)] for s in batch.symbols
+            if s in done and s not in failures]
 
 
 @flow(name="data-pipeline", log_prints=True)
 def data_pipeline(symbols: list[str] | None = None, settings: Settings | None = None,
                   refresh_cache: bool = False) -> list[DataSummary]:
-    """Build and store the feature sets of `symbols` (default: data.symbols from the settings)."""
+    """Build and store the feature sets of `symbols` (default: data.symbols from the settings), batch by batch
+    (execution.batch_size symbols per task run of each step); batches whose snapshots are current are skipped."""
     settings = settings or load_settings()
     data, execution = settings.data, settings.execution
-    symbols = [validate_symbol(s) for s in (symbols or data.symbols)]
-    cached = cache_options(execution, refresh_cache)
+    symbols = list(dict.fromkeys(validate_symbol(s) for s in (symbols or data.symbols)))
+    pruned = prune_cache(execution.cache_dir, execution.cache_max_age_days, execution.cache_max_mb)
+    if pruned.removed:
+        print(f"cache: removed {pruned.removed} result(s), {pruned.freed_mb:.0f} MB, older than "
+              f"{execution.cache_max_age_days:g} days or beyond {execution.cache_max_mb:g} MB; "
+              f"{pruned.kept_mb:.0f} MB kept in {execution.cache_dir}")
 
-    prices = load_prices.with_options(**cached, **io_options(execution)).map(symbols, unmapped(data))
-    cleaned = clean.with_options(**cached).map(prices, symbols, unmapped(data.cleaning),
-                                               [settings.markets.of(s) for s in symbols])
-    engineered = engineer.with_options(**cached).map(
-        cleaned, symbols, unmapped(data.features), unmapped(data.split))
-    selected = select.with_options(**cached).map(
-        engineered, symbols, unmapped(data.features), unmapped(data.split), unmapped(data.selection))
-    splits = split.with_options(**cached).map(selected, symbols, unmapped(data.features), unmapped(data.split))
-    root, horizon = data.feature_store_path, data.features.horizon
-    cached_store = store.with_options(**cached, **io_options(execution)).map(
-        splits, symbols, cleaned, selected, unmapped(root), unmapped(horizon))
-    store_again = store.with_options(**cache_options(execution, refresh=True), **io_options(execution))
-    stored = _intact(list(cached_store), root, lambda i: store_again.submit(
-        splits[i].result(), symbols[i], cleaned[i].result(), selected[i].result(), root, horizon))
-    # Uncached: a cache hit of `store` (say config A after B) must still make its snapshot the current one.
-    published = publish.with_options(**io_options(execution)).map(stored, unmapped(root))
-
-    steps: dict[str, list[PrefectFuture[Any]]] = {
-        "load": prices, "clean": cleaned, "engineer": engineered, "select": selected,
-        "split": splits, "store": stored, "publish": published}
-    return _summarize([_SymbolRun(s, {name: futures[i] for name, futures in steps.items()})
-                       for i, s in enumerate(symbols)])
+    markets = {s: settings.markets.of(s) for s in symbols}
+    batches = plan_batches(symbols, data, markets, execution.batch_size, os.cpu_count() or 1)
+    fresh = [] if refresh_cache else [b for b in batches if b.fresh]
+    if fresh:
+        print(f"{sum(len(b.symbols) for b in fresh)} symbol(s) in {len(fresh)} batch(es) unchanged since their "
+              f"feature sets were stored: nothing to run for them")
+    root, io = data.feature_store_path, io_options(execution)
+    runs = []
+    for batch in (b for b in batches if b not in fresh):
+        # Futures are passed on as arguments: Prefect resolves them, its typed `submit` does not say so.
+        loaded: Any = load_batch.submit(batch, data)
+        cleaned: Any = clean_batch.submit(loaded, data, markets)
+        engineered: Any = engineer_batch.submit(cleaned, data)
+        selected: Any = select_batch.submit(engineered, data)
+        splits: Any = split_batch.submit(selected, data)
+        stored: Any = store_batch.with_options(**io).submit(splits, cleaned, selected, data)
+        published = publish_batch.with_options(**io).submit(stored, root)
+        runs.append(_BatchRun(batch, {"load": loaded, "clean": cleaned, "engineer": engineered,
+                                      "select": selected, "split": splits, "store": stored, "publish": published}))
+    return _summarize(runs, fresh, root)
 
 
 def format_summary(summaries: Sequence[DataSummary], location: str) -> str:

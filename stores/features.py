@@ -105,7 +105,11 @@ class FeatureStore:
             }
             if self._intact(self._ref(snapshot / "manifest.json", manifest)):
                 shutil.rmtree(tmp)  # identical content was stored before: keep it, drop the copy
-                manifest = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+                stored = json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))
+                if stored.get("input_key") != manifest.get("input_key"):  # same content from new inputs
+                    stored["input_key"] = manifest.get("input_key")
+                    atomic_write(snapshot / "manifest.json", _json(stored))
+                manifest = stored
             else:
                 atomic_write(tmp / "manifest.json", _json(manifest))
                 if snapshot.exists():  # damaged since it was stored (files deleted or altered): replace it
@@ -150,6 +154,21 @@ class FeatureStore:
             raise FeatureStoreError(f"no feature set for {symbol} under {self.root}: run the data pipeline first")
         manifest = json.loads(path.read_text(encoding="utf-8"))
         return self._ref(path.parent / manifest["snapshot"] / "manifest.json", manifest)
+
+    def snapshots(self, symbol: str) -> list[FeatureSetRef]:
+        """References to `symbol`'s stored snapshots, the most recently used first (unchecked)."""
+        symbol_dir = self.root / validate_symbol(symbol)
+        if not symbol_dir.is_dir():
+            return []
+        refs = []
+        for directory in sorted((p for p in symbol_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                                key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+                refs.append(self._ref(directory / "manifest.json", manifest))
+            except (OSError, ValueError, KeyError):
+                continue
+        return refs
 
     def manifest(self, ref: FeatureSetRef) -> dict[str, Any]:
         """The snapshot's manifest (see read_manifest)."""

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import importlib.util
+import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,9 +22,11 @@ from pydantic import BaseModel
 from settings import ExecutionSettings
 
 __all__ = [
-    "ContentInputs", "ModuleSources", "PriceFingerprint", "cache_options", "code_version", "frame_digest", "io_options",
-    "module_digest", "stable_token",
+    "CachePruned", "ContentInputs", "ModuleSources", "PriceFingerprint", "cache_options", "code_version",
+    "frame_digest", "io_options", "module_digest", "prune_cache", "stable_token",
 ]
+
+_MB = 1024 * 1024
 
 
 def frame_digest(frame: pl.DataFrame) -> str:
@@ -127,3 +130,38 @@ def cache_options(execution: ExecutionSettings, refresh: bool = False) -> dict[s
 def io_options(execution: ExecutionSettings) -> dict[str, Any]:
     """Retry options for I/O tasks, with growing delays."""
     return {"retries": execution.io_retries, "retry_delay_seconds": list(execution.io_retry_delays)}
+
+
+@dataclass(frozen=True)
+class CachePruned:
+    """What `prune_cache` removed and what it kept."""
+
+    removed: int
+    freed_mb: float
+    kept_mb: float
+
+
+def prune_cache(directory: Path, max_age_days: float, max_mb: float, now: float | None = None) -> CachePruned:
+    """Remove cached results written more than `max_age_days` ago, then the oldest ones while the folder holds
+    more than `max_mb`. A removed result is only a cache miss: the task runs again and writes it anew."""
+    if not directory.is_dir():
+        return CachePruned(0, 0.0, 0.0)
+    now = time.time() if now is None else now
+    files = []
+    for path in directory.rglob("*"):
+        try:
+            if path.is_file():
+                stat = path.stat()
+                files.append((stat.st_mtime, stat.st_size, path))
+        except FileNotFoundError:  # removed meanwhile by another run
+            continue
+    files.sort()  # oldest first
+    total = sum(size for _, size, _ in files)
+    removed = freed = 0
+    for mtime, size, path in files:
+        if now - mtime <= max_age_days * 86400 and total - freed <= max_mb * _MB:
+            break
+        path.unlink(missing_ok=True)
+        removed, freed = removed + 1, freed + size
+    return CachePruned(removed, freed / _MB, (total - freed) / _MB)
+

@@ -21,7 +21,7 @@ from tasks.caching import PriceFingerprint
 from tasks.monitor import resource_logged
 from tasks.split import check_history, required_rows
 
-__all__ = ["check_prices", "load_prices"]
+__all__ = ["check_prices", "load_prices", "read_window"]
 
 
 def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
@@ -42,11 +42,17 @@ def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:
     """Load `symbol`'s bars between data.start_date and data.end_date, sorted by date."""
     store = open_price_store(data)
     try:
-        bars = store.load(validate_symbol(symbol), data.start_date, data.end_date)
-        _check_window(store, symbol, data, bars.height)
-        return bars
+        return read_window(store, symbol, data)
     finally:
         store.close()
+
+
+def read_window(store: PriceStore, symbol: str, data: DataSettings) -> pl.DataFrame:
+    """`symbol`'s bars between data.start_date and data.end_date from an open store, sorted by date; raises
+    InsufficientHistoryError naming the window and the stored range when they are too few."""
+    bars = store.load(validate_symbol(symbol), data.start_date, data.end_date)
+    _check_window(store, symbol, data, bars.height)
+    return bars
 
 
 def _check_window(store: PriceStore, symbol: str, data: DataSettings, rows: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import resource
@@ -145,16 +146,23 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger(__name__)
 
 
+_measuring: contextvars.ContextVar[bool] = contextvars.ContextVar("_measuring", default=False)
+
+
 def resource_logged(fn: Callable[P, R]) -> Callable[P, R]:
     """Log the wall time, CPU time and peak memory of every call into its task run's log."""
 
     @functools.wraps(fn)
     def logged(*args: P.args, **kwargs: P.kwargs) -> R:
+        if _measuring.get():  # a step called inside another (a batch task): the outer one measures
+            return fn(*args, **kwargs)
         usage = ResourceUsage()
+        token = _measuring.set(True)
         try:
             with measured() as usage:
                 return fn(*args, **kwargs)
         finally:  # failed calls are logged too
+            _measuring.reset(token)
             _run_logger().info("resources: wall %.3f s, process cpu %.3f s (all threads), process peak rss %.0f MB",
                                usage.wall_seconds, usage.process_cpu_seconds, usage.process_peak_rss_mb)
 

@@ -34,10 +34,14 @@ PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engine
 )
 @resource_logged
 def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
-          horizon: int) -> FeatureSetRef:
-    """Write the splits atomically as a snapshot (not yet the current one) and return a small reference to it."""
+          horizon: int, input_key: str | None = None) -> FeatureSetRef:
+    """Write the splits atomically as a snapshot (not yet the current one) and return a small reference to it.
+
+    `input_key` records what the snapshot was built from (tasks/batch.py), so an unchanged rerun can skip it.
+    """
     prices = cleaned.frame
     metadata = {
+        "input_key": input_key,
         "horizon": horizon,
         "data_first_date": str(prices["date"].min()) if prices.height else None,
         "data_watermark": str(prices["date"].max()) if prices.height else None,

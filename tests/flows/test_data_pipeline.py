@@ -33,8 +33,11 @@ def by_symbol(summaries: list) -> dict:
     return {s.ref.symbol: s for s in summaries}
 
 
-def test_rerun_hits_the_cache_and_a_new_day_recomputes_only_that_symbol(small_config: Path) -> None:
-    settings = seeded(small_config)
+def test_rerun_skips_unchanged_batches_and_a_new_day_recomputes_only_its_batch(
+        small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flows.data_pipeline.os.cpu_count", lambda: 1)
+    settings = seeded(small_config)  # batches of at most two, split evenly: [VCB], [VIC, VHM]
+    settings = settings.model_copy(update={"execution": settings.execution.model_copy(update={"batch_size": 2})})
     first = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
     assert all(s.cached_tasks == 0 and s.total_tasks == 6 for s in first.values())
     assert first["VCB"].ref.rows["latest"] == 1
@@ -45,20 +48,21 @@ def test_rerun_hits_the_cache_and_a_new_day_recomputes_only_that_symbol(small_co
     assert {k: s.ref for k, s in second.items()} == {k: s.ref for k, s in first.items()}
 
     store = ParquetPriceStore(settings.data.prices_path)
-    bars = store.load("VCB")
+    bars = store.load("VHM")
     new_day = bars.tail(1).with_columns(pl.col("date") + timedelta(days=1), pl.col("close") * 1.01,
                                         pl.col("high") * 1.01)
-    assert store.upsert("VCB", new_day, SourceInfo(kind="csv")) == 1
+    assert store.upsert("VHM", new_day, SourceInfo(kind="csv")) == 1
 
     third = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
-    assert third["VCB"].cached_tasks == 0
-    assert third["VCB"].ref.content_hash != first["VCB"].ref.content_hash
-    assert third["VCB"].cleaning.rows_out == first["VCB"].cleaning.rows_out + 1
-    assert third["VIC"].cached_tasks == third["VHM"].cached_tasks == 6
+    assert third["VHM"].cached_tasks == third["VIC"].cached_tasks == 0  # VHM's batch ran again
+    assert third["VHM"].ref.content_hash != first["VHM"].ref.content_hash
+    assert third["VIC"].ref == first["VIC"].ref  # same content: the same snapshot
+    assert third["VHM"].cleaning.rows_out == first["VHM"].cleaning.rows_out + 1
+    assert third["VCB"].cached_tasks == 6
 
-    manifest = FeatureStore(settings.data.feature_store_path).manifest(third["VCB"].ref)
+    manifest = FeatureStore(settings.data.feature_store_path).manifest(third["VHM"].ref)
     assert manifest["data_watermark"] == str(new_day["date"].item())
-    assert manifest["features"] == list(third["VCB"].selection.kept)
+    assert manifest["features"] == list(third["VHM"].selection.kept)
     assert set(manifest) >= {"content_hash", "code_version", "rows", "files", "cleaning", "horizon"}
 
 
@@ -141,7 +145,7 @@ def test_a_deleted_or_altered_feature_store_is_stored_again_not_served_from_the_
 
     shutil.rmtree(root)  # deleted by hand
     second = by_symbol(data_pipeline(symbols=["VCB", "VIC"], settings=settings))
-    assert [s.cached_tasks for s in second.values()] == [5, 5]  # every step but store
+    assert [s.cached_tasks for s in second.values()] == [0, 0]  # nothing to trust: built again
     store = FeatureStore(root)
     for symbol, summary in second.items():
         assert summary.ref == first[symbol].ref == store.current(symbol)
@@ -149,7 +153,7 @@ def test_a_deleted_or_altered_feature_store_is_stored_again_not_served_from_the_
 
     pl.DataFrame({"x": [1.0]}).write_parquet(second["VIC"].ref.split_path("test"))  # altered by hand
     third = by_symbol(data_pipeline(symbols=["VCB", "VIC"], settings=settings))
-    assert (third["VCB"].cached_tasks, third["VIC"].cached_tasks) == (6, 5)
+    assert third["VCB"].cached_tasks == 6 and third["VIC"].cached_tasks == 0  # VIC's batch is built again
     assert read_split(store.current("VIC"), "test").height == first["VIC"].ref.rows["test"]
 
 
@@ -163,3 +167,69 @@ def test_current_follows_the_last_run_also_when_it_is_served_from_the_cache(smal
     again = by_symbol(data_pipeline(symbols=["VCB"], settings=settings_a))["VCB"]
     assert again.cached_tasks == 6 and again.ref == a
     assert store.current("VCB") == a
+
+
+def _task_run_names(flow_run_id: object) -> list[str]:
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    names: list[str] = []
+    for _ in range(50):  # task runs reach the API through events, shortly after the flow ends
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        settled = all(r.state is not None and r.state.is_final() for r in runs)
+        if settled and sorted(r.name for r in runs) == names and names:
+            break  # the same final runs twice in a row: named after their parameters by now
+        names = sorted(r.name for r in runs)
+        time.sleep(0.2)
+    return names
+
+
+def test_one_task_run_per_step_per_batch_and_none_for_unchanged_batches(
+        small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flows.data_pipeline.os.cpu_count", lambda: 1)
+    settings = seeded(small_config)
+    settings = settings.model_copy(update={"execution": settings.execution.model_copy(update={"batch_size": 2})})
+
+    state = data_pipeline(symbols=SYMBOLS, settings=settings, return_state=True)
+    names = _task_run_names(state.state_details.flow_run_id)
+    steps = ("load", "clean", "engineer", "select", "split", "store", "publish")
+    assert names == sorted(["plan-batches", *(f"{s}-batch-{n}-of-2" for s in steps for n in (1, 2))])
+
+    again = data_pipeline(symbols=SYMBOLS, settings=settings, return_state=True)
+    assert _task_run_names(again.state_details.flow_run_id) == ["plan-batches"]
+    assert all(s.cached_tasks == 6 for s in again.result())
+
+
+def test_a_failing_symbol_leaves_the_rest_of_its_batch_stored(small_config: Path) -> None:
+    settings = seeded(small_config)  # one batch: VCB, NOPE, VIC
+
+    with pytest.raises(DataPipelineError) as info:
+        data_pipeline(symbols=["VCB", "NOPE", "VIC"], settings=settings)
+
+    assert str(info.value).count("\n  ") == 1 and "NOPE: load failed: no prices for symbol 'NOPE'" in str(info.value)
+    store = FeatureStore(settings.data.feature_store_path)
+    for symbol in ("VCB", "VIC"):
+        store.check(store.current(symbol))
+
+
+def test_batched_steps_store_what_the_per_symbol_steps_store(small_config: Path) -> None:
+    from tasks.clean import clean
+    from tasks.engineer import engineer
+    from tasks.load import load_prices
+    from tasks.select import select
+    from tasks.split import split
+    from tasks.store import store
+
+    settings = seeded(small_config)
+    data = settings.data
+    batched = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    for symbol in SYMBOLS:  # the per-symbol steps, one after another, into a store of their own
+        cleaned = clean.fn(load_prices.fn(symbol, data), symbol, data.cleaning, settings.markets.of(symbol))
+        selected = select.fn(engineer.fn(cleaned, symbol, data.features, data.split), symbol, data.features,
+                             data.split, data.selection)
+        ref = store.fn(split.fn(selected, symbol, data.features, data.split), symbol, cleaned, selected,
+                       small_config.parent / "alone", data.features.horizon)
+        assert ref.content_hash == batched[symbol].ref.content_hash and ref.features == batched[symbol].ref.features

@@ -39,3 +39,44 @@ def test_module_sources_key_changes_with_the_code(tmp_path: Path, monkeypatch: p
     after = policy.compute_key(None, {}, {})  # type: ignore[arg-type]
     assert before != after
     sys.modules.pop("feature_code_probe", None)
+
+
+def test_prune_cache_removes_old_results_then_the_oldest_beyond_the_size(tmp_path: Path) -> None:
+    import os
+
+    from tasks.caching import prune_cache
+
+    now = 1_800_000_000.0
+    ages_days = {"a": 40, "b": 10, "c": 5, "d": 1}
+    for name, age in ages_days.items():
+        path = tmp_path / name
+        path.write_bytes(b"x" * 1024 * 1024)  # 1 MB each
+        os.utime(path, (now - age * 86400, now - age * 86400))
+
+    pruned = prune_cache(tmp_path, max_age_days=30, max_mb=2.5, now=now)
+
+    # a is too old; then b goes, the oldest left, until 2 MB <= 2.5 MB remain.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "d"]
+    assert (pruned.removed, pruned.freed_mb, pruned.kept_mb) == (2, 2.0, 2.0)
+    assert prune_cache(tmp_path, 30, 2.5, now=now).removed == 0
+    assert prune_cache(tmp_path / "missing", 30, 2.5).removed == 0
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_data_pipeline_prunes_the_cache_it_writes_to(tmp_path: Path) -> None:
+    import os
+
+    from flows.data_pipeline import data_pipeline
+    from settings import load_settings
+    from tests.flows.test_training import demo_config
+
+    settings = load_settings(demo_config(tmp_path))
+    cache = settings.execution.cache_dir
+    cache.mkdir(parents=True, exist_ok=True)
+    stale = cache / "stale-result"
+    stale.write_bytes(b"x")
+    os.utime(stale, (0, 0))  # 1970: older than any max age
+
+    data_pipeline(symbols=["VHM"], settings=settings)
+
+    assert not stale.exists() and any(cache.iterdir())  # the run's own results are kept

@@ -129,6 +129,23 @@ def test_resource_logged_logs_each_call_and_failures(caplog: pytest.LogCaptureFi
     assert len(lines) == 2 and all("peak rss" in line for line in lines)
 
 
+def test_a_step_called_inside_another_is_measured_by_the_outer_one_only(caplog: pytest.LogCaptureFixture) -> None:
+    from tasks.monitor import resource_logged
+
+    @resource_logged
+    def step(n: int) -> int:
+        return n + 1
+
+    @resource_logged
+    def batch(ns: list[int]) -> list[int]:
+        return [step(n) for n in ns]
+
+    with caplog.at_level("INFO", logger="tasks.monitor"):
+        assert batch(list(range(50))) == list(range(1, 51))
+        assert step(1) == 2  # on its own again: measured
+    assert len([r for r in caplog.records if r.getMessage().startswith("resources:")]) == 2
+
+
 async def _run_logs(flow_run_id: object) -> list[str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
