@@ -27,6 +27,7 @@ from prefect.utilities.hashing import hash_objects
 
 from schemas import CalendarGap, CleaningReport, DataSummary, FeatureSetRef, SelectionReport
 from settings import DataSettings, Market
+from stores.base import PriceStoreUnavailable
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import code_version, stable_token
 from tasks.clean import Cleaned, clean
@@ -89,6 +90,8 @@ def _each(step: str, stage: Stage[T], work: Callable[[str, T], U]) -> Stage[U]:
     for symbol, value in stage.values.items():
         try:
             values[symbol] = work(symbol, value)
+        except PriceStoreUnavailable:
+            raise  # an outage is no symbol's fault: the batch fails at once, not once per symbol
         except Exception as exc:  # one symbol's failure is reported, the batch goes on
             failed[symbol] = (step, _message(exc))
     return Stage(stage.batch, values, failed)
@@ -138,6 +141,8 @@ def plan_batches(symbols: list[str], data: DataSettings, markets: dict[str, Mark
         for symbol in symbols:
             try:
                 fingerprint = price_store.fingerprint(symbol, data.start_date, data.end_date)
+            except PriceStoreUnavailable:
+                raise  # already retried within data.mongodb.max_wait_seconds: the run fails, saying so
             except Exception as exc:  # reported by load_batch
                 fingerprint = f"unavailable: {type(exc).__name__}"
             keys[symbol] = input_key(symbol, fingerprint, data, markets[symbol])

@@ -233,3 +233,33 @@ def test_batched_steps_store_what_the_per_symbol_steps_store(small_config: Path)
         ref = store.fn(split.fn(selected, symbol, data.features, data.split), symbol, cleaned, selected,
                        small_config.parent / "alone", data.features.horizon)
         assert ref.content_hash == batched[symbol].ref.content_hash and ref.features == batched[symbol].ref.features
+
+
+def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_config: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import SecretStr
+
+    from settings import MongoSettings
+    from stores.base import PriceStoreUnavailable
+    from stores.mongo import MongoPriceStore
+    from tasks.batch import Batch, load_batch
+    from tests.mongo_fixtures import free_port
+
+    calls = []
+    fingerprint = MongoPriceStore.fingerprint
+
+    def counted(self: MongoPriceStore, *args: object) -> str:
+        calls.append(1)
+        return fingerprint(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MongoPriceStore, "fingerprint", counted)
+    settings = load_settings(small_config)
+    mongo = MongoSettings(uri=SecretStr(f"mongodb://127.0.0.1:{free_port()}"), timeout_ms=50, retries=1)
+    data = settings.data.model_copy(update={"source": "mongodb", "mongodb": mongo})
+
+    with pytest.raises(PriceStoreUnavailable, match="is unreachable"):
+        data_pipeline(symbols=["VCB", "VIC", "VHM", "FPT"], settings=settings.model_copy(update={"data": data}))
+    assert len(calls) == 1
+    batch = Batch(1, 1, ("VCB", "VIC"), {}, {})
+    with pytest.raises(PriceStoreUnavailable):  # inside a batch too: not recorded per symbol
+        load_batch.fn(batch, data)
