@@ -149,20 +149,34 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 _measuring: contextvars.ContextVar[bool] = contextvars.ContextVar("_measuring", default=False)
 
 
+# Module-level accessors, not the ContextVar itself, in the wrapper below: Dask pickles task functions by
+# value, and a function is pickled by reference while a ContextVar cannot be pickled at all.
+def _inside_measured_step() -> bool:
+    return _measuring.get()
+
+
+def _enter_measured_step() -> contextvars.Token[bool]:
+    return _measuring.set(True)
+
+
+def _leave_measured_step(token: contextvars.Token[bool]) -> None:
+    _measuring.reset(token)
+
+
 def resource_logged(fn: Callable[P, R]) -> Callable[P, R]:
     """Log the wall time, CPU time and peak memory of every call into its task run's log."""
 
     @functools.wraps(fn)
     def logged(*args: P.args, **kwargs: P.kwargs) -> R:
-        if _measuring.get():  # a step called inside another (a batch task): the outer one measures
+        if _inside_measured_step():  # a step called inside another (a batch task): the outer one measures
             return fn(*args, **kwargs)
         usage = ResourceUsage()
-        token = _measuring.set(True)
+        token = _enter_measured_step()
         try:
             with measured() as usage:
                 return fn(*args, **kwargs)
         finally:  # failed calls are logged too
-            _measuring.reset(token)
+            _leave_measured_step(token)
             _run_logger().info("resources: wall %.3f s, process cpu %.3f s (all threads), process peak rss %.0f MB",
                                usage.wall_seconds, usage.process_cpu_seconds, usage.process_peak_rss_mb)
 
