@@ -5,8 +5,9 @@ itself, peak memory, and the fitted scaling exponent of cost against symbol coun
     python -m benchmarks.scale [--sizes 100 500] [--full] [--days 2500] [--no-models]
 
 "Work" is the same steps called as plain functions in one loop, without Prefect: the share not in the work
-is 1 - work / wall, shown as 0 when the flow's batches, side by side on several cores, beat that one loop. The bare polars feature engine on the same long frame is printed beside the data flow,
-as the yardstick of what the data flow should cost (a ratio of 1: orchestration and the other steps free).
+is 1 - work / wall, shown as 0 when the flow's batches, side by side on several cores, beat that one loop.
+The bare polars feature engine on the same long frame is printed beside the data flow, as the yardstick of
+what the data flow should cost (a ratio of 1: orchestration and the other steps free).
 """
 
 from __future__ import annotations
