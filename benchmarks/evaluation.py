@@ -19,8 +19,9 @@ import numpy as np
 from settings import EvaluationSettings, Market, WeightSettings
 from tasks.backtest import backtest, backtest_each
 from tasks.crossval import prediction_metrics, summarize
-from tasks.evaluate import Predicted, backtest_candidates, backtest_settings, naive_baselines, score_one
+from tasks.evaluate import Predicted, backtest_settings, naive_baselines, score_one
 from tasks.ingest import synthetic_market
+from tasks.score import backtest_candidates
 from tasks.significance import diebold_mariano
 
 __all__ = ["candidates", "main"]

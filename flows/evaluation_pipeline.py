@@ -14,8 +14,9 @@ from flows.fanout import gather
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message
 from settings import Settings
 from stores.registry import LocalModelRegistry, RegistryError
-from tasks.evaluate import EvaluationResult, backtest_candidates, predict_test
+from tasks.evaluate import EvaluationResult, predict_test
 from tasks.monitor import resource_logged
+from tasks.score import backtest_candidates
 
 __all__ = ["EvaluationOutcome", "EvaluationPlan", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
 

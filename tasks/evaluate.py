@@ -4,10 +4,10 @@ Every number is computed on the same test rows: the model, the `zero` and `last_
 strategy that trades on the predictions and buy-and-hold over the same bars, in the lots of the symbol's
 market. A Diebold-Mariano test says whether the model's edge over the better baseline is more than noise.
 
-Two steps, so that many candidates share one backtest: `predict_test` (one task run per model: predictions,
-prediction metrics, baselines, Diebold-Mariano, cross-validation) and `backtest_candidates` (one vectorised
-backtest for all of them, then each candidate's metrics). `evaluate` does both for one model with its own
-backtest, and gives the same EvaluationResult bit for bit.
+Two steps, so that many candidates share one backtest: `predict_test` here (one task run per model:
+predictions, prediction metrics, baselines, Diebold-Mariano, cross-validation) and `backtest_candidates`
+(tasks/score.py: one vectorised backtest for all of them, then each candidate's metrics). `evaluate` does
+both for one model with its own backtest, and gives the same EvaluationResult bit for bit.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from datetime import date
 import numpy as np
 import polars as pl
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL
 from models.registry import MODEL_MODULES, model_class
-from schemas import FeatureSetRef, JobFailure
+from schemas import FeatureSetRef
 from settings import (
     BacktestSettings,
     CrossValidationSettings,
@@ -34,7 +33,7 @@ from settings import (
 )
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import LocalModelRegistry
-from tasks.backtest import BacktestResult, Sizing, Window, backtest, backtest_each, sizing
+from tasks.backtest import BacktestResult, Sizing, Window, backtest, sizing
 from tasks.caching import ContentInputs, ModuleSources
 from tasks.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
 from tasks.monitor import resource_logged
@@ -50,18 +49,19 @@ __all__ = [
     "EvaluationResult",
     "Predicted",
     "PredictionMetrics",
-    "Scored",
     "Traded",
-    "backtest_candidates",
     "backtest_settings",
+    "buy_and_hold",
     "composite_score",
     "evaluate",
+    "evaluation_result",
     "last_return_baseline",
     "naive_baselines",
     "predict_test",
     "prediction_metrics",
     "score_one",
     "trade_and_score",
+    "traded",
 ]
 
 _EPOCH = date(1970, 1, 1).toordinal()
@@ -183,14 +183,6 @@ class Predicted:
                       np.asarray(self.predicted))
 
 
-@dataclass(frozen=True)
-class Scored:
-    """The results of backtest_candidates, and the candidates it could not score."""
-
-    results: list[EvaluationResult]
-    failures: list[JobFailure]
-
-
 def last_return_baseline(close: np.ndarray, context_close: np.ndarray, horizon: int) -> np.ndarray:
     """At each row t, ln(close_t / close_{t-horizon}): the newest `horizon`-day return known at t's close.
 
@@ -237,7 +229,7 @@ def backtest_settings(evaluation: EvaluationSettings, market: Market) -> Backtes
     return evaluation.backtesting.model_copy(update={"lot_size": market.lot_size})
 
 
-def _traded(run: BacktestResult, open_: np.ndarray, r2: float, cfg: BacktestSettings,
+def traded(run: BacktestResult, open_: np.ndarray, r2: float, cfg: BacktestSettings,
             weights: WeightSettings) -> Traded:
     strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
     fit = sizing(open_, cfg)
@@ -249,7 +241,7 @@ def trade_and_score(bars: pl.DataFrame, predicted: np.ndarray, r2: float, cfg: B
                     weights: WeightSettings) -> Traded:
     """Backtest `predicted` on `bars` (date, open, close) and score it with the composite."""
     run = backtest(bars["date"].to_numpy(), bars["open"].to_numpy(), bars["close"].to_numpy(), predicted, cfg)
-    return _traded(run, bars["open"].to_numpy(), r2, cfg, weights)
+    return traded(run, bars["open"].to_numpy(), r2, cfg, weights)
 
 
 def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -301,22 +293,22 @@ def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
         against_baseline=diebold_mariano(predicted - actual, best - actual, horizon), cv=summarize(folds))
 
 
-def _buy_and_hold(run: BacktestResult, cfg: BacktestSettings) -> PerformanceMetrics:
+def buy_and_hold(run: BacktestResult, cfg: BacktestSettings) -> PerformanceMetrics:
     # Buy-and-hold's one trade is still open at the end, and open trades count in no trade statistic.
     return performance(run.benchmark_returns, run.benchmark_equity, np.empty(0), cfg.risk_free_rate)
 
 
-def _result(candidate: Predicted, traded: Traded, buy_and_hold: PerformanceMetrics) -> EvaluationResult:
+def evaluation_result(candidate: Predicted, trade: Traded, hold: PerformanceMetrics) -> EvaluationResult:
     """The EvaluationResult of a candidate traded on its test window."""
-    run, c = traded.run, candidate
+    run, c = trade.run, candidate
     return EvaluationResult(
         symbol=c.symbol, model_type=c.model_type, version=c.version, data_hash=c.data_hash,
         test_start=min(c.dates), test_end=max(c.dates), rows=len(c.dates), horizon=c.horizon,
         prediction=c.prediction, baselines=c.baselines, against_baseline=c.against_baseline,
-        sizing=traded.sizing, price_move=float(c.close[-1] / c.open[min(1, len(c.open) - 1)] - 1),
-        strategy=traded.strategy, buy_and_hold=buy_and_hold, turnover=float(run.turnover),
+        sizing=trade.sizing, price_move=float(c.close[-1] / c.open[min(1, len(c.open) - 1)] - 1),
+        strategy=trade.strategy, buy_and_hold=hold, turnover=float(run.turnover),
         exposure=float(run.exposure), trades=run.trades.height, total_commission=float(run.total_commission),
-        cv=c.cv, composite=traded.composite,
+        cv=c.cv, composite=trade.composite,
         curves=Curves(dates=c.dates, actual=c.actual, predicted=c.predicted, equity=tuple(run.equity.tolist()),
                       benchmark_equity=tuple(run.benchmark_equity.tolist())),
     )
@@ -337,66 +329,6 @@ def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
     return _predict(symbol, model_type, version, ref, cross_validation, models)
-
-
-@task(name="backtest-candidates", cache_policy=NO_CACHE)
-@resource_logged
-def backtest_candidates(candidates: list[Predicted], evaluation: EvaluationSettings, weights: WeightSettings,
-                        markets: list[Market]) -> Scored:
-    """Backtest every candidate in `markets[i]`'s lots, one vectorised run per lot setting, and score each.
-
-    Results are those `evaluate` gives one by one. A candidate whose backtest or metrics fail is a failure
-    (step "evaluate") and leaves the others alone.
-    """
-    groups: dict[str, list[int]] = {}
-    cfgs = [backtest_settings(evaluation, market) for market in markets]
-    for i, cfg in enumerate(cfgs):
-        groups.setdefault(cfg.model_dump_json(), []).append(i)
-    done: dict[int, EvaluationResult | str] = {}
-    for members in groups.values():
-        cfg = cfgs[members[0]]
-        holds: dict[tuple[tuple[float, ...], ...], PerformanceMetrics] = {}  # one buy-and-hold per window
-        try:
-            runs: list[BacktestResult | str] = list(backtest_each([candidates[i].window for i in members], cfg))
-        except Exception:  # an invalid window: backtest each alone to find and report it, the others go on
-            runs = [_alone(candidates[i].window, cfg) for i in members]
-        for i, run in zip(members, runs, strict=True):
-            done[i] = run if isinstance(run, str) else _scored(candidates[i], run, cfg, weights, holds)
-    results, failures = [], []
-    for i, candidate in enumerate(candidates):
-        outcome = done[i]
-        if isinstance(outcome, str):
-            failures.append(JobFailure(candidate.symbol, candidate.model_type, "evaluate", outcome))
-            print(f"{candidate} FAILED in evaluate: {outcome}")
-        else:
-            results.append(outcome)
-            print(f"{candidate} composite {outcome.composite:.4f} rmse {outcome.prediction.rmse:.6f} "
-                  f"sharpe {outcome.strategy.sharpe:.2f} max_dd {outcome.strategy.max_drawdown:.2%}")
-    return Scored(results, failures)
-
-
-def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _alone(window: Window, cfg: BacktestSettings) -> BacktestResult | str:
-    try:
-        return backtest_each([window], cfg)[0]
-    except Exception as exc:
-        return _error(exc)
-
-
-def _scored(candidate: Predicted, run: BacktestResult, cfg: BacktestSettings, weights: WeightSettings,
-            holds: dict[tuple[tuple[float, ...], ...], PerformanceMetrics]) -> EvaluationResult | str:
-    try:
-        # Candidates on the same bars (model types of one symbol) share buy-and-hold: same inputs, same numbers.
-        bars = (candidate.open, candidate.close)
-        if bars not in holds:
-            holds[bars] = _buy_and_hold(run, cfg)
-        return _result(candidate, _traded(run, np.asarray(candidate.open), candidate.prediction.r2, cfg, weights),
-                       holds[bars])
-    except Exception as exc:
-        return _error(exc)
 
 
 @task(name="evaluate", task_run_name="evaluate-{model_type}-{symbol}", cache_policy=_CACHE)
@@ -421,5 +353,5 @@ def score_one(candidate: Predicted, evaluation: EvaluationSettings, weights: Wei
     cfg = backtest_settings(evaluation, market)
     window = candidate.window
     run = backtest(window.dates, window.open, window.close, window.predictions, cfg)
-    return _result(candidate, _traded(run, np.asarray(candidate.open), candidate.prediction.r2, cfg, weights),
-                   _buy_and_hold(run, cfg))
+    return evaluation_result(candidate, traded(run, np.asarray(candidate.open), candidate.prediction.r2, cfg, weights),
+                   buy_and_hold(run, cfg))

@@ -30,7 +30,6 @@ from tasks.evaluate import (
     EvaluationError,
     EvaluationResult,
     Predicted,
-    backtest_candidates,
     backtest_settings,
     composite_score,
     evaluate,
@@ -40,6 +39,7 @@ from tasks.evaluate import (
     prediction_metrics,
     trade_and_score,
 )
+from tasks.score import backtest_candidates
 from tasks.significance import diebold_mariano
 from tests.models.test_contract import FEATURES
 from tests.tasks.test_train import write_feature_set
