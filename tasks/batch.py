@@ -115,7 +115,7 @@ def _built_from(root: Path, symbol: str, key: str) -> FeatureSetRef | None:
     for ref in candidates:
         try:
             if feature_store.manifest(ref).get("input_key") == key:
-                feature_store.check(ref)
+                feature_store.check(ref, quick=True)
                 return ref
         except (FeatureStoreError, OSError, ValueError, KeyError):
             continue

@@ -77,13 +77,18 @@ def module_digest(modules: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def code_version(modules: tuple[str, ...]) -> str:
-    """Package version plus a digest of the sources in `modules`: what produced a stored artefact."""
+@cache
+def _package_version() -> str:
     try:
-        version = importlib.metadata.version("stock-ai-training")
+        return importlib.metadata.version("stock-ai-training")
     except importlib.metadata.PackageNotFoundError:
-        version = "0+unknown"
-    return f"{version}+{module_digest(modules)[:12]}"
+        return "0+unknown"
+
+
+def code_version(modules: tuple[str, ...]) -> str:
+    """Package version plus a digest of the sources in `modules`: what produced a stored artefact (both read once
+    per process)."""
+    return f"{_package_version()}+{module_digest(modules)[:12]}"
 
 
 @dataclass

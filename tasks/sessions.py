@@ -32,22 +32,25 @@ def _calendar_sessions(name: str, start: date) -> np.ndarray:
     return np.asarray(calendar.sessions.date, dtype="datetime64[D]")
 
 
-def sessions_between(days: Sequence[date], market: Market) -> np.ndarray:
-    """For each pair of consecutive `days` (sorted), the market's sessions strictly between them."""
+def sessions_between(days: Sequence[date] | np.ndarray, market: Market) -> np.ndarray:
+    """For each pair of consecutive `days` (sorted dates, or a datetime64[D] array), the market's sessions
+    strictly between them."""
     if len(days) < 2:
         return np.zeros(0, dtype=np.int64)
     stamps = np.asarray(days, dtype="datetime64[D]")
     if market.calendar is None:
         holidays = np.asarray(market.holidays, dtype="datetime64[D]")
         return np.busday_count(stamps[:-1] + 1, stamps[1:], holidays=holidays).astype(np.int64)
-    sessions = _calendar_sessions(market.calendar, days[0] - timedelta(days=31))
+    sessions = _calendar_sessions(market.calendar, stamps[0].item() - timedelta(days=31))
     # Sessions in (a, b) = sessions < b minus sessions <= a.
     return (np.searchsorted(sessions, stamps[1:], side="left")
             - np.searchsorted(sessions, stamps[:-1], side="right")).astype(np.int64)
 
 
-def gaps(days: Sequence[date], market: Market, max_sessions: int) -> tuple[CalendarGap, ...]:
-    """Holes of more than `max_sessions` missing sessions between consecutive `days` (sorted)."""
-    missing = sessions_between(days, market)
-    return tuple(CalendarGap(days[i], days[i + 1], int(missing[i]))
+def gaps(days: Sequence[date] | np.ndarray, market: Market, max_sessions: int) -> tuple[CalendarGap, ...]:
+    """Holes of more than `max_sessions` missing sessions between consecutive `days` (sorted dates, or a
+    datetime64[D] array)."""
+    stamps = np.asarray(days, dtype="datetime64[D]")
+    missing = sessions_between(stamps, market)
+    return tuple(CalendarGap(stamps[i].item(), stamps[i + 1].item(), int(missing[i]))
                  for i in np.flatnonzero(missing > max_sessions).tolist())

@@ -134,8 +134,10 @@ def split(selected: Selected, symbol: str, features: FeatureSettings, cfg: Split
         .when(row < bounds.test[0]).then(pl.lit("embargo"))
         .otherwise(pl.lit("test")).alias(PART)
     )
-    part = {name: tagged.filter(pl.col(PART) == name).drop(PART) for name in ("train", "val", "test", "latest")}
-    return Splits(train=part["train"], val=part["val"], test=part["test"], latest=part["latest"], all=tagged)
+    body = tagged.drop(PART)  # the parts are contiguous row ranges: slices, not filters
+    return Splits(train=body.slice(0, bounds.train[1]), val=body.slice(bounds.val[0], bounds.val[1] - bounds.val[0]),
+                  test=body.slice(bounds.test[0], bounds.test[1] - bounds.test[0]), latest=body.slice(labelled),
+                  all=tagged)
 
 
 def walk_forward_folds(rows: int, folds: int, embargo: int) -> list[tuple[range, range]]:
