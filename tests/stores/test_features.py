@@ -104,3 +104,29 @@ def test_writing_again_repairs_a_damaged_snapshot(tmp_path: Path) -> None:
     assert store.write("VCB", parts(), ("x",), "label", {}) == ref
     store.check(ref)
     assert store.read(ref, "test").equals(parts()["test"])
+
+
+def test_quick_check_hashes_every_file_written_since_the_snapshot(tmp_path: Path) -> None:
+    import os
+
+    store = FeatureStore(tmp_path)
+    ref = store.write("VCB", parts(), ("x",), "label", {}, publish=False)
+    store.check(ref, quick=True)  # untouched since written: size and mtime as recorded
+    path = ref.split_path("val")
+    pl.DataFrame({"x": [7.0, 8.0]}).write_parquet(path)  # rewritten: the time changes, so it is hashed
+    with pytest.raises(FeatureStoreError, match=r"sha256 mismatch.*val.parquet"):
+        store.check(ref, quick=True)
+    with pytest.raises(FeatureStoreError, match=r"val.parquet"):
+        store.publish(ref)
+    # Same bytes back, same recorded time: trusted without hashing; a reader still hashes what it reads.
+    store.write("VCB", parts(), ("x",), "label", {}, publish=False)  # repairs the damaged snapshot
+    stat = path.stat()
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0xFF  # a flipped byte, same size, time put back
+    path.write_bytes(bytes(content))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    store.check(ref, quick=True)
+    with pytest.raises(FeatureStoreError, match=r"sha256 mismatch"):
+        store.check(ref)
+    with pytest.raises(FeatureStoreError, match=r"sha256 mismatch"):
+        store.read(ref, "val")
