@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import polars as pl
 import pytest
 
 from flows.deployment_pipeline import deployment_pipeline, main, rollback
@@ -253,3 +256,94 @@ def test_production_down_from_the_command_line_has_no_traceback(tmp_path: Path) 
                             env={**os.environ, **env})
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"cannot reach the production server at {url}" in result.stderr.strip().splitlines()[-1]
+
+
+def predicted(out: str) -> tuple[str, float, str]:
+    """(date, prediction, model and stage) of the one line `predict` prints."""
+    [line] = out.splitlines()
+    head, _, tail = line.partition(": predicted forward log return ")
+    value, _, served_by = tail.partition(" ")
+    return head, float(value), served_by
+
+
+def test_status_and_predict_say_what_each_server_serves(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with ServerProcess("staging", tmp_path / "staging", TOKEN) as staging, \
+            ServerProcess("production", tmp_path / "production", TOKEN) as production:
+        settings, refs, _ = setup(tmp_path, {"staging": staging.url, "production": production.url})
+        cli_env(monkeypatch, settings)
+        registry, cfg = LocalModelRegistry(settings.models.registry_path), settings.deployment
+        assert main(["status"]) == 0
+        assert capsys.readouterr().out.splitlines() == [f"staging {staging.url}: up, 0 model(s): ",
+                                                        f"production {production.url}: up, 0 model(s): "]
+        assert main(["predict", "--symbol", "VHM"]) == 1
+        captured = capsys.readouterr()
+        assert captured.err.strip() == "production serves no model for VHM (no champion has been deployed for it)"
+        assert not captured.out
+
+        # v2 on staging; v1 on production, as the registry says.
+        for version, url in ((2, staging.url), (1, production.url)):
+            package = package_champion.fn(Decision("VHM", "promote", "catboost", version, 0.5, ("won",)),
+                                          refs["VHM"], settings.models.registry_path, cfg.packages_path)
+            push.fn(package, url, cfg)
+        registry.set_alias("VHM", "production", "catboost", 1)
+        assert main(["status"]) == 0
+        captured = capsys.readouterr()
+        assert captured.out.splitlines() == [f"staging {staging.url}: up, 1 model(s): VHM catboost v2",
+                                             f"production {production.url}: up, 1 model(s): VHM catboost v1"]
+        assert not captured.err
+
+        # The newest row of the deployed feature history, predicted with everything before it as context.
+        history = read_split(refs["VHM"], "all")
+        newest, context = history.tail(1), history.head(history.height - 1)
+        newest_day = newest["date"].cast(pl.String).item()
+        offline = {v: float(registry.load("catboost", "VHM", v)[0].predict(newest, context=context)[0])
+                   for v in (1, 2)}
+        assert abs(offline[1] - offline[2]) > 1e-5  # so the stage asked matters
+        for stage, version in (("production", 1), ("staging", 2)):
+            assert main(["predict", "--symbol", "VHM", "--stage", stage]) == 0
+            day, value, served_by = predicted(capsys.readouterr().out)
+            assert day == f"VHM {newest_day}" and served_by == f"(catboost v{version}, {stage})"
+            assert value == pytest.approx(offline[version], abs=1e-6)
+        assert main(["predict", "--symbol", "VHM"]) == 0
+        assert predicted(capsys.readouterr().out)[2] == "(catboost v1, production)"  # production by default
+
+        assert main(["predict", "--symbol", "../x"]) == 2
+        assert capsys.readouterr().err.startswith("error: invalid symbol '../x'")
+
+        production.stop()
+        assert main(["status"]) == 1
+        captured = capsys.readouterr()
+        assert captured.out.splitlines() == [f"staging {staging.url}: up, 1 model(s): VHM catboost v2"]
+        assert captured.err.strip() == f"production {production.url}: unreachable (ConnectError)"
+
+
+def test_status_waits_for_the_servers_to_come_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    for stage in ("STAGING", "PRODUCTION"):  # one server answers for both stages
+        monkeypatch.setenv(f"STOCK_AI_DEPLOYMENT__{stage}_ENDPOINT", url)
+    monkeypatch.setenv("STOCK_AI_MODELS__REGISTRY_PATH", str(tmp_path / "registry"))
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+
+    started = time.monotonic()
+    assert main(["status"]) == 1  # no wait: the first refused connection is the answer
+    assert capsys.readouterr().err.strip() == f"staging {url}: unreachable (ConnectError)"
+    assert main(["status", "--wait", "1"]) == 1
+    assert time.monotonic() - started >= 1.0
+    assert capsys.readouterr().err.strip() == f"staging {url}: unreachable (ConnectError)"
+
+    server = ServerProcess("staging", tmp_path / "server", TOKEN, port=port)
+    late = threading.Timer(1.0, server.start)
+    late.start()
+    try:
+        started = time.monotonic()
+        assert main(["status", "--wait", "60"]) == 0
+        assert time.monotonic() - started >= 1.0
+    finally:
+        late.join()
+        server.stop()
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"staging {url}: up, 0 model(s): ", f"production {url}: up, 0 model(s): "]
+    assert not captured.err

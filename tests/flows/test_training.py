@@ -6,9 +6,11 @@ import asyncio
 import json
 from datetime import date
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import yaml
+from prefect.client.schemas.objects import Artifact
 
 from flows.data_pipeline import DataPipelineError
 from flows.training import format_leaderboard, main, training
@@ -47,16 +49,33 @@ def demo_config(tmp_path: Path, symbols: tuple[str, ...] = ("VCB", "VHM")) -> Pa
     return path
 
 
-async def artifact_keys() -> set[str]:
+async def run_artifacts(flow_run_id: UUID) -> dict[str, Artifact]:
+    """The keyed artifacts of one flow run and of its subflow runs, by key; earlier runs on the shared server
+    create artifacts with the same keys, so these are told apart by run."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
 
     async with get_client() as client:
-        return {a.key for a in await client.read_artifacts() if a.key}
+        runs, parents = {flow_run_id}, [flow_run_id]
+        while parents:
+            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)))
+            parents = [run.id for run in children if run.id not in runs]
+            runs.update(parents)
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=list(runs))))
+    return {a.key: a for a in artifacts if a.key}
 
 
 def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None:
     settings = load_settings(demo_config(tmp_path))
-    outcome = training(settings=settings)
+    state = training(settings=settings, return_state=True)
+    outcome = state.result()
 
     assert sorted((row["symbol"], row["model"]) for row in outcome.leaderboard) == sorted(
         (s, t) for s in ("VCB", "VHM") for t in TYPES)
@@ -68,7 +87,16 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     assert {e["symbol"] for e in content["evaluations"]} == {"VCB", "VHM"}
     page = outcome.report.html_path.read_text()
     assert page.count('<img src="data:image/png;base64,') == 2 and "Leaderboard" in page
-    assert {"training-leaderboard", "training-decisions", "model-pipeline-jobs"} <= asyncio.run(artifact_keys())
+    assert state.state_details.flow_run_id is not None
+    artifacts = asyncio.run(run_artifacts(state.state_details.flow_run_id))
+    assert {"training-leaderboard", "training-decisions", "model-pipeline-jobs"} <= set(artifacts)
+    leaderboard = json.loads(str(artifacts["training-leaderboard"].data))
+    assert [(row["symbol"], row["model"]) for row in leaderboard] == [
+        (row["symbol"], row["model"]) for row in outcome.leaderboard]
+    jobs = json.loads(str(artifacts["model-pipeline-jobs"].data))
+    assert sorted((row["symbol"], row["model"], row["status"]) for row in jobs) == sorted(
+        (s, t, "trained") for s in ("VCB", "VHM") for t in TYPES)
+    assert all(d.symbol in str(artifacts["training-decisions"].data) for d in outcome.decisions)
 
     registry = LocalModelRegistry(settings.models.registry_path)
     for decision in outcome.decisions:

@@ -24,7 +24,11 @@ def noise_frame(rows: int, seed: int) -> pl.DataFrame:
 def test_early_stopping_stops_on_noise() -> None:
     params = CatBoostParams(iterations=1000, depth=4, learning_rate=0.2, early_stopping_rounds=20)
     model = CatBoostForecaster(FEATURES, params).fit(noise_frame(300, 1), noise_frame(100, 2))
-    assert model.best_iteration is not None and model.best_iteration < params.iterations
+    validation = model._regressor.get_evals_result()["validation"]["RMSE"]  # one score per round boosted
+    # Boosting stopped `early_stopping_rounds` rounds after the best validation score, far short of 1,000.
+    assert model.best_iteration == int(np.argmin(validation))
+    assert len(validation) == model.best_iteration + params.early_stopping_rounds + 1
+    assert len(validation) < 100
     # use_best_model keeps only the trees up to the best validation score.
     assert model._regressor.tree_count_ == model.best_iteration + 1
 

@@ -9,11 +9,12 @@ from backtesting.test import GOOG
 
 from benchmarks.select import reference_select_features
 from settings import DEFAULT_CONFIG_FILE, SelectionSettings, load_settings
+from stores.base import PRICE_COLUMNS
 from tasks.clean import clean
 from tasks.engineer import engineer
 from tasks.features import LABEL, feature_names
 from tasks.ingest import synthetic_market
-from tasks.select import MAX_NULL_FRACTION, fit_rows, select_features
+from tasks.select import MAX_NULL_FRACTION, fit_rows, select, select_features
 
 
 def frame(rows: int = 300, seed: int = 1) -> pl.DataFrame:
@@ -47,13 +48,39 @@ def test_max_features_keeps_the_highest_ic() -> None:
     assert "beyond max_features=2" in report.dropped["noise"]
 
 
-def test_fitted_on_train_only() -> None:
-    train = frame(seed=2)
-    later = frame(seed=3).with_columns(pl.lit(0.0).alias("strong"))  # strong collapses after train
-    names = ["strong", "weak", "noise"]
-    assert select_features(train, names, SelectionSettings()) == select_features(train, names, SelectionSettings())
-    assert "strong" in select_features(train, names, SelectionSettings()).kept
-    assert "strong" not in select_features(later, names, SelectionSettings()).kept
+def test_select_fits_on_the_train_rows_only_and_keeps_the_choice_on_every_row() -> None:
+    settings = load_settings(DEFAULT_CONFIG_FILE)
+    data = settings.data
+    prices = synthetic_market(["VCB"], 600, seed=5, end=date(2026, 10, 30))["VCB"]
+    engineered = engineer.fn(clean.fn(prices, "VCB", data.cleaning, settings.markets.of("VCB")), "VCB",
+                             data.features, data.split)
+    names = feature_names(data.features)
+    train_end = fit_rows(engineered, "VCB", data.features, data.split)[1]["date"].max()
+    in_train = pl.col("date") <= train_end
+    # `leader` is the label itself on train rows and null after them; `latecomer` is flat on train rows and the
+    # label after them. Fitted on train rows only, leader ranks first and latecomer is constant; fitted on more
+    # rows (train + val, or all), leader would be mostly null and latecomer informative.
+    leader, latecomer = names[0], names[1]
+    crafted = engineered.with_columns(pl.when(in_train).then(pl.col(LABEL)).otherwise(None).alias(leader),
+                                      pl.when(in_train).then(1.0).otherwise(pl.col(LABEL)).alias(latecomer))
+    before = crafted.clone()
+
+    selected = select.fn(crafted, "VCB", data.features, data.split, data.selection)
+
+    assert selected.report.kept[0] == leader
+    assert selected.report.dropped[latecomer] == "constant on train"
+    assert selected.report == select_features(crafted.slice(data.features.warmup).filter(in_train & pl.col(LABEL)
+                                              .is_not_null()), names, data.selection)
+    assert selected.engineered == len(names)
+    # The choice applies to every warm-up-free row, train or not; nulls after train are filled causally.
+    out = selected.frame
+    assert out.columns == [*PRICE_COLUMNS, *selected.report.kept, LABEL]
+    assert out["date"].to_list() == engineered["date"].to_list()[data.features.warmup:]
+    assert out.filter(pl.col("date") > train_end).height > 0
+    assert out.select(pl.col(selected.report.kept).null_count()).sum_horizontal().item() == 0
+    last_train_label = crafted.filter(in_train)[LABEL][-1]
+    assert out.filter(~in_train)[leader].to_list() == [last_train_label] * out.filter(~in_train).height
+    assert crafted.equals(before)  # input untouched
 
 
 # Equality with the per-column implementation this module replaced (benchmarks.select keeps it verbatim):
