@@ -35,7 +35,7 @@ from tasks.features import SYMBOL, compute_features
 from tasks.monitor import resource_logged
 from tasks.select import Selected, select
 from tasks.split import Splits, check_history, split
-from tasks.store import PIPELINE_MODULES, publish, store
+from tasks.store import PIPELINE_MODULES, file_system_error, publish, store
 
 __all__ = ["STEPS", "Batch", "Stage", "adopt", "clean_batch", "engineer_batch", "load_batch", "plan_batches",
            "publish_batch", "select_batch", "split_batch", "store_batch"]
@@ -83,18 +83,21 @@ def _message(exc: Exception) -> str:
     return str(exc) if own and str(exc) else f"{type(exc).__name__}: {exc}"
 
 
-def _each(step: str, stage: Stage[T], work: Callable[[str, T], U]) -> Stage[U]:
-    """Apply `work` to each symbol of `stage`; a failure is recorded for that symbol only."""
+def _each(step: str, stage: Stage[T], work: Callable[[str, T], U],
+          outages: tuple[type[Exception], ...] = (PriceStoreUnavailable,)) -> Stage[U]:
+    """Apply `work` to each symbol of `stage`; a failure is recorded for that symbol only, except `outages`:
+    no symbol's fault, they fail the batch's task run at once (which its retries may then heal)."""
     values: dict[str, U] = {}
     failed = dict(stage.failed)
     for symbol, value in stage.values.items():
         try:
             values[symbol] = work(symbol, value)
-        except PriceStoreUnavailable:
-            raise  # an outage is no symbol's fault: the batch fails at once, not once per symbol
+        except outages:
+            raise
         except Exception as exc:  # one symbol's failure is reported, the batch goes on
             failed[symbol] = (step, _message(exc))
     return Stage(stage.batch, values, failed)
+
 
 
 def input_key(symbol: str, fingerprint: str, data: DataSettings, market: Market) -> str:
@@ -206,23 +209,27 @@ def split_batch(stage: Stage[Selected], data: DataSettings) -> Stage[Splits]:
     return _each("split", stage, lambda s, selected: split.fn(selected, s, data.features, data.split))
 
 
-@task(name="store-batch", task_run_name="store-batch-{stage.batch.label}", cache_policy=NO_CACHE)
+@task(name="store-batch", task_run_name="store-batch-{stage.batch.label}", cache_policy=NO_CACHE,
+      retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the data pipeline
 @resource_logged
 def store_batch(stage: Stage[Splits], cleaned: Stage[Cleaned], selected: Stage[Selected],
                 data: DataSettings) -> Stage[FeatureSetRef]:
-    """Write each symbol's snapshot (not yet current), with the input key it was built from."""
+    """Write each symbol's snapshot (not yet current), with the input key it was built from. A file system error
+    fails the task run, to be retried: writing the same content again keeps the snapshot already there."""
     def write(symbol: str, splits: Splits) -> FeatureSetRef:
         return store.fn(splits, symbol, cleaned.values[symbol], selected.values[symbol], data.feature_store_path,
                         data.features.horizon, input_key=stage.batch.keys[symbol])
 
-    return _each("store", stage, write)
+    return _each("store", stage, write, outages=(PriceStoreUnavailable, OSError))
 
 
-@task(name="publish-batch", task_run_name="publish-batch-{stage.batch.label}", cache_policy=NO_CACHE)
+@task(name="publish-batch", task_run_name="publish-batch-{stage.batch.label}", cache_policy=NO_CACHE,
+      retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the data pipeline
 @resource_logged
 def publish_batch(stage: Stage[FeatureSetRef], root: Path) -> Stage[FeatureSetRef]:
-    """Make each stored snapshot its symbol's current one."""
-    return _each("publish", stage, lambda _, ref: publish.fn(ref, root))
+    """Make each stored snapshot its symbol's current one (a file system error fails the task run, to be
+    retried; publishing again is harmless)."""
+    return _each("publish", stage, lambda _, ref: publish.fn(ref, root), outages=(PriceStoreUnavailable, OSError))
 
 
 def adopt(root: Path, ref: FeatureSetRef) -> DataSummary:

@@ -19,10 +19,16 @@ from tasks.monitor import resource_logged
 from tasks.select import Selected
 from tasks.split import Splits
 
-__all__ = ["PIPELINE_MODULES", "publish", "store"]
+__all__ = ["PIPELINE_MODULES", "file_system_error", "publish", "store"]
 
 PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engineer", "tasks.select",
                     "tasks.split", "tasks.store", "stores.features")
+
+
+def file_system_error(task: Any, task_run: Any, state: State) -> bool:
+    """A retry condition: retry a file system's errors only (a full disk, a lost mount); a snapshot that fails
+    its check will not heal."""
+    return isinstance(state.result(raise_on_failure=False), OSError)
 
 
 @task(
@@ -31,6 +37,7 @@ PIPELINE_MODULES = ("tasks.load", "tasks.clean", "tasks.features", "tasks.engine
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.store", "stores.features")),
     retries=3,
     retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=file_system_error,
 )
 @resource_logged
 def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
@@ -55,13 +62,8 @@ def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, roo
     return FeatureStore(root).write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
 
 
-def _os_error(task: Any, task_run: Any, state: State) -> bool:
-    """Retry a file system's errors only: a snapshot that fails its check will not heal."""
-    return isinstance(state.result(raise_on_failure=False), OSError)
-
-
 @task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=3,
-      retry_delay_seconds=[2, 10, 30], retry_condition_fn=_os_error)
+      retry_delay_seconds=[2, 10, 30], retry_condition_fn=file_system_error)
 def publish(ref: FeatureSetRef, root: Path) -> FeatureSetRef:
     """Make the snapshot `ref` its symbol's current feature set, after checking its files."""
     return FeatureStore(root).publish(ref)

@@ -263,3 +263,39 @@ def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_confi
     batch = Batch(1, 1, ("VCB", "VIC"), {}, {})
     with pytest.raises(PriceStoreUnavailable):  # inside a batch too: not recorded per symbol
         load_batch.fn(batch, data)
+
+
+def test_a_file_system_error_is_retried_then_fails_its_batch_not_the_other(
+        small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    monkeypatch.setattr("flows.data_pipeline.os.cpu_count", lambda: 1)
+    settings = seeded(small_config)  # batches: (VCB), (VIC, VHM)
+    settings = settings.model_copy(update={"execution": settings.execution.model_copy(
+        update={"batch_size": 2, "io_retries": 1, "io_retry_delays": (0.0,)})})
+    root = settings.data.feature_store_path
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "VCB").write_text("a file where the symbol's folder belongs")  # every write under it: OSError
+
+    state = data_pipeline(symbols=SYMBOLS, settings=settings, return_state=True)
+
+    assert state.is_failed()
+    message = str(state.result(raise_on_failure=False))
+    assert "VCB: store failed:" in message and "VIC" not in message and "VHM" not in message
+    for symbol in ("VIC", "VHM"):
+        FeatureStore(root).check(FeatureStore(root).current(symbol))
+    run_counts: dict[str, int] = {}
+    for _ in range(50):  # task runs reach the API through events, shortly after the flow ends
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        run_counts = {r.name: r.run_count for r in runs if r.state is not None and r.state.is_final()}
+        if run_counts.get("store-batch-1-of-2") == 2 and "store-batch-2-of-2" in run_counts:
+            break
+        time.sleep(0.2)
+    assert run_counts["store-batch-1-of-2"] == 2  # the first try and its one retry
+    assert run_counts["store-batch-2-of-2"] == 1
+    assert "publish-batch-1-of-2" not in run_counts
