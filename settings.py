@@ -53,7 +53,7 @@ __all__ = [
 PROJECT_ROOT = Path(__file__).resolve().parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "config" / "pipeline_config.yml"
 ModelType = Literal["arima", "lstm", "transformer", "catboost"]
-MODEL_TYPES: tuple[ModelType, ...] = ("arima", "lstm", "transformer", "catboost")
+MODEL_TYPES: tuple[ModelType, ...] = typing.get_args(ModelType)
 
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_values", default=None)
 

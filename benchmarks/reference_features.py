@@ -1,8 +1,9 @@
-"""A plain pandas implementation of tasks/features.py: the independent check and the speed baseline.
+"""Every feature and the label of docs/features.md in plain pandas and numpy: the independent check of
+tasks/features.py and the speed baseline it is measured against.
 
-Written for clarity, not speed, and straight from the qlib formulas: one symbol at a time, pandas
-rolling windows, the OLS terms from running sums of x * y with x = 1..d, arg-max through
-`rolling.apply`, and every sum of gains and losses taken separately.
+Each column is computed from its written definition, one symbol at a time and by the most direct means:
+pandas rolling windows, a least-squares line fitted to every window, positions read off every window,
+sums of gains and of losses taken one by one. It shares no code with the engine it checks.
 """
 
 from __future__ import annotations
@@ -16,136 +17,164 @@ from settings import FeatureSettings
 __all__ = ["reference_features"]
 
 EPS = 1e-12
+"""ε of docs/features.md."""
 
 
-def _finite(series: pd.Series) -> pd.Series:
+def _present(series: pd.Series) -> pd.Series:
+    """Non-finite values (inf, NaN) as missing."""
     return series.where(np.isfinite(series))
 
 
-def _roll(d: int, series: pd.Series) -> Rolling:
+def _last(d: int, series: pd.Series) -> Rolling:
+    """Windows of today and the d - 1 rows before; missing while any of them is."""
     return series.rolling(d, min_periods=d)
 
 
-def _greater(*series: pd.Series) -> pd.Series:
-    """Element-wise maximum that stays NaN where any input is NaN, like qlib's Greater."""
-    return pd.Series(np.maximum.reduce([x.to_numpy() for x in series]), index=series[0].index)
+def _each_window(series: pd.Series, d: int) -> np.ndarray:
+    """Row t holds the d values ending at t, oldest first; all NaN for the first d - 1 rows."""
+    values = series.to_numpy(dtype=float)
+    out = np.full((values.size, d), np.nan)
+    if values.size >= d:
+        out[d - 1:] = np.lib.stride_tricks.sliding_window_view(values, d)
+    return out
 
 
-def _less(*series: pd.Series) -> pd.Series:
-    return pd.Series(np.minimum.reduce([x.to_numpy() for x in series]), index=series[0].index)
-
-
-def _positive(series: pd.Series) -> pd.Series:
-    return series.clip(lower=0)
-
-
-def _log(series: pd.Series) -> pd.Series:
-    with np.errstate(divide="ignore", invalid="ignore"):  # -inf / NaN become null later
+def _ln(series: pd.Series) -> pd.Series:
+    with np.errstate(divide="ignore", invalid="ignore"):
         return pd.Series(np.log(series.to_numpy(dtype=float)), index=series.index)
 
 
-def _bars(o: pd.Series, h: pd.Series, low: pd.Series, c: pd.Series) -> dict[str, pd.Series]:
-    top, bottom = _greater(o, c), _less(o, c)
-    span = h - low + EPS
+def _kbar_and_price(o: pd.Series, h: pd.Series, low: pd.Series, c: pd.Series) -> dict[str, pd.Series]:
+    """KBAR and PRICE, from today's bar."""
+    upper = pd.Series(np.maximum(o.to_numpy(), c.to_numpy()), index=o.index)  # max(o, c), missing if either is
+    lower = pd.Series(np.minimum(o.to_numpy(), c.to_numpy()), index=o.index)
+    body, length, shift = c - o, h - low, 2 * c - h - low
     return {
-        "KMID": (c - o) / o, "KLEN": (h - low) / o, "KMID2": (c - o) / span,
-        "KUP": (h - top) / o, "KUP2": (h - top) / span,
-        "KLOW": (bottom - low) / o, "KLOW2": (bottom - low) / span,
-        "KSFT": (2 * c - h - low) / o, "KSFT2": (2 * c - h - low) / span,
-        "OPEN0": o / c, "HIGH0": h / c, "LOW0": low / c,
+        "KMID": body / o,
+        "KLEN": length / o,
+        "KMID2": body / (length + EPS),
+        "KUP": (h - upper) / o,
+        "KUP2": (h - upper) / (length + EPS),
+        "KLOW": (lower - low) / o,
+        "KLOW2": (lower - low) / (length + EPS),
+        "KSFT": shift / o,
+        "KSFT2": shift / (length + EPS),
+        "OPEN0": o / c,
+        "HIGH0": h / c,
+        "LOW0": low / c,
     }
 
 
-def _ols(c: pd.Series, d: int) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Slope, R^2 and last residual of close regressed on x = 1..d, from running sums."""
-    k = pd.Series(np.arange(len(c), dtype=float), index=c.index)
-    sum_y = _roll(d, c).sum()
-    sum_y2 = _roll(d, c * c).sum()
-    # x = k - (t - d) inside the window ending at row t.
-    sum_xy = _roll(d, k * c).sum() - (k - d) * sum_y
-    sum_x, sum_x2 = d * (d + 1) / 2, d * (d + 1) * (2 * d + 1) / 6
-    sxy = d * sum_xy - sum_x * sum_y
-    sxx = d * sum_x2 - sum_x * sum_x
-    syy = d * sum_y2 - sum_y * sum_y
-    slope = sxy / sxx
-    intercept = (sum_y - slope * sum_x) / d
-    return slope, sxy * sxy / (sxx * syy), c - (slope * d + intercept)
+def _line_fit(c: pd.Series, d: int) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The OLS line through the last d closes at x = 1..d: its slope, R², and fitted value at x = d."""
+    y = _each_window(c, d)
+    x = np.arange(1, d + 1, dtype=float)
+    y_mean = y.mean(axis=1)
+    slope = ((x - x.mean()) * (y - y_mean[:, None])).sum(axis=1) / ((x - x.mean()) ** 2).sum()
+    intercept = y_mean - slope * x.mean()
+    fitted = intercept[:, None] + slope[:, None] * x
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = 1 - ((y - fitted) ** 2).sum(axis=1) / ((y - y_mean[:, None]) ** 2).sum(axis=1)
+    return (pd.Series(slope, index=c.index), pd.Series(r2, index=c.index),
+            pd.Series(fitted[:, -1], index=c.index))
 
 
-def _changes(c: pd.Series, v: pd.Series) -> dict[str, pd.Series]:
-    """Day-over-day series the rolling operators aggregate."""
-    pc, pv = c.shift(1), v.shift(1)
-    known = pc.notna() & c.notna()
+def _position(series: pd.Series, d: int, pick: str) -> pd.Series:
+    """1-based position (oldest row = 1) of the window's first maximum (`pick` "max") or minimum ("min")."""
+    windows = _each_window(series, d)
+    complete = ~np.isnan(windows).any(axis=1)
+    found = np.argmax(windows, axis=1) if pick == "max" else np.argmin(windows, axis=1)
+    return pd.Series(np.where(complete, found + 1.0, np.nan), index=series.index)
+
+
+def _sums(d: int, change: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Over the last d rows: the sum of rises max(change, 0), of falls max(-change, 0) and of |change|."""
+    return (_last(d, change.clip(lower=0)).sum(), _last(d, (-change).clip(lower=0)).sum(),
+            _last(d, change.abs()).sum())
+
+
+def _window_features(d: int, c: pd.Series, h: pd.Series, low: pd.Series, v: pd.Series) -> dict[str, pd.Series]:
+    """The rolling families over the last d rows."""
+    prev_c, prev_v = c.shift(1), v.shift(1)
+    dc, dv = c - prev_c, v - prev_v
+    both = c.notna() & prev_c.notna()
+    rose, fell = (c > prev_c).astype(float).where(both), (c < prev_c).astype(float).where(both)
+    log_volume = _present(_ln(v + 1))
+    weighted_move = _present((c / prev_c - 1).abs() * v)
+    slope, r2, fitted = _line_fit(c, d)
+    highest, lowest = _last(d, h).max(), _last(d, low).min()
+    at_max, at_min = _position(h, d, "max"), _position(low, d, "min")
+    c_gains, c_losses, c_moves = _sums(d, dc)
+    v_gains, v_losses, v_moves = _sums(d, dv)
     return {
-        "up": (c > pc).astype(float).where(known), "down": (c < pc).astype(float).where(known),
-        "gain": _positive(c - pc), "loss": _positive(pc - c), "move": (c - pc).abs(),
-        "vgain": _positive(v - pv), "vloss": _positive(pv - v), "vmove": (v - pv).abs(),
-        "logv": _finite(_log(v + 1)), "ret": _finite(c / pc), "logvr": _finite(_log((v + 1) / (pv + 1))),
-        "wv": _finite((c / pc - 1).abs() * v),
+        f"ROC{d}": c.shift(d) / c,
+        f"MA{d}": _last(d, c).mean() / c,
+        f"STD{d}": _last(d, c).std(ddof=1) / c,
+        f"BETA{d}": slope / c,
+        f"RSQR{d}": r2,
+        f"RESI{d}": (c - fitted) / c,
+        f"MAX{d}": highest / c,
+        f"MIN{d}": lowest / c,
+        f"QTLU{d}": _last(d, c).quantile(0.8, interpolation="linear") / c,
+        f"QTLD{d}": _last(d, c).quantile(0.2, interpolation="linear") / c,
+        f"RANK{d}": _last(d, c).rank(method="average", pct=True),
+        f"RSV{d}": (c - lowest) / (highest - lowest + EPS),
+        f"IMAX{d}": at_max / d,
+        f"IMIN{d}": at_min / d,
+        f"IMXD{d}": (at_max - at_min) / d,
+        f"CORR{d}": _last(d, c).corr(log_volume),
+        f"CORD{d}": _last(d, _present(c / prev_c)).corr(_present(_ln((v + 1) / (prev_v + 1)))),
+        f"CNTP{d}": _last(d, rose).mean(),
+        f"CNTN{d}": _last(d, fell).mean(),
+        f"CNTD{d}": _last(d, rose).mean() - _last(d, fell).mean(),
+        f"SUMP{d}": c_gains / (c_moves + EPS),
+        f"SUMN{d}": c_losses / (c_moves + EPS),
+        f"SUMD{d}": (c_gains - c_losses) / (c_moves + EPS),
+        f"VMA{d}": _ln(_last(d, v).mean() + 1) - _ln(v + 1),
+        f"VSTD{d}": _ln(_last(d, v).std(ddof=1) + 1) - _ln(v + 1),
+        f"WVMA{d}": _last(d, weighted_move).std(ddof=1) / (_last(d, weighted_move).mean() + EPS),
+        f"VSUMP{d}": v_gains / (v_moves + EPS),
+        f"VSUMN{d}": v_losses / (v_moves + EPS),
+        f"VSUMD{d}": (v_gains - v_losses) / (v_moves + EPS),
     }
 
 
-def _rolling(d: int, c: pd.Series, h: pd.Series, low: pd.Series, v: pd.Series,
-             x: dict[str, pd.Series]) -> dict[str, pd.Series]:
-    """The Alpha158 rolling operators over `d` rows; `x` holds the day-over-day series."""
-    up, down, logv, ret, logvr, wv = x["up"], x["down"], x["logv"], x["ret"], x["logvr"], x["wv"]
-    gain, loss = _roll(d, x["gain"]).sum(), _roll(d, x["loss"]).sum()
-    vgain, vloss = _roll(d, x["vgain"]).sum(), _roll(d, x["vloss"]).sum()
-    move, vmove = _roll(d, x["move"]).sum() + EPS, _roll(d, x["vmove"]).sum() + EPS
-    slope, rsqr, resi = _ols(c, d)
-    hmax, lmin = _roll(d, h).max(), _roll(d, low).min()
-    imax = _roll(d, h).apply(lambda w: np.argmax(w) + 1, raw=True)
-    imin = _roll(d, low).apply(lambda w: np.argmin(w) + 1, raw=True)
-    return {
-        f"ROC{d}": c.shift(d) / c, f"MA{d}": _roll(d, c).mean() / c, f"STD{d}": _roll(d, c).std() / c,
-        f"BETA{d}": slope / c, f"RSQR{d}": rsqr, f"RESI{d}": resi / c,
-        f"MAX{d}": hmax / c, f"MIN{d}": lmin / c,
-        f"QTLU{d}": _roll(d, c).quantile(0.8) / c, f"QTLD{d}": _roll(d, c).quantile(0.2) / c,
-        f"RANK{d}": _roll(d, c).rank(pct=True), f"RSV{d}": (c - lmin) / (hmax - lmin + EPS),
-        f"IMAX{d}": imax / d, f"IMIN{d}": imin / d, f"IMXD{d}": (imax - imin) / d,
-        f"CORR{d}": _roll(d, c).corr(logv), f"CORD{d}": _roll(d, ret).corr(logvr),
-        f"CNTP{d}": _roll(d, up).mean(), f"CNTN{d}": _roll(d, down).mean(),
-        f"CNTD{d}": _roll(d, up).mean() - _roll(d, down).mean(),
-        f"SUMP{d}": gain / move, f"SUMN{d}": loss / move, f"SUMD{d}": (gain - loss) / move,
-        f"VMA{d}": _log(_roll(d, v).mean() + 1) - _log(v + 1), f"VSTD{d}": _log(_roll(d, v).std() + 1) - _log(v + 1),
-        f"WVMA{d}": _roll(d, wv).std() / (_roll(d, wv).mean() + EPS),
-        f"VSUMP{d}": vgain / vmove, f"VSUMN{d}": vloss / vmove, f"VSUMD{d}": (vgain - vloss) / vmove,
-    }
+def _ewm(series: pd.Series, *, min_rows: int, alpha: float | None = None, span: int | None = None) -> pd.Series:
+    """Exponential average from the first value (adjust=False); missing where its input is, resuming after."""
+    average = series.ewm(alpha=alpha, span=span, adjust=False, min_periods=min_rows).mean()
+    return average.where(series.notna())
 
 
-def _technical(c: pd.Series, h: pd.Series, low: pd.Series, cfg: FeatureSettings) -> dict[str, pd.Series]:
+def _indicators(c: pd.Series, h: pd.Series, low: pd.Series, cfg: FeatureSettings) -> dict[str, pd.Series]:
     """RSI, MACD, Bollinger %B and ATR."""
-    # pandas carries an average through a missing input; the engine leaves that row null.
-    def wilder(s: pd.Series, n: int) -> pd.Series:
-        return s.ewm(alpha=1 / n, adjust=False, min_periods=n).mean().where(s.notna())
-
-    def ema(s: pd.Series, span: int) -> pd.Series:
-        return s.ewm(span=span, adjust=False, min_periods=span).mean().where(s.notna())
-
-    pc = c.shift(1)
-    avg_gain, avg_loss = wilder(_positive(c - pc), cfg.rsi_period), wilder(_positive(pc - c), cfg.rsi_period)
-    macd = ema(c, cfg.macd_fast) - ema(c, cfg.macd_slow)
-    signal = ema(macd, cfg.macd_signal)
-    n, k = cfg.bollinger_window, cfg.bollinger_k
-    mid, sd = _roll(n, c).mean(), _roll(n, c).std(ddof=0)
-    true_range = _greater(h - low, (h - pc).abs(), (low - pc).abs())
+    prev_c = c.shift(1)
+    rsi_n, atr_n, n, k = cfg.rsi_period, cfg.atr_period, cfg.bollinger_window, cfg.bollinger_k
+    up_avg = _ewm((c - prev_c).clip(lower=0), alpha=1 / rsi_n, min_rows=rsi_n)
+    down_avg = _ewm((prev_c - c).clip(lower=0), alpha=1 / rsi_n, min_rows=rsi_n)
+    line = (_ewm(c, span=cfg.macd_fast, min_rows=cfg.macd_fast)
+            - _ewm(c, span=cfg.macd_slow, min_rows=cfg.macd_slow))
+    signal = _ewm(line, span=cfg.macd_signal, min_rows=cfg.macd_signal)
+    band_mid, band_sd = _last(n, c).mean(), _last(n, c).std(ddof=0)
+    ranges = pd.concat([h - low, (h - prev_c).abs(), (low - prev_c).abs()], axis=1)
+    true_range = ranges.max(axis=1, skipna=False)
     return {
-        f"RSI{cfg.rsi_period}": avg_gain / (avg_gain + avg_loss),
-        "MACD": macd / c, "MACDSIG": signal / c, "MACDHIST": (macd - signal) / c,
-        f"BBP{n}": (c - (mid - k * sd)) / (2 * k * sd),
-        f"ATR{cfg.atr_period}": wilder(true_range, cfg.atr_period) / c,
+        f"RSI{rsi_n}": up_avg / (up_avg + down_avg),
+        "MACD": line / c,
+        "MACDSIG": signal / c,
+        "MACDHIST": (line - signal) / c,
+        f"BBP{n}": (c - (band_mid - k * band_sd)) / (2 * k * band_sd),
+        f"ATR{atr_n}": _ewm(true_range, alpha=1 / atr_n, min_rows=atr_n) / c,
     }
 
 
-def _one_symbol(g: pd.DataFrame, cfg: FeatureSettings) -> pd.DataFrame:
-    o, h, low, c, v = (_finite(g[name].astype(float)) for name in ("open", "high", "low", "close", "volume"))
-    out = _bars(o, h, low, c)
-    changes = _changes(c, v)
+def _one_symbol(bars: pd.DataFrame, cfg: FeatureSettings) -> pd.DataFrame:
+    o, h, low, c, v = (_present(bars[name].astype(float)) for name in ("open", "high", "low", "close", "volume"))
+    columns = _kbar_and_price(o, h, low, c)
     for d in cfg.windows:
-        out |= _rolling(d, c, h, low, v, changes)
-    out |= _technical(c, h, low, cfg)
-    out["label"] = _log(c.shift(-cfg.horizon) / c)
-    return pd.DataFrame(out, index=g.index)
+        columns |= _window_features(d, c, h, low, v)
+    columns |= _indicators(c, h, low, cfg)
+    columns["label"] = _ln(c.shift(-cfg.horizon) / c)
+    return pd.DataFrame(columns, index=bars.index)
 
 
 def reference_features(prices: pd.DataFrame, cfg: FeatureSettings) -> pd.DataFrame:
@@ -154,5 +183,5 @@ def reference_features(prices: pd.DataFrame, cfg: FeatureSettings) -> pd.DataFra
     frame = prices.sort_values(["symbol", "date"] if multi else ["date"], kind="stable")
     groups = [g for _, g in frame.groupby("symbol", sort=False)] if multi else [frame]
     features = pd.concat([_one_symbol(g, cfg) for g in groups])
-    features = features.where(np.isfinite(features))  # inf / NaN become null
+    features = features.where(np.isfinite(features))  # any non-finite result is missing
     return pd.concat([frame, features], axis=1).reset_index(drop=True)

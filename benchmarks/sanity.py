@@ -21,7 +21,6 @@ import polars as pl
 
 PHI, SIGMA, ROWS, NOISE_FEATURES = 0.7, 0.01, 1500, 57
 FEATURES = ("r0", "r1", *(f"n{i:02d}" for i in range(NOISE_FEATURES)))
-TYPES = ("arima", "catboost", "lstm", "transformer")
 
 
 def ar1_frame(seed: int, rows: int = ROWS) -> pl.DataFrame:
@@ -80,9 +79,11 @@ def model_share(model_type: str, params: Any, seed: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from settings import MODEL_TYPES
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sanity", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 6, 7, 0, 2], help="series to draw")
-    parser.add_argument("--models", default=",".join(TYPES), help="comma-separated model types")
+    parser.add_argument("--models", default=",".join(sorted(MODEL_TYPES)), help="comma-separated model types")
     args = parser.parse_args(argv)
 
     import models  # noqa: F401  (silences the libraries' routine notices)

@@ -1,20 +1,28 @@
-"""Helpers shared by the flow command lines: argument parsers, Prefect's environment and console."""
+"""Helpers shared by the flow command lines: argument parsers, the body of `main()`, Prefect's environment and
+console."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from schemas import validate_symbol
+from schemas import RunFailed, validate_symbol
+
+if TYPE_CHECKING:
+    from settings import Settings
 
 __all__ = [
     "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line", "parse_symbols",
-    "prefect_environment", "quiet_server_shutdown", "short_tracebacks", "training_parser", "tuning_overrides",
-    "weekly_evaluation_parser",
+    "prefect_environment", "quiet_server_shutdown", "run_cli", "short_tracebacks", "training_parser",
+    "tuning_overrides", "weekly_evaluation_parser",
 ]
+
+Outcome = TypeVar("Outcome")
 
 # The temporary Prefect server migrates a new database on its first start: on a small, busy machine that
 # takes longer than Prefect's default of 20 s.
@@ -83,6 +91,49 @@ def quiet_server_shutdown() -> None:
     recorder then logs cancelled flushes as errors although every run was recorded.
     """
     logging.getLogger("prefect.server").setLevel(logging.CRITICAL)
+
+
+def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outcome],
+            report: Callable[[Outcome, Settings], int], *, failed: str | None = None,
+            input_errors: tuple[type[Exception], ...] = (), overrides: Mapping[str, Any] | None = None,
+            run_failed: Callable[[RunFailed], int] | None = None) -> int:
+    """The body of a flow's `main()`: settings and symbols from `args`, then `run`, then `report` its outcome.
+
+    Args:
+        args: parsed `--config` and `--symbols` (None: data.symbols).
+        run: the flow, called with the settings and symbols; console logs of the expected errors below
+            and of RunFailed lose their traceback.
+        report: prints the outcome and returns the exit code.
+        failed: the flow in words; any other error then prints `<failed> failed: <Type>: <message>` and
+            exits 1. None lets it propagate.
+        input_errors: errors beside ConfigError and ValueError that mean bad input: `error: <message>`, exit 2.
+        overrides: settings that win over the file and environment.
+        run_failed: handles RunFailed instead, returning the exit code.
+
+    Returns:
+        The exit code. The temporary Prefect server is quiet afterwards, whatever happened.
+    """
+    from settings import ConfigError, load_settings
+
+    expected: tuple[type[Exception], ...] = (ConfigError, ValueError, *input_errors)
+    try:
+        settings = load_settings(args.config, overrides)
+        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
+        with short_tracebacks((*expected, RunFailed)):
+            outcome = run(settings, symbols)
+    except expected as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if run_failed is not None and isinstance(exc, RunFailed):
+            return run_failed(exc)
+        if failed is None:
+            raise
+        print(f"{failed} failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        quiet_server_shutdown()
+    return report(outcome, settings)
 
 
 def _symbols_and_config(parser: argparse.ArgumentParser, symbols_help: str = "default: data.symbols") -> None:

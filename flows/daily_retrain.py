@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import daily_retrain_parser, prefect_environment
+from flows.cli import daily_retrain_parser, prefect_environment, run_cli
 
 if __name__ == "__main__":
     daily_retrain_parser().parse_args()  # answer --help and usage errors before the slow imports below
@@ -19,10 +19,9 @@ from datetime import UTC, datetime
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.cli import one_line, parse_symbols, quiet_server_shutdown, short_tracebacks
 from flows.training import TrainingOutcome, training
 from schemas import RunFailed, validate_symbol
-from settings import ConfigError, DataSettings, ModelsSettings, MonitoringSettings, Settings, load_settings
+from settings import DataSettings, ModelsSettings, MonitoringSettings, Settings, load_settings
 from stores.base import PriceStoreError, PriceStoreUnavailable
 from stores.factory import open_price_store
 from stores.metrics import MetricsHistory
@@ -124,19 +123,11 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
 def main(argv: list[str] | None = None) -> int:
     """Run the daily retrain from the command line; exit 2 on bad input, 1 if the run failed."""
     args = daily_retrain_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
-        with short_tracebacks((ConfigError, ValueError, RunFailed)):
-            outcome = daily_retrain(symbols=symbols, settings=settings, force=args.force)
-    except (ConfigError, ValueError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        print(f"daily retrain failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
-        return 1
-    finally:
-        quiet_server_shutdown()
+    return run_cli(args, lambda settings, symbols: daily_retrain(symbols=symbols, settings=settings, force=args.force),
+                   _print_outcome, failed="daily retrain")
+
+
+def _print_outcome(outcome: DailyRetrainOutcome, settings: Settings) -> int:
     for decision in outcome.plan.decisions:
         print(decision)
     for alert in outcome.alerts:

@@ -10,15 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flows.cli import (
-    models_parser,
-    one_line,
-    parse_symbols,
-    prefect_environment,
-    quiet_server_shutdown,
-    short_tracebacks,
-    tuning_overrides,
-)
+from flows.cli import models_parser, prefect_environment, run_cli, tuning_overrides
 
 if __name__ == "__main__":
     models_parser().parse_args()  # answer --help and usage errors before the slow imports below
@@ -37,7 +29,7 @@ from prefect.futures import PrefectFuture, as_completed
 from flows.fanout import Fanout, despite_failed_jobs, error_text
 from flows.runners import task_runner
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
-from settings import ConfigError, Settings, load_settings
+from settings import Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.caching import cache_options
 from tasks.monitor import resource_logged
@@ -157,18 +149,16 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
 def main(argv: list[str] | None = None) -> int:
     """Run the model pipeline from the command line; exit 1 if any job failed, 2 on bad input."""
     args = models_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config, tuning_overrides(args))
-        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
-        run = model_pipeline.with_options(task_runner=task_runner(settings.execution))
-        with short_tracebacks((ConfigError, ValueError, FeatureStoreError, RunFailed)):
-            outcome = despite_failed_jobs(run, symbols=symbols, model_types=args.model_type, settings=settings,
-                                          retrain_all=args.retrain, optimize=False if args.no_optimize else None)
-    except (ConfigError, ValueError, FeatureStoreError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        quiet_server_shutdown()
+
+    def run(settings: Settings, symbols: list[str]) -> ModelPipelineResult:
+        pipeline = model_pipeline.with_options(task_runner=task_runner(settings.execution))
+        return despite_failed_jobs(pipeline, symbols=symbols, model_types=args.model_type, settings=settings,
+                                   retrain_all=args.retrain, optimize=False if args.no_optimize else None)
+
+    return run_cli(args, run, _print_outcome, input_errors=(FeatureStoreError,), overrides=tuning_overrides(args))
+
+
+def _print_outcome(outcome: ModelPipelineResult, settings: Settings) -> int:
     trained = sum(r.status == "trained" for r in outcome.results)
     skipped = sum(r.status == "skipped" for r in outcome.results)
     print(f"{trained} trained, {skipped} skipped, {len(outcome.failures)} failed; "

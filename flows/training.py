@@ -9,15 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import (
-    one_line,
-    parse_symbols,
-    prefect_environment,
-    quiet_server_shutdown,
-    short_tracebacks,
-    training_parser,
-    tuning_overrides,
-)
+from flows.cli import prefect_environment, run_cli, training_parser, tuning_overrides
 
 if __name__ == "__main__":
     training_parser().parse_args()  # answer --help and usage errors before the slow imports below
@@ -37,7 +29,7 @@ from flows.fanout import despite_failed_jobs
 from flows.model_pipeline import ModelPipelineResult, model_pipeline
 from flows.runners import task_runner
 from schemas import DataSummary, JobFailure, RunFailed, failed_jobs_message, validate_symbol
-from settings import ConfigError, DataSettings, Settings, load_settings
+from settings import DataSettings, Settings, load_settings
 from stores.base import PriceStoreError
 from stores.factory import open_price_store
 from tasks.caching import io_options
@@ -186,34 +178,28 @@ def format_leaderboard(outcome: TrainingOutcome) -> str:
     return "\n".join(lines)
 
 
-_INPUT_ERRORS = (ConfigError, ValueError, PriceStoreError, DataPipelineError)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the full pipeline from the command line; exit 2 on bad input, 1 if the run failed."""
     args = training_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config, tuning_overrides(args))
-        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
+
+    def run(settings: Settings, symbols: list[str]) -> TrainingOutcome:
         check_prices(symbols, settings.data)
-        with short_tracebacks((*_INPUT_ERRORS, RunFailed)):
-            outcome = training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
-                               optimize=False if args.no_optimize else None,
-                               deploy=False if args.no_deploy else None)
-    except RunFailed as exc:
-        print(format_leaderboard(exc.outcome))
-        print(f"training failed: {exc}", file=sys.stderr)
-        return 1
-    except _INPUT_ERRORS as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        print(f"training failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
-        return 1
-    finally:
-        quiet_server_shutdown()
+        return training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
+                        optimize=False if args.no_optimize else None, deploy=False if args.no_deploy else None)
+
+    return run_cli(args, run, _print_outcome, failed="training", input_errors=(PriceStoreError, DataPipelineError),
+                   overrides=tuning_overrides(args), run_failed=_print_failed_run)
+
+
+def _print_outcome(outcome: TrainingOutcome, settings: Settings) -> int:
     print(format_leaderboard(outcome))
     return 0
+
+
+def _print_failed_run(exc: RunFailed) -> int:
+    print(format_leaderboard(exc.outcome))
+    print(f"training failed: {exc}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from flows.cli import prefect_environment, weekly_evaluation_parser
+from flows.cli import prefect_environment, run_cli, weekly_evaluation_parser
 
 if __name__ == "__main__":
     weekly_evaluation_parser().parse_args()  # answer --help and usage errors before the slow imports below
@@ -28,11 +28,10 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 
-from flows.cli import one_line, parse_symbols, quiet_server_shutdown, short_tracebacks
 from flows.daily_retrain import DailyRetrainOutcome, daily_retrain
 from flows.fanout import error_text, gather
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
-from settings import ConfigError, DataSettings, ModelsSettings, Settings, load_settings
+from settings import DataSettings, ModelsSettings, Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
 from stores.files import atomic_write
 from stores.metrics import MetricsHistory
@@ -245,19 +244,11 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
 def main(argv: list[str] | None = None) -> int:
     """Run the weekly evaluation from the command line; exit 2 on bad input, 1 if the run failed."""
     args = weekly_evaluation_parser().parse_args(argv)
-    try:
-        settings = load_settings(args.config)
-        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
-        with short_tracebacks((ConfigError, ValueError, RunFailed)):
-            outcome = weekly_evaluation(symbols=symbols, settings=settings)
-    except (ConfigError, ValueError) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        print(f"weekly evaluation failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
-        return 1
-    finally:
-        quiet_server_shutdown()
+    return run_cli(args, lambda settings, symbols: weekly_evaluation(symbols=symbols, settings=settings),
+                   _print_outcome, failed="weekly evaluation")
+
+
+def _print_outcome(outcome: WeeklyOutcome, settings: Settings) -> int:
     for check in outcome.checks:
         print(f"{check.symbol} {check.model}: {'degraded' if check.degraded else 'ok'}: " + "; ".join(check.reasons))
     print(f"report: {outcome.report_path}")

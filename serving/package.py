@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import tarfile
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
@@ -24,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.base import MODEL_FILE
 from schemas import validate_symbol
+from stores.files import atomic_writer
 
 __all__ = [
     "FEATURES_FILE",
@@ -159,16 +158,10 @@ def build_package(version_dir: Path, history: pl.DataFrame, *, symbol: str, mode
         created_at=datetime.now(UTC), files={name: _sha256(data) for name, data in members.items()})
     archive = out / f"{symbol}-{model_type}-v{version}.tar.gz" if out.is_dir() else out
     archive.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
-            _add(tar, MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
-            for name, data in members.items():
-                _add(tar, name, data)
-        os.replace(tmp, archive)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(archive) as handle, tarfile.open(fileobj=handle, mode="w:gz") as tar:
+        _add(tar, MANIFEST_FILE, manifest.model_dump_json(indent=2).encode())
+        for name, data in members.items():
+            _add(tar, name, data)
     return archive
 
 

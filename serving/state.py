@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import threading
 import uuid
 from dataclasses import asdict, dataclass, field, replace
@@ -30,6 +29,7 @@ import polars as pl
 from models.base import LABEL, Forecaster, ModelError
 from schemas import validate_symbol
 from serving.package import FEATURES_FILE, MANIFEST_FILE, MODEL_DIR, PackageError, PackageManifest, read_package
+from stores.files import atomic_write
 
 __all__ = ["DeployedModel", "ModelSlots", "NotDeployedError", "NothingToRollBackError", "RowsError", "StateError",
            "plain_error"]
@@ -93,15 +93,6 @@ class _Live:
     latest_predictions: np.ndarray
     latest_dates: list[date]
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-def _write_json(path: Path, content: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(content, handle, indent=2)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def _pointer(live: _Live) -> dict[str, Any]:
@@ -253,8 +244,8 @@ class ModelSlots:
     def _swap(self, live: _Live, history: list[dict[str, Any]]) -> None:
         """Record the history, then replace the live pointer; drop slots nothing points at any more."""
         symbol = live.info.symbol
-        _write_json(self.root / "history" / f"{symbol}.json", history)
-        _write_json(self.root / "current" / f"{symbol}.json", _pointer(live))
+        atomic_write(self.root / "history" / f"{symbol}.json", json.dumps(history, indent=2))
+        atomic_write(self.root / "current" / f"{symbol}.json", json.dumps(_pointer(live), indent=2))
         self._live[symbol] = live
         self.errors.pop(symbol, None)
         self._prune_orphans(symbol)

@@ -17,6 +17,7 @@ from schemas import FeatureSetRef
 from settings import EvaluationSettings, Market, ModelsSettings, WeightSettings
 from stores.features import read_split
 from stores.registry import LocalModelRegistry
+from tasks.backtest import Window
 from tasks.crossval import PredictionMetrics, prediction_metrics
 from tasks.evaluate import EvaluationError, backtest_settings, trade_and_score
 from tasks.monitor import resource_logged
@@ -130,7 +131,8 @@ def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef
     model, _ = registry.load(model_type, symbol, version, threads=models.threads)
     predicted = model.predict(window, context=context)
     prediction = prediction_metrics(predicted, window[LABEL].to_numpy().astype(np.float64))
-    traded = trade_and_score(window, predicted, prediction.r2, backtest_settings(evaluation, market), weights)
+    bars = Window(window["date"].to_numpy(), window["open"].to_numpy(), window["close"].to_numpy(), predicted)
+    traded = trade_and_score(bars, prediction.r2, backtest_settings(evaluation, market), weights)
     return WindowAssessment(
         symbol=symbol, model_type=model_type, version=version, data_hash=ref.content_hash,
         window_start=window["date"].min(), window_end=window["date"].max(),  # type: ignore[arg-type]

@@ -237,11 +237,10 @@ def traded(run: BacktestResult, open_: np.ndarray, r2: float, cfg: BacktestSetti
                   composite_score(r2, strategy.sharpe, strategy.max_drawdown, weights, fit.meaningful))
 
 
-def trade_and_score(bars: pl.DataFrame, predicted: np.ndarray, r2: float, cfg: BacktestSettings,
-                    weights: WeightSettings) -> Traded:
-    """Backtest `predicted` on `bars` (date, open, close) and score it with the composite."""
-    run = backtest(bars["date"].to_numpy(), bars["open"].to_numpy(), bars["close"].to_numpy(), predicted, cfg)
-    return traded(run, bars["open"].to_numpy(), r2, cfg, weights)
+def trade_and_score(window: Window, r2: float, cfg: BacktestSettings, weights: WeightSettings) -> Traded:
+    """Backtest the predictions of `window` on its bars and score them with the composite."""
+    run = backtest(window.dates, window.open, window.close, window.predictions, cfg)
+    return traded(run, np.asarray(window.open), r2, cfg, weights)
 
 
 def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -351,7 +350,5 @@ def score_one(candidate: Predicted, evaluation: EvaluationSettings, weights: Wei
               market: Market) -> EvaluationResult:
     """Backtest one candidate on its own (`backtest`) and score it: what backtest_candidates does for many."""
     cfg = backtest_settings(evaluation, market)
-    window = candidate.window
-    run = backtest(window.dates, window.open, window.close, window.predictions, cfg)
-    return evaluation_result(candidate, traded(run, np.asarray(candidate.open), candidate.prediction.r2, cfg, weights),
-                   buy_and_hold(run, cfg))
+    trade = trade_and_score(candidate.window, candidate.prediction.r2, cfg, weights)
+    return evaluation_result(candidate, trade, buy_and_hold(trade.run, cfg))

@@ -12,6 +12,7 @@ import pytest
 
 from models.base import LABEL, Forecaster, ModelError
 from models.registry import MODEL_CLASSES, model_class
+from settings import MODEL_TYPES
 
 # Small but real settings, so the whole contract runs in seconds per type.
 FAST_PARAMS: dict[str, dict] = {
@@ -46,6 +47,11 @@ def make(model_type: str, **overrides: object) -> Forecaster:
     cls = model_class(model_type)
     params = cls.params_type(**{**FAST_PARAMS[model_type], **overrides})
     return cls(FEATURES, params, horizon=1, seed=11)
+
+
+def test_the_registry_holds_a_class_for_every_model_type_of_the_settings() -> None:
+    assert sorted(MODEL_CLASSES) == sorted(MODEL_TYPES)
+    assert all(model_class(model_type).model_type == model_type for model_type in MODEL_TYPES)
 
 
 @pytest.fixture(params=sorted(MODEL_CLASSES))

@@ -1,4 +1,5 @@
-"""atomic_write: readers see the old or the new file, and the new one has the mode open() would give it."""
+"""atomic_write and atomic_writer: readers see the old or the new file, and the new one has the mode open() would
+give it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stores.files import atomic_write
+from stores.files import atomic_write, atomic_writer
 
 
 @pytest.fixture
@@ -46,3 +47,18 @@ def test_a_failed_write_keeps_the_old_file_and_no_temp_file(tmp_path: Path) -> N
         atomic_write(target, 42)  # type: ignore[arg-type]
 
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_a_streamed_write_replaces_the_file_only_when_its_block_ends(tmp_path: Path) -> None:
+    target = tmp_path / "a.bin"
+    atomic_write(target, "old")
+
+    with pytest.raises(RuntimeError), atomic_writer(target) as handle:
+        handle.write(b"partial")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+    with atomic_writer(target) as handle:
+        handle.write(b"new")
+        assert target.read_text() == "old"
+    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]

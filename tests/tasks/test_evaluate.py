@@ -25,6 +25,7 @@ from settings import (
 )
 from stores.features import FeatureStore, history_before, read_split
 from stores.registry import LocalModelRegistry
+from tasks.backtest import Window
 from tasks.crossval import summarize
 from tasks.evaluate import (
     EvaluationError,
@@ -305,8 +306,9 @@ def test_many_synthetic_candidates_match_trade_and_score_and_a_bad_one_fails_alo
     for candidate, market, result in zip(survivors, [m for i, m in enumerate(markets) if i != 3], scored.results,
                                          strict=True):
         bars = pl.DataFrame({"date": candidate.dates, "open": candidate.open, "close": candidate.close})
-        traded = trade_and_score(bars, np.array(candidate.predicted), candidate.prediction.r2,
-                                 backtest_settings(cfg, market), WEIGHTS)
+        window = Window(bars["date"].to_numpy(), bars["open"].to_numpy(), bars["close"].to_numpy(),
+                        np.array(candidate.predicted))
+        traded = trade_and_score(window, candidate.prediction.r2, backtest_settings(cfg, market), WEIGHTS)
         assert (result.strategy, result.sizing, result.composite) == (traded.strategy, traded.sizing, traded.composite)
         assert (result.trades, result.turnover, result.exposure, result.total_commission) == (
             traded.run.trades.height, traded.run.turnover, traded.run.exposure, traded.run.total_commission)
