@@ -22,8 +22,8 @@ from backtesting import Backtest, Strategy
 
 from benchmarks.features import synthetic_market
 from settings import BacktestSettings
-from tasks.backtest import backtest, backtest_many, signals
-from tasks.risk import performance
+from tasks.evaluation.backtest import backtest, backtest_many, signals
+from tasks.evaluation.risk import performance
 
 __all__ = ["Reference", "main", "market_arrays", "reference_backtest"]
 

@@ -17,12 +17,12 @@ from typing import TypeVar
 import numpy as np
 
 from settings import EvaluationSettings, Market, WeightSettings
-from tasks.backtest import backtest, backtest_each
-from tasks.crossval import prediction_metrics, summarize
-from tasks.evaluate import Predicted, backtest_settings, naive_baselines, score_one
-from tasks.ingest import synthetic_market
-from tasks.score import backtest_candidates
-from tasks.significance import diebold_mariano
+from tasks.data.ingest import synthetic_market
+from tasks.evaluation.backtest import backtest, backtest_each
+from tasks.evaluation.crossval import prediction_metrics, summarize
+from tasks.evaluation.evaluate import Predicted, backtest_settings, naive_baselines, score_one
+from tasks.evaluation.score import backtest_candidates
+from tasks.evaluation.significance import diebold_mariano
 
 __all__ = ["candidates", "main"]
 

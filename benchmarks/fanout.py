@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from settings import load_settings
     from stores.base import SourceInfo
     from stores.parquet import ParquetPriceStore
-    from tasks.ingest import synthetic_market
+    from tasks.data.ingest import synthetic_market
 
     symbols = args.symbols.split(",")
     counts = [int(n) for n in args.workers.split(",")]

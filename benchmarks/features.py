@@ -16,7 +16,7 @@ import polars as pl
 
 from benchmarks.reference_features import reference_features
 from settings import FeatureSettings
-from tasks.features import LABEL, SYMBOL, compute_features, feature_names
+from tasks.data.features import LABEL, SYMBOL, compute_features, feature_names
 
 __all__ = ["compare", "main", "synthetic_market"]
 

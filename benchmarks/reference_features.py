@@ -1,5 +1,5 @@
 """Every feature and the label of docs/features.md in plain pandas and numpy: the independent check of
-tasks/features.py and the speed baseline it is measured against.
+tasks/data/features.py and the speed baseline it is measured against.
 
 Each column is computed from its written definition, one symbol at a time and by the most direct means:
 pandas rolling windows, a least-squares line fitted to every window, positions read off every window,

@@ -44,7 +44,7 @@ def ar1_frame(seed: int, rows: int = ROWS) -> pl.DataFrame:
 def splits(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Train, val, test (the pipeline's 70/15/15 with its one-row embargo) and the history before test."""
     from settings import SplitSettings
-    from tasks.split import split_bounds
+    from tasks.data.split import split_bounds
 
     b = split_bounds(frame.height, SplitSettings(train=0.7, val=0.15, test=0.15, min_rows=30), embargo=1)
     assert b is not None, "1500 rows always split"
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import models  # noqa: F401  (silences the libraries' routine notices)
     from settings import load_settings
-    from tasks.tune import configured_params
+    from tasks.modeling.tune import configured_params
 
     shipped = load_settings().models
     oracles = {seed: oracle_share(seed) for seed in args.seeds}

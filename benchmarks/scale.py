@@ -86,13 +86,13 @@ def _bare_data_work(symbols: list[str], settings: Any) -> tuple[float, float]:
     """(seconds of the data steps as plain functions, seconds of the bare feature engine on a long frame)."""
     import polars as pl
 
-    from tasks.clean import clean
-    from tasks.engineer import engineer
-    from tasks.features import compute_features
-    from tasks.load import load_prices
-    from tasks.select import select
-    from tasks.split import split
-    from tasks.store import store
+    from tasks.data.clean import clean
+    from tasks.data.engineer import engineer
+    from tasks.data.features import compute_features
+    from tasks.data.load import load_prices
+    from tasks.data.select import select
+    from tasks.data.split import split
+    from tasks.data.store import store
 
     data = settings.data
     root = Path(tempfile.mkdtemp(prefix="bare-features-"))
@@ -130,7 +130,7 @@ def run_size(n: int, days: int, models: bool) -> list[Measured]:
     from settings import load_settings
     from stores.base import SourceInfo
     from stores.parquet import ParquetPriceStore
-    from tasks.ingest import synthetic_market
+    from tasks.data.ingest import synthetic_market
 
     symbols = [f"S{i:04d}" for i in range(n)]
     out: list[Measured] = []

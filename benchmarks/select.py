@@ -1,8 +1,8 @@
-"""Time feature selection per symbol: the per-column reference against tasks.select, and check they agree.
+"""Time feature selection per symbol: the per-column reference against tasks.data.select, and check they agree.
 
     python -m benchmarks.select [--symbols 50] [--days 2500] [--seed 7] [--repeat 3]
 
-`reference_select_features` is the implementation tasks.select replaced, kept verbatim: the tests compare
+`reference_select_features` is the implementation tasks.data.select replaced, kept verbatim: the tests compare
 the two decision for decision. Times are wall times; on a busy machine, OPENBLAS_NUM_THREADS=1 and
 POLARS_MAX_THREADS=1 measure the single-thread cost without thread pools fighting over the cores.
 """
@@ -21,8 +21,8 @@ import polars as pl
 from benchmarks.features import _timed
 from schemas import SelectionReport
 from settings import DEFAULT_CONFIG_FILE, SelectionSettings, load_settings
-from tasks.features import LABEL, feature_names
-from tasks.select import MAX_NULL_FRACTION, fit_rows, select, select_features
+from tasks.data.features import LABEL, feature_names
+from tasks.data.select import MAX_NULL_FRACTION, fit_rows, select, select_features
 
 __all__ = ["main", "reference_select_features"]
 
@@ -67,9 +67,9 @@ def reference_select_features(train: pl.DataFrame, names: list[str], cfg: Select
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the process exit code (1 when a selection differs)."""
-    from tasks.clean import clean
-    from tasks.engineer import engineer
-    from tasks.ingest import synthetic_market
+    from tasks.data.clean import clean
+    from tasks.data.engineer import engineer
+    from tasks.data.ingest import synthetic_market
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.select", description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=50, help="symbols in the synthetic market")

@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     from stores.base import SourceInfo
     from stores.features import history_before, read_split
     from stores.parquet import ParquetPriceStore
-    from tasks.ingest import synthetic_market
-    from tasks.tune import configured_params
+    from tasks.data.ingest import synthetic_market
+    from tasks.modeling.tune import configured_params
 
     symbols = args.symbols.split(",")
     with tempfile.TemporaryDirectory() as tmp:

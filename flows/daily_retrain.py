@@ -26,10 +26,10 @@ from stores.base import PriceStoreError, PriceStoreUnavailable
 from stores.factory import open_price_store
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
-from tasks.caching import io_options
-from tasks.monitor import Anomaly, resource_logged
-from tasks.notify import notify
-from tasks.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
+from tasks.operations.caching import io_options
+from tasks.operations.monitor import Anomaly, resource_logged
+from tasks.operations.notify import notify
+from tasks.operations.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
 
 __all__ = ["DailyRetrainOutcome", "daily_retrain", "main", "symbol_statuses"]
 

@@ -25,7 +25,7 @@ from prefect.futures import PrefectFuture, wait
 from schemas import DataSummary, FeatureSetRef, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStoreError
-from tasks.batch import (
+from tasks.data.batch import (
     STEPS,
     Batch,
     Stage,
@@ -39,8 +39,8 @@ from tasks.batch import (
     split_batch,
     store_batch,
 )
-from tasks.caching import io_options, prune_cache
-from tasks.load import check_prices
+from tasks.data.load import check_prices
+from tasks.operations.caching import io_options, prune_cache
 
 __all__ = ["DataPipelineError", "data_pipeline", "main"]
 

@@ -28,8 +28,7 @@ from prefect import flow
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.registry import LocalModelRegistry, RegistryError
-from tasks.choose import Decision
-from tasks.deploy import (
+from tasks.delivery.deploy import (
     DeploymentCheck,
     DeploymentError,
     begin_promotion,
@@ -43,6 +42,7 @@ from tasks.deploy import (
     server_rollback,
     undo_promotion,
 )
+from tasks.evaluation.choose import Decision
 
 __all__ = ["DeploymentResult", "deployment_pipeline", "main", "rollback"]
 

@@ -14,9 +14,9 @@ from flows.fanout import gather
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message
 from settings import Settings
 from stores.registry import LocalModelRegistry, RegistryError
-from tasks.evaluate import EvaluationResult, predict_test
-from tasks.monitor import resource_logged
-from tasks.score import backtest_candidates
+from tasks.evaluation.evaluate import EvaluationResult, predict_test
+from tasks.evaluation.score import backtest_candidates
+from tasks.operations.monitor import resource_logged
 
 __all__ = ["EvaluationOutcome", "EvaluationPlan", "ModelRef", "evaluation_pipeline", "models_to_evaluate"]
 

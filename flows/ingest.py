@@ -21,7 +21,7 @@ from schemas import InvalidSymbolError, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStore, PriceStoreError, SourceInfo
 from stores.factory import open_price_store
-from tasks.ingest import check_incoming, read_price_file, synthetic_market, window_warning
+from tasks.data.ingest import check_incoming, read_price_file, synthetic_market, window_warning
 
 __all__ = ["main"]
 
@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace) -> None:
             symbols = _symbol_list(args.symbols) if args.symbols is not None else list(settings.data.symbols)
             end = args.end or min(_today(settings, s) for s in symbols)
             source = SourceInfo(kind="synthetic", detail=f"seed={args.seed} days={args.days} end={end}",
-                                synthetic=True, extra={"generator": "tasks.ingest.synthetic_market"})
+                                synthetic=True, extra={"generator": "tasks.data.ingest.synthetic_market"})
             for symbol in symbols:
                 _check_not_mixing(store, symbol, synthetic=True)
             for symbol, bars in synthetic_market(symbols, args.days, args.seed, end).items():

@@ -31,10 +31,10 @@ from flows.runners import task_runner
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
 from stores.features import FeatureStore, FeatureStoreError
-from tasks.caching import cache_options
-from tasks.monitor import resource_logged
-from tasks.train import TrainBatch, TrainJob, TrainResult, plan_training, train, train_batch
-from tasks.tune import tune
+from tasks.modeling.train import TrainBatch, TrainJob, TrainResult, plan_training, train, train_batch
+from tasks.modeling.tune import tune
+from tasks.operations.caching import cache_options
+from tasks.operations.monitor import resource_logged
 
 __all__ = ["ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
 

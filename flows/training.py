@@ -32,14 +32,14 @@ from schemas import DataSummary, JobFailure, RunFailed, failed_jobs_message, val
 from settings import DataSettings, Settings, load_settings
 from stores.base import PriceStoreError
 from stores.factory import open_price_store
-from tasks.caching import io_options
-from tasks.choose import Decision, choose
-from tasks.deploy import stage_champions
-from tasks.load import check_prices
-from tasks.monitor import Anomaly, resource_logged
-from tasks.notify import notify
-from tasks.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
-from tasks.watch import watch_run
+from tasks.data.load import check_prices
+from tasks.delivery.deploy import stage_champions
+from tasks.delivery.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
+from tasks.evaluation.choose import Decision, choose
+from tasks.operations.caching import io_options
+from tasks.operations.monitor import Anomaly, resource_logged
+from tasks.operations.notify import notify
+from tasks.operations.watch import watch_run
 
 __all__ = ["TrainingOutcome", "format_leaderboard", "main", "run_full_pipeline", "training"]
 

@@ -36,11 +36,11 @@ from stores.features import FeatureStore, FeatureStoreError
 from stores.files import atomic_write
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
-from tasks.caching import io_options
-from tasks.drift import WindowAssessment, assess_window
-from tasks.monitor import Anomaly, failed_jobs, resource_logged
-from tasks.notify import notify
-from tasks.schedule import HealthCheck, degraded, disabled_schedule
+from tasks.evaluation.drift import WindowAssessment, assess_window
+from tasks.operations.caching import io_options
+from tasks.operations.monitor import Anomaly, failed_jobs, resource_logged
+from tasks.operations.notify import notify
+from tasks.operations.schedule import HealthCheck, degraded, disabled_schedule
 
 __all__ = ["RETRAIN_DEPLOYMENT", "ProductionTarget", "RetrainRun", "WeeklyOutcome", "deployment_scores", "main",
            "production_targets", "record_scores", "request_retrain", "weekly_evaluation", "weekly_report"]

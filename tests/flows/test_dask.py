@@ -19,7 +19,7 @@ from flows.runners import task_runner
 from settings import ExecutionSettings, Settings, load_settings
 from stores.registry import LocalModelRegistry
 from tests.flows.test_model_pipeline import config, task_run_names
-from tests.tasks.test_train import FAST
+from tests.tasks.modeling.test_train import FAST
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

@@ -216,12 +216,12 @@ def test_a_failing_symbol_leaves_the_rest_of_its_batch_stored(small_config: Path
 
 
 def test_batched_steps_store_what_the_per_symbol_steps_store(small_config: Path) -> None:
-    from tasks.clean import clean
-    from tasks.engineer import engineer
-    from tasks.load import load_prices
-    from tasks.select import select
-    from tasks.split import split
-    from tasks.store import store
+    from tasks.data.clean import clean
+    from tasks.data.engineer import engineer
+    from tasks.data.load import load_prices
+    from tasks.data.select import select
+    from tasks.data.split import split
+    from tasks.data.store import store
 
     settings = seeded(small_config)
     data = settings.data
@@ -242,7 +242,7 @@ def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_confi
     from settings import MongoSettings
     from stores.base import PriceStoreUnavailable
     from stores.mongo import MongoPriceStore
-    from tasks.batch import Batch, load_batch
+    from tasks.data.batch import Batch, load_batch
     from tests.mongo_fixtures import free_port
 
     calls = []

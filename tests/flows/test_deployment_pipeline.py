@@ -22,10 +22,10 @@ from settings import Settings, load_settings
 from stores.features import read_split
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
-from tasks.choose import Decision
-from tasks.deploy import begin_promotion, deployment_tests, package_champion, push
+from tasks.delivery.deploy import begin_promotion, deployment_tests, package_champion, push
+from tasks.evaluation.choose import Decision
 from tests.models.test_contract import FEATURES, ar1_frame, parts
-from tests.tasks.test_train import write_feature_set
+from tests.tasks.modeling.test_train import write_feature_set
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 TOKEN = "test-token-0123456789"

@@ -12,9 +12,9 @@ from schemas import FeatureSetRef, RunFailed
 from settings import CrossValidationSettings, EvaluationSettings, ModelsSettings, Settings
 from stores.features import read_split
 from stores.registry import LocalModelRegistry
-from tasks.evaluate import evaluate
+from tasks.evaluation.evaluate import evaluate
 from tests.models.test_contract import FEATURES
-from tests.tasks.test_evaluate import priced_feature_set
+from tests.tasks.evaluation.test_evaluate import priced_feature_set
 
 
 def registered_twice(root: Path) -> tuple[FeatureSetRef, Settings, LocalModelRegistry]:

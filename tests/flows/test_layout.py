@@ -37,7 +37,7 @@ def test_every_deployment_entrypoint_loads_as_prefect_loads_it() -> None:
         "    flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)\n"
         "    print(entrypoint, flow.name)\n"
         # Names a flow imports lazily, inside its body, must resolve to the project's packages too.
-        "import models.base, tasks.train, stores.registry\n"
+        "import models.base, tasks.modeling.train, stores.registry\n"
     )
     result = subprocess.run([sys.executable, "-c", script, *entrypoints], cwd=ROOT, capture_output=True, text=True,
                             timeout=300)

@@ -13,7 +13,7 @@ from schemas import RunFailed
 from settings import Settings, load_settings
 from stores.features import FeatureStore
 from stores.registry import LocalModelRegistry
-from tests.tasks.test_train import FAST, write_feature_set
+from tests.tasks.modeling.test_train import FAST, write_feature_set
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

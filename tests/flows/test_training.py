@@ -20,7 +20,7 @@ from stores.base import SourceInfo
 from stores.metrics import MetricsHistory
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
-from tasks.ingest import synthetic_market
+from tasks.data.ingest import synthetic_market
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 TYPES = ["arima", "catboost", "lstm", "transformer"]

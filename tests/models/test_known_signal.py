@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.sanity import model_share, oracle_share
 from settings import DEFAULT_CONFIG_FILE, load_settings
-from tasks.tune import configured_params
+from tasks.modeling.tune import configured_params
 
 SEED = 7  # a draw whose test rows give the oracle the typical share, about 0.71
 

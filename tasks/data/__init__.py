@@ -1,0 +1,1 @@
+"""Data steps: load prices, clean, engineer features, select, split, store feature sets (also batched), ingest."""

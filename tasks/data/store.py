@@ -1,0 +1,70 @@
+"""store: write one symbol's splits to the Parquet feature store with a manifest; publish: make that snapshot the
+current one (I/O: retried). `store` is cached, `publish` is not, so a cache hit still moves the current snapshot."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import State, task
+from prefect.cache_policies import NO_CACHE
+
+from schemas import FeatureSetRef
+from stores.features import FeatureStore
+from tasks.data.clean import Cleaned
+from tasks.data.features import LABEL
+from tasks.data.select import Selected
+from tasks.data.split import Splits
+from tasks.operations.caching import ContentInputs, ModuleSources, code_version
+from tasks.operations.monitor import resource_logged
+
+__all__ = ["PIPELINE_MODULES", "file_system_error", "publish", "store"]
+
+PIPELINE_MODULES = ("tasks.data.load", "tasks.data.clean", "tasks.data.sessions", "tasks.data.features",
+                    "tasks.data.engineer", "tasks.data.select", "tasks.data.split", "tasks.data.store",
+                    "stores.features")
+
+
+def file_system_error(task: Any, task_run: Any, state: State) -> bool:
+    """A retry condition: retry a file system's errors only (a full disk, a lost mount); a snapshot that fails
+    its check will not heal."""
+    return isinstance(state.result(raise_on_failure=False), OSError)
+
+
+@task(
+    name="store",
+    task_run_name="store-{symbol}",
+    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.data.store", "stores.features")),
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=file_system_error,
+)
+@resource_logged
+def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
+          horizon: int, input_key: str | None = None) -> FeatureSetRef:
+    """Write the splits atomically as a snapshot (not yet the current one) and return a small reference to it.
+
+    `input_key` records what the snapshot was built from (tasks/data/batch.py), so an unchanged rerun can skip it.
+    """
+    prices = cleaned.frame
+    metadata = {
+        "input_key": input_key,
+        "horizon": horizon,
+        "data_first_date": str(prices["date"].min()) if prices.height else None,
+        "data_watermark": str(prices["date"].max()) if prices.height else None,
+        "code_version": code_version(PIPELINE_MODULES),
+        "cleaning": asdict(cleaned.report),
+        "selection": {"engineered": selected.engineered, "kept": len(selected.report.kept),
+                      "dropped": selected.report.dropped},
+        "split_dates": {name: [str(part["date"].min()), str(part["date"].max())] if part.height else None
+                        for name, part in splits.parts().items()},
+    }
+    return FeatureStore(root).write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
+
+
+@task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=3,
+      retry_delay_seconds=[2, 10, 30], retry_condition_fn=file_system_error)
+def publish(ref: FeatureSetRef, root: Path) -> FeatureSetRef:
+    """Make the snapshot `ref` its symbol's current feature set, after checking its files."""
+    return FeatureStore(root).publish(ref)

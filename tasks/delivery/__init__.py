@@ -1,0 +1,1 @@
+"""Delivery: packaging and deploying champions, and the run's report."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, backtests, walk-forward CV, risk, significance, champion choice, drift."""

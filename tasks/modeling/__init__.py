@@ -1,0 +1,1 @@
+"""Modeling: hyper-parameter tuning (Optuna) and training per (symbol, model type)."""

@@ -1,0 +1,1 @@
+"""Operations: schedules, resource monitoring, watching deployments, alerts, the task cache."""
