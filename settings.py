@@ -195,6 +195,11 @@ class ModelsSettings(_Section):
         ("arima", "catboost"), description="model types whose short fits train `group_size` jobs per task run, "
         "where a task run's orchestration would rival the fit; the others train one task run per job")
     group_size: int = Field(50, ge=1, description="jobs per task run of a grouped model type (split evenly)")
+    scope: Literal["per_symbol", "pooled", "both"] = Field(
+        "both", description="per_symbol: one model per (symbol, type); pooled: one model per type over every "
+        "symbol of the run (not ARIMA, which models one series); both: each symbol's candidates include both")
+    pooled_max_features: int = Field(60, ge=1, description="a pooled model reads the features kept by the most "
+                                     "symbols, at most this many")
 
     @field_validator("model_types")
     @classmethod

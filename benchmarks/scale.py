@@ -86,6 +86,8 @@ def _bare_data_work(symbols: list[str], settings: Any) -> tuple[float, float]:
     """(seconds of the data steps as plain functions, seconds of the bare feature engine on a long frame)."""
     import polars as pl
 
+    from stores.factory import open_price_store
+    from stores.features import FeatureStore
     from tasks.data.clean import clean
     from tasks.data.engineer import engineer
     from tasks.data.features import compute_features
@@ -95,11 +97,11 @@ def _bare_data_work(symbols: list[str], settings: Any) -> tuple[float, float]:
     from tasks.data.store import store
 
     data = settings.data
-    root = Path(tempfile.mkdtemp(prefix="bare-features-"))
+    prices, root = open_price_store(data), FeatureStore(Path(tempfile.mkdtemp(prefix="bare-features-")))
     started = time.perf_counter()
     cleaned_frames = []
     for symbol in symbols:
-        cleaned = clean.fn(load_prices.fn(symbol, data), symbol, data.cleaning, settings.markets.of(symbol))
+        cleaned = clean.fn(load_prices.fn(symbol, data, prices), symbol, data.cleaning, settings.markets.of(symbol))
         selected = select.fn(engineer.fn(cleaned, symbol, data.features, data.split), symbol, data.features,
                              data.split, data.selection)
         store.fn(split.fn(selected, symbol, data.features, data.split), symbol, cleaned, selected, root,

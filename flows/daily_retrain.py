@@ -16,22 +16,18 @@ if __name__ == "__main__":
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 
 from flows.training import TrainingOutcome, training
 from schemas import RunFailed, validate_symbol
-from settings import DataSettings, ModelsSettings, MonitoringSettings, Settings, load_settings
-from stores.base import PriceStoreError, PriceStoreUnavailable
-from stores.factory import open_price_store
-from stores.metrics import MetricsHistory
-from stores.registry import LocalModelRegistry
+from settings import Settings, load_settings
+from stores.factory import open_price_store, open_registry
 from tasks.operations.caching import io_options
-from tasks.operations.monitor import Anomaly, resource_logged
-from tasks.operations.notify import notify
-from tasks.operations.schedule import RetrainPlan, SymbolStatus, disabled_schedule, should_retrain
+from tasks.operations.monitor import Anomaly
+from tasks.operations.notify import notifiers, notify
+from tasks.operations.schedule import RetrainPlan, disabled_schedule, should_retrain, symbol_statuses
 
-__all__ = ["DailyRetrainOutcome", "daily_retrain", "main", "symbol_statuses"]
+__all__ = ["DailyRetrainOutcome", "daily_retrain", "main"]
 
 
 @dataclass(frozen=True)
@@ -41,46 +37,6 @@ class DailyRetrainOutcome:
     plan: RetrainPlan
     training: TrainingOutcome | None = None
     alerts: list[Anomaly] = field(default_factory=list)
-
-
-@task(name="retrain-inputs", cache_policy=NO_CACHE)  # no retries: the price store retries an outage itself
-@resource_logged
-def symbol_statuses(symbols: list[str], data: DataSettings, models: ModelsSettings,
-                    monitoring: MonitoringSettings) -> list[SymbolStatus]:
-    """Per symbol: the newest bar, the production model and its newest score.
-
-    The score is the newest one MetricsHistory holds for the production version (weekly evaluations,
-    deployments); without one, `composite` from the version's registry metadata when it has that metric.
-    """
-    store = open_price_store(data)
-    registry = LocalModelRegistry(models.registry_path)
-    history = MetricsHistory(monitoring.history_path)
-    statuses = []
-    try:
-        for symbol in symbols:
-            try:
-                newest = store.load(symbol)["date"].max()
-            except PriceStoreUnavailable:
-                raise  # an outage is not a stale feed: the run fails and says so
-            except PriceStoreError:  # no bars for the symbol: reported as a stale feed
-                newest = None
-            production = registry.alias(symbol, "production")
-            if production is None:
-                statuses.append(SymbolStatus(symbol, newest))  # type: ignore[arg-type]
-                continue
-            name = f"{production.model_type} v{production.version}"
-            records = [r for r in history.recent_scores(symbol, 100, production.model_type)
-                       if r.version == production.version]
-            if records:
-                score, source = records[0].composite, f"{records[0].source} {records[0].window_end.isoformat()}"
-            elif "composite" in production.metadata.metrics:
-                score, source = production.metadata.metrics["composite"], "registry metadata"
-            else:
-                score, source = None, ""
-            statuses.append(SymbolStatus(symbol, newest, name, score, source))  # type: ignore[arg-type]
-    finally:
-        store.close()
-    return statuses
 
 
 def _title(plan: RetrainPlan, outcome: TrainingOutcome | None) -> str:
@@ -100,7 +56,11 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
         print(off)
         return DailyRetrainOutcome(RetrainPlan(()))
     symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
-    statuses = symbol_statuses(symbols, settings.data, settings.models, settings.monitoring)
+    price_store = open_price_store(settings.data)
+    try:
+        statuses = symbol_statuses(symbols, price_store, open_registry(settings.models), settings.monitoring)
+    finally:
+        price_store.close()
     plan = should_retrain(statuses, now or datetime.now(UTC), settings.scheduling.daily_retrain.max_data_age_hours,
                           settings.models.retraining.performance_threshold, force)
     for decision in plan.decisions:
@@ -113,7 +73,8 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
         except Exception as exc:
             error, outcome = exc, getattr(exc, "outcome", None)
             alerts.append(Anomaly("failed_job", "training", f"{type(exc).__name__}: {exc}"))
-    notify.with_options(**io_options(settings.execution))(alerts, _title(plan, outcome), settings.monitoring)
+    notify.with_options(**io_options(settings.execution))(alerts, _title(plan, outcome),
+                                                          notifiers(settings.monitoring))
     result = DailyRetrainOutcome(plan, outcome, alerts)
     if error is not None:
         raise RunFailed(f"the retraining of {', '.join(plan.symbols)} failed: {error}", result) from error

@@ -14,17 +14,17 @@ if __name__ == "__main__":
     data_parser().parse_args()  # answer --help and usage errors before the slow imports below
     prefect_environment()
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.futures import PrefectFuture, wait
 
 from schemas import DataSummary, FeatureSetRef, validate_symbol
-from settings import ConfigError, Settings, load_settings
-from stores.base import PriceStoreError
+from settings import ConfigError, Market, Settings, load_settings
+from stores.base import PriceStore, PriceStoreError
+from stores.factory import open_feature_store, open_price_store
+from stores.features import FeatureStore
 from tasks.data.batch import (
     STEPS,
     Batch,
@@ -40,6 +40,7 @@ from tasks.data.batch import (
     store_batch,
 )
 from tasks.data.load import check_prices
+from tasks.delivery.summaries import format_summary
 from tasks.operations.caching import io_options, prune_cache
 
 __all__ = ["DataPipelineError", "data_pipeline", "main"]
@@ -55,11 +56,11 @@ class _BatchRun:
     steps: dict[str, PrefectFuture[Any]]  # step name -> that step's future for the batch
 
 
-def _summarize(runs: list[_BatchRun], fresh: list[Batch], root: Path) -> list[DataSummary]:
+def _summarize(runs: list[_BatchRun], fresh: list[Batch], feature_store: FeatureStore) -> list[DataSummary]:
     """Wait for every batch, then return a summary per symbol (in the order asked), or raise one error
     naming every failed symbol with its step."""
     wait([f for run in runs for f in run.steps.values()])
-    done: dict[str, DataSummary] = {s: adopt(root, ref) for batch in fresh for s, ref in batch.found.items()}
+    done: dict[str, DataSummary] = {s: adopt(feature_store, ref) for batch in fresh for s, ref in batch.found.items()}
     failures: dict[str, str] = {}
     for run in runs:
         broken = next(((step, f.state) for step, f in run.steps.items() if not f.state.is_completed()), None)
@@ -97,51 +98,36 @@ def data_pipeline(symbols: list[str] | None = None, settings: Settings | None = 
               f"{pruned.kept_mb:.0f} MB kept in {execution.cache_dir}")
 
     markets = {s: settings.markets.of(s) for s in symbols}
-    batches = plan_batches(symbols, data, markets, execution.batch_size, os.cpu_count() or 1)
+    price_store, feature_store = open_price_store(data), open_feature_store(data)
+    try:
+        return _run_batches(symbols, price_store, feature_store, markets, settings, refresh_cache)
+    finally:
+        price_store.close()
+
+
+def _run_batches(symbols: list[str], price_store: PriceStore, feature_store: FeatureStore,
+                 markets: dict[str, Market], settings: Settings, refresh_cache: bool) -> list[DataSummary]:
+    data, execution = settings.data, settings.execution
+    batches = plan_batches(symbols, price_store, feature_store, data, markets, execution.batch_size,
+                           os.cpu_count() or 1)
     fresh = [] if refresh_cache else [b for b in batches if b.fresh]
     if fresh:
         print(f"{sum(len(b.symbols) for b in fresh)} symbol(s) in {len(fresh)} batch(es) unchanged since their "
               f"feature sets were stored: nothing to run for them")
-    root, io = data.feature_store_path, io_options(execution)
+    io = io_options(execution)
     runs = []
     for batch in (b for b in batches if b not in fresh):
         # Futures are passed on as arguments: Prefect resolves them, its typed `submit` does not say so.
-        loaded: Any = load_batch.submit(batch, data)
+        loaded: Any = load_batch.submit(batch, price_store, data)
         cleaned: Any = clean_batch.submit(loaded, data, markets)
         engineered: Any = engineer_batch.submit(cleaned, data)
         selected: Any = select_batch.submit(engineered, data)
         splits: Any = split_batch.submit(selected, data)
-        stored: Any = store_batch.with_options(**io).submit(splits, cleaned, selected, data)
-        published = publish_batch.with_options(**io).submit(stored, root)
+        stored: Any = store_batch.with_options(**io).submit(splits, cleaned, selected, feature_store, data)
+        published = publish_batch.with_options(**io).submit(stored, feature_store)
         runs.append(_BatchRun(batch, {"load": loaded, "clean": cleaned, "engineer": engineered,
                                       "select": selected, "split": splits, "store": stored, "publish": published}))
-    return _summarize(runs, fresh, root)
-
-
-def format_summary(summaries: Sequence[DataSummary], location: str) -> str:
-    """The per-symbol table the CLI prints."""
-    lines = [f"{'symbol':<8} {'rows':>6} {'features':>9} {'train':>6} {'val':>5} {'test':>5} {'latest':>6} "
-             f"{'fixes':>5} {'cached':>6}"]
-    for s in summaries:
-        rows = s.ref.rows
-        lines.append(
-            f"{s.ref.symbol:<8} {s.cleaning.rows_out:>6} {len(s.selection.kept):>4}/{s.features_engineered:<4} "
-            f"{rows['train']:>6} {rows['val']:>5} {rows['test']:>5} {rows['latest']:>6} "
-            f"{s.cleaning.total_fixes:>5} {s.cached_tasks:>3}/{s.total_tasks}")
-        for rule, count in sorted(s.cleaning.fixes.items()):
-            kept = " (the last row of each date kept)" if rule == "duplicate_dates_dropped" else ""
-            lines.append(f"         clean: {rule} x{count}{kept}")
-        if s.cleaning.flagged_jumps:
-            lines.append(f"         clean: {len(s.cleaning.flagged_jumps)} extreme jump(s) flagged, first "
-                         f"{s.cleaning.flagged_jumps[0]}")
-        if s.cleaning.zero_volume_days:
-            lines.append(f"         clean: {len(s.cleaning.zero_volume_days)} day(s) with zero volume flagged, first "
-                         f"{s.cleaning.zero_volume_days[0]}")
-        for gap in s.cleaning.gaps:
-            lines.append(f"         clean: {gap.sessions} trading sessions missing between {gap.after} and "
-                         f"{gap.before}")
-    lines.append(f"feature store: {location}")
-    return "\n".join(lines)
+    return _summarize(runs, fresh, feature_store)
 
 
 _INPUT_ERRORS = (ConfigError, ValueError, PriceStoreError, DataPipelineError)

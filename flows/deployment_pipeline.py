@@ -19,20 +19,21 @@ if __name__ == "__main__":
     deployment_parser().parse_args()  # answer --help and usage errors before the slow imports below
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from prefect import flow
 
-from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
+from schemas import FeatureSetRef, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
-from stores.registry import LocalModelRegistry, RegistryError
+from stores.factory import open_registry
+from stores.registry import RegistryError
 from tasks.delivery.deploy import (
-    DeploymentCheck,
     DeploymentError,
+    DeploymentResult,
     begin_promotion,
     deployment_tests,
+    failed_deployment,
     package_champion,
     production_states,
     promote,
@@ -49,29 +50,6 @@ __all__ = ["DeploymentResult", "deployment_pipeline", "main", "rollback"]
 STAGES = ("staging", "production")
 
 
-@dataclass(frozen=True)
-class DeploymentResult:
-    """What happened to one champion."""
-
-    symbol: str
-    model_type: str
-    version: int
-    status: str
-    """"production" (deployed and promoted) or "failed" (production untouched)."""
-    reason: str = ""
-    checks: tuple[DeploymentCheck, ...] = field(default_factory=tuple)
-
-    @property
-    def failure(self) -> JobFailure | None:
-        """The failed job this deployment was, or None when it reached production."""
-        return JobFailure(self.symbol, self.model_type, "deploy", self.reason) if self.status == "failed" else None
-
-
-def _failed(decision: Decision, reason: str, checks: tuple[DeploymentCheck, ...] = ()) -> DeploymentResult:
-    return DeploymentResult(decision.symbol, str(decision.model_type), int(decision.version or 0), "failed",
-                            reason, checks)
-
-
 @flow(name="deployment-pipeline", log_prints=True)
 def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef],
                         settings: Settings) -> list[DeploymentResult]:
@@ -79,37 +57,40 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
 
     Ends Failed (RunFailed carrying every result) when any deployment failed, after the others finished.
     """
-    cfg, registry_path = settings.deployment, settings.models.registry_path
+    cfg, registry = settings.deployment, open_registry(settings.models)
     send = push.with_options(retries=cfg.retries, retry_delay_seconds=[3**i for i in range(cfg.retries)])
     results = []
     for decision in (d for d in decisions if d.action == "promote"):
-        package = package_champion(decision, refs[decision.symbol], registry_path, cfg.packages_path)
+        package = package_champion(decision, refs[decision.symbol], registry, cfg.packages_path)
         try:
             send(package, cfg.staging_endpoint, cfg)
         except (DeploymentError, httpx.HTTPError) as exc:
-            results.append(_failed(decision, f"staging push failed: {exc}"))
+            results.append(failed_deployment(decision, f"staging push failed: {exc}"))
             continue
-        checks = deployment_tests(package, refs[decision.symbol], cfg.staging_endpoint, cfg, registry_path)
+        checks = deployment_tests(package, refs[decision.symbol], cfg.staging_endpoint, cfg, registry)
         failing = [c for c in checks if not c.passed]
         if failing:
-            results.append(_failed(decision, f"deployment test {failing[0].name} failed: {failing[0].detail}", checks))
+            results.append(failed_deployment(
+                decision, f"deployment test {failing[0].name} failed: {failing[0].detail}", checks))
             continue
         try:
-            begin_promotion(package, registry_path)
+            begin_promotion(package, registry)
         except (RegistryError, OSError) as exc:
-            results.append(_failed(decision, f"could not record the promotion, production untouched: {exc}", checks))
+            results.append(failed_deployment(
+                decision, f"could not record the promotion, production untouched: {exc}", checks))
             continue
         try:
             send(package, cfg.production_endpoint, cfg)
         except (DeploymentError, httpx.HTTPError) as exc:
-            undone = undo_promotion(package, cfg, registry_path)
-            results.append(_failed(decision, f"production push failed: {exc}; {undone}", checks))
+            undone = undo_promotion(package, cfg, registry)
+            results.append(failed_deployment(decision, f"production push failed: {exc}; {undone}", checks))
             continue
         try:
-            promote(package, registry_path, decision.composite, settings.monitoring.history_path)
+            promote(package, registry, decision.composite, settings.monitoring.history_path)
         except Exception as exc:  # full disk, permissions, a broken history file: production must not drift
-            undone = undo_promotion(package, cfg, registry_path)
-            results.append(_failed(decision, f"promotion failed after the production push: {exc}; {undone}", checks))
+            undone = undo_promotion(package, cfg, registry)
+            results.append(failed_deployment(
+                decision, f"promotion failed after the production push: {exc}; {undone}", checks))
             continue
         results.append(DeploymentResult(decision.symbol, package.model_type, package.version, "production",
                                         "all deployment tests passed on staging", checks))
@@ -126,7 +107,7 @@ def rollback(symbol: str, settings: Settings) -> dict[str, Any]:
     model_type, version = server_rollback(settings.deployment.production_endpoint, validate_symbol(symbol),
                                           settings.deployment)
     try:
-        LocalModelRegistry(settings.models.registry_path).set_alias(symbol, "production", model_type, version)
+        open_registry(settings.models).set_alias(symbol, "production", model_type, version)
     except (RegistryError, OSError) as exc:
         raise DeploymentError(f"production now serves {symbol} {model_type} v{version} but the registry alias "
                               f"could not follow ({exc}): run `python -m flows.deployment_pipeline reconcile`") from exc
@@ -165,7 +146,7 @@ def _status(settings: Settings, wait: float) -> int:
                     print(f"{stage} {url}: unreachable ({type(exc).__name__})", file=sys.stderr)
                     return 1
                 time.sleep(0.5)
-    drift = [s for s in production_states(served["production"], settings.models.registry_path) if not s.agrees]
+    drift = [s for s in production_states(served["production"], open_registry(settings.models)) if not s.agrees]
     for state in drift:
         print(f"out of sync: {state.describe()}", file=sys.stderr)
     if drift:
@@ -175,11 +156,12 @@ def _status(settings: Settings, wait: float) -> int:
 
 def _reconcile(settings: Settings) -> int:
     cfg = settings.deployment
-    states = production_states(served_models(cfg.production_endpoint, cfg), settings.models.registry_path)
+    registry = open_registry(settings.models)
+    states = production_states(served_models(cfg.production_endpoint, cfg), registry)
     failed = 0
     for state in (s for s in states if not s.agrees):
         try:
-            print(reconcile(state, cfg, settings.models.registry_path))
+            print(reconcile(state, cfg, registry))
         except DeploymentError as exc:
             print(f"cannot reconcile {exc}", file=sys.stderr)
             failed += 1

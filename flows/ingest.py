@@ -1,7 +1,7 @@
 """Fill the price store: `demo` writes a synthetic market, `csv` imports a real CSV or Parquet file.
 
 Usage:
-    python -m flows.ingest demo --symbols VCB,VIC,VHM --days 1500 --seed 7
+    python -m flows.ingest demo --symbols VCB,VIC,VHM --days 1500 --seed 7 [--edge reversal|none]
     python -m flows.ingest csv prices.csv --symbol VCB
 """
 
@@ -21,7 +21,14 @@ from schemas import InvalidSymbolError, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStore, PriceStoreError, SourceInfo
 from stores.factory import open_price_store
-from tasks.data.ingest import check_incoming, read_price_file, synthetic_market, window_warning
+from tasks.data.ingest import (
+    PLANTED_EDGES,
+    check_incoming,
+    planted_effect,
+    read_price_file,
+    synthetic_market,
+    window_warning,
+)
 
 __all__ = ["main"]
 
@@ -51,11 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,csv}")
 
     demo = commands.add_parser("demo", parents=[common], help="write a synthetic demo market",
-                               description="Write a deterministic synthetic market, marked synthetic.")
+                               description="Write a deterministic synthetic market, marked synthetic. By default "
+                                           "it holds a weak planted 1-day reversal for models to find (--edge).")
     demo.add_argument("--symbols", type=str, help="comma-separated symbols (default: data.symbols)")
     demo.add_argument("--days", type=int, default=1500, help="business days per symbol (default: 1500)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     demo.add_argument("--end", type=_iso_date, default=None, help="last day, YYYY-MM-DD (default: today)")
+    demo.add_argument("--edge", choices=list(PLANTED_EDGES), default="reversal",
+                      help="planted cross-sectional effect (default: reversal, a weak 1-day reversal of each "
+                           "symbol's idiosyncratic return; none: no effect; see docs/synthetic_market.md)")
 
     csv = commands.add_parser("csv", parents=[common], help="import a CSV or Parquet price file",
                               description="Import daily bars (date, open, high, low, close, volume) "
@@ -108,11 +119,14 @@ def _run(args: argparse.Namespace) -> None:
         if args.command == "demo":
             symbols = _symbol_list(args.symbols) if args.symbols is not None else list(settings.data.symbols)
             end = args.end or min(_today(settings, s) for s in symbols)
-            source = SourceInfo(kind="synthetic", detail=f"seed={args.seed} days={args.days} end={end}",
-                                synthetic=True, extra={"generator": "tasks.data.ingest.synthetic_market"})
+            reversal = PLANTED_EDGES[args.edge]
+            detail = f"synthetic demo market, seed={args.seed} days={args.days} end={end}; {planted_effect(reversal)}"
+            source = SourceInfo(kind="synthetic", detail=detail, synthetic=True,
+                                extra={"generator": "tasks.data.ingest.synthetic_market", "edge": args.edge,
+                                       "reversal": str(reversal)})
             for symbol in symbols:
                 _check_not_mixing(store, symbol, synthetic=True)
-            for symbol, bars in synthetic_market(symbols, args.days, args.seed, end).items():
+            for symbol, bars in synthetic_market(symbols, args.days, args.seed, end, reversal=reversal).items():
                 _write(store, symbol, bars, source, settings)
         else:
             symbol = validate_symbol(args.symbol.strip().upper())

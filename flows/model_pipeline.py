@@ -21,22 +21,23 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import flow, task, unmapped
+from prefect import flow, unmapped
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 
 from flows.fanout import Fanout, despite_failed_jobs, error_text
 from flows.runners import task_runner
+from models.pooled import POOLED_FOLDER, is_pooled
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
-from stores.features import FeatureStore, FeatureStoreError
-from tasks.modeling.train import TrainBatch, TrainJob, TrainResult, plan_training, train, train_batch
+from stores.factory import open_feature_store, open_registry
+from stores.features import FeatureStoreError
+from tasks.data.store import current_feature_sets
+from tasks.modeling.train import TrainBatch, TrainJob, TrainResult, job_types, plan_training, train, train_batch
 from tasks.modeling.tune import tune
 from tasks.operations.caching import cache_options
-from tasks.operations.monitor import resource_logged
 
-__all__ = ["ModelPipelineResult", "current_feature_sets", "main", "model_pipeline"]
+__all__ = ["ModelPipelineResult", "main", "model_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -50,13 +51,6 @@ class ModelPipelineResult:
     def jobs(self) -> int:
         return len(self.results) + len(self.failures)
 
-
-@task(name="locate-features", cache_policy=NO_CACHE)
-@resource_logged
-def current_feature_sets(symbols: list[str], feature_store_path: str) -> dict[str, FeatureSetRef]:
-    """The current feature set of every symbol; a missing one is an error naming the symbol."""
-    store = FeatureStore(feature_store_path)  # type: ignore[arg-type]
-    return {symbol: store.current(symbol) for symbol in symbols}
 
 
 def _describe(result: TrainResult) -> str:
@@ -106,13 +100,19 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     """
     settings = settings or load_settings()
     symbols = [validate_symbol(s) for s in (symbols or list(refs or settings.data.symbols))]
-    model_types = list(model_types or settings.models.model_types)
+    models = settings.models.model_copy(update={"model_types": tuple(model_types or settings.models.model_types)})
+    per_symbol, pooled = job_types(models)
     optimize = settings.optimization.enabled if optimize is None else optimize
-    refs = refs or current_feature_sets(symbols, str(settings.data.feature_store_path))
+    registry = open_registry(settings.models)
+    refs = refs or current_feature_sets(symbols, open_feature_store(settings.data))
     horizon = settings.data.features.horizon
 
-    jobs = [TrainJob(symbol, model_type) for symbol in symbols for model_type in model_types]
-    plan = plan_training(jobs, settings.models, retrain_all)
+    if pooled and len(symbols) < 2:
+        print(f"no pooled models ({', '.join(pooled)}): a pooled model needs two symbols or more")
+        pooled = []
+    jobs = [TrainJob(symbol, model_type) for symbol in symbols for model_type in per_symbol]
+    jobs += [TrainJob(POOLED_FOLDER, model_type) for model_type in pooled]  # one model over every symbol
+    plan = plan_training(jobs, settings.models, retrain_all, registry)
     for skipped in plan.skipped:
         print(f"{TrainJob(skipped.symbol, skipped.model_type)} skipped: {skipped.reason}")
     if plan.skipped:
@@ -120,12 +120,15 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
               "`--retrain` (flows.model_pipeline) trains them anyway")
     # Only types with a job to train are tuned, each on the symbols it will train.
     tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
-        t, {s: refs[s] for s in plan.symbols(t)}, settings.optimization, settings.models, horizon, optimize)
+        t, {s: refs[s] for s in (symbols if is_pooled(t) else plan.symbols(t))}, settings.optimization,
+        settings.models, horizon, optimize)
         for t in dict.fromkeys(job.model_type for job in plan.to_train)}
     alone, batches = plan.grouped(settings.models.grouped_types, settings.models.group_size, os.cpu_count() or 1)
     futures: list[PrefectFuture[Any]] = [
-        *train.map(alone, unmapped(refs), [tuned[job.model_type] for job in alone], unmapped(settings.models)),
-        *train_batch.map(batches, unmapped(refs), [tuned[b.model_type] for b in batches], unmapped(settings.models))]
+        *train.map(alone, unmapped(refs), [tuned[job.model_type] for job in alone], unmapped(settings.models),
+                   unmapped(registry)),
+        *train_batch.map(batches, unmapped(refs), [tuned[b.model_type] for b in batches], unmapped(settings.models),
+                         unmapped(registry))]
 
     def failure(job: TrainJob, error: str) -> JobFailure:  # a failed tuning is the real reason its jobs failed
         tuning = tuned[job.model_type]

@@ -19,29 +19,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from flows.data_pipeline import DataPipelineError, data_pipeline
-from flows.deployment_pipeline import DeploymentResult, deployment_pipeline
-from flows.evaluation_pipeline import EvaluationOutcome, evaluation_pipeline
+from flows.deployment_pipeline import deployment_pipeline
+from flows.evaluation_pipeline import evaluation_pipeline
 from flows.fanout import despite_failed_jobs
-from flows.model_pipeline import ModelPipelineResult, model_pipeline
+from flows.model_pipeline import model_pipeline
 from flows.runners import task_runner
-from schemas import DataSummary, JobFailure, RunFailed, failed_jobs_message, validate_symbol
-from settings import DataSettings, Settings, load_settings
+from schemas import JobFailure, RunFailed, failed_jobs_message, validate_symbol
+from settings import Settings, load_settings
 from stores.base import PriceStoreError
-from stores.factory import open_price_store
-from tasks.data.load import check_prices
-from tasks.delivery.deploy import stage_champions
+from stores.factory import open_price_store, open_registry
+from tasks.data.load import check_prices, describe_sources
+from tasks.delivery.deploy import DeploymentResult, stage_champions
 from tasks.delivery.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
+from tasks.delivery.summaries import format_leaderboard, report_sections, run_failures
 from tasks.evaluation.choose import Decision, choose
 from tasks.operations.caching import io_options
-from tasks.operations.monitor import Anomaly, resource_logged
-from tasks.operations.notify import notify
+from tasks.operations.monitor import Anomaly
+from tasks.operations.notify import notifiers, notify
 from tasks.operations.watch import watch_run
 
-__all__ = ["TrainingOutcome", "format_leaderboard", "main", "run_full_pipeline", "training"]
+__all__ = ["TrainingOutcome", "main", "run_full_pipeline", "training"]
 
 
 @dataclass(frozen=True)
@@ -57,39 +57,6 @@ class TrainingOutcome:
     alerts: list[Anomaly] = field(default_factory=list)
     jobs: int = 0
     """training, evaluation and deployment jobs run, failed ones included."""
-
-
-@task(name="describe-sources", cache_policy=NO_CACHE)
-@resource_logged
-def describe_sources(symbols: list[str], data: DataSettings) -> dict[str, dict[str, Any]]:
-    """Where each symbol's prices came from (synthetic or imported), for the report."""
-    store = open_price_store(data)
-    try:
-        info = {s: store.source_info(s) for s in symbols}
-    finally:
-        store.close()
-    return {s: {"kind": i.kind, "detail": i.detail, "synthetic": i.synthetic} if i else {} for s, i in info.items()}
-
-
-def _sections(data: list[DataSummary] | None, models: ModelPipelineResult | None,
-              evaluation: EvaluationOutcome | None, sources: dict[str, Any] | None,
-              deployments: list[DeploymentResult] | None = None) -> dict[str, Any]:
-    """The report's record of every step that finished."""
-    return {
-        "data_source": sources or {},
-        "data": [{"symbol": s.ref.symbol, "rows": s.cleaning.rows_out, "features": list(s.selection.kept),
-                  "splits": s.ref.rows, "feature_set": s.ref.content_hash, "cleaning": s.cleaning}
-                 for s in data or []],
-        "training": {"results": models.results, "failures": models.failures} if models else None,
-        "evaluation_failures": evaluation.failures if evaluation else [],
-        "deployment": deployments,
-    }
-
-
-def _failures(models: ModelPipelineResult | None, evaluation: EvaluationOutcome | None,
-              deployments: list[DeploymentResult] | None) -> list[JobFailure]:
-    return ((models.failures if models else []) + (evaluation.failures if evaluation else [])
-            + [d.failure for d in deployments or [] if d.failure])
 
 
 @flow(name="training", log_prints=True)
@@ -108,7 +75,11 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
     data = models = evaluation = sources = deployments = None
     step = "data-pipeline"
     try:
-        sources = describe_sources(symbols, settings.data)
+        price_store = open_price_store(settings.data)
+        try:
+            sources = describe_sources(symbols, price_store)
+        finally:
+            price_store.close()
         data = data_pipeline(symbols=symbols, settings=settings)
         refs = {s.ref.symbol: s.ref for s in data}
         step = "model-pipeline"
@@ -119,28 +90,28 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings)
         step = "choose"
         decisions = choose(evaluation.results, evaluation.production, settings.model_selection.significance_level)
-        stage_champions.with_options(**io_options(settings.execution))(decisions, settings.models.registry_path)
+        stage_champions.with_options(**io_options(settings.execution))(decisions, open_registry(settings.models))
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
             deployments = despite_failed_jobs(deployment_pipeline, decisions, refs, settings)
         step = "report"
-        failures = _failures(models, evaluation, deployments)
+        failures = run_failures(models, evaluation, deployments)
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
-                         _sections(data, models, evaluation, sources, deployments), failures)
+                         report_sections(data, models, evaluation, sources, deployments), failures)
     except Exception as exc:
         failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
-                                             _sections(data, models, evaluation, sources, deployments),
-                                             _failures(models, evaluation, deployments))
+                                             report_sections(data, models, evaluation, sources, deployments),
+                                             run_failures(models, evaluation, deployments))
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
                                failed_report.html_path)
         failed = Anomaly("failed_job", f"training {run_id}", f"step {step} failed: {type(exc).__name__}: {exc}")
         io = io_options(settings.execution)
-        notify.with_options(**io)([failed], f"training {run_id} failed", settings.monitoring)
+        notify.with_options(**io)([failed], f"training {run_id} failed", notifiers(settings.monitoring))
         raise
     alerts = watch_run("training", run_id, started, (datetime.now(UTC) - started).total_seconds(),
                        run_status(failures), models.results, failures, settings.monitoring)
     notify.with_options(**io_options(settings.execution))(alerts, f"training {run_id}: {len(alerts)} alert(s)",
-                                                          settings.monitoring)
+                                                          notifiers(settings.monitoring))
     outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
                               failures, deployments or [], alerts,
                               jobs=models.jobs + evaluation.jobs + len(deployments or []))
@@ -154,28 +125,6 @@ def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = Fals
     """Run the `training` flow from Python, as the CLI does."""
     return training(symbols=symbols, config_file=config_file, retrain_all=retrain_all, optimize=optimize,
                     deploy=deploy)
-
-
-def format_leaderboard(outcome: TrainingOutcome) -> str:
-    """The console leaderboard: the main metrics per (symbol, model) and the decisions."""
-    columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "dm_p", "r2", "dir_acc", "sharpe",
-               "psr", "max_dd", "total_return", "bh_return", "price_move", "chosen")
-    lines = [" ".join(f"{c:>12}" for c in columns)]
-    for row in outcome.leaderboard:
-        lines.append(" ".join(
-            f"{row[c]:>12.4f}" if isinstance(row[c], float) else f"{'' if row[c] is None else str(row[c]):>12}"
-            for c in columns))
-    for d in outcome.decisions:
-        target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
-        lines.append(f"{d.symbol}: {d.action} ({target})")
-        lines += [f"    {reason}" for reason in d.reasons]
-    for failure in outcome.failures:
-        lines.append(f"failed: {failure}")
-    for deployed in outcome.deployments:
-        lines.append(f"deployment {deployed.symbol}: {deployed.model_type} v{deployed.version} -> {deployed.status} "
-                     f"({deployed.reason})")
-    lines.append(f"report: {outcome.report.html_path}")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,12 +141,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_outcome(outcome: TrainingOutcome, settings: Settings) -> int:
-    print(format_leaderboard(outcome))
+    print(format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
+                             outcome.report.html_path))
     return 0
 
 
 def _print_failed_run(exc: RunFailed) -> int:
-    print(format_leaderboard(exc.outcome))
+    outcome = exc.outcome
+    print(format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
+                             outcome.report.html_path))
     print(f"training failed: {exc}", file=sys.stderr)
     return 1
 

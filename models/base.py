@@ -141,9 +141,25 @@ class Forecaster(ABC):
         model.fitted = True
         return model
 
+    def fit_segments(self, train: Sequence[pl.DataFrame], val: Sequence[pl.DataFrame]) -> Self:
+        """Fit on several series at once (one per symbol): `train[i]` and `val[i]` are the train and val rows of
+        series i. Models that read past rows never read across two series."""
+        if not train or len(train) != len(val):
+            raise ModelError(f"{self.model_type}: {len(train)} train and {len(val)} val series")
+        for i, (t, v) in enumerate(zip(train, val, strict=True)):
+            self._check(t, f"train series {i}", need_label=True)
+            self._check(v, f"val series {i}", need_label=True)
+        self._fit_segments(list(train), list(val))
+        self.fitted = True
+        return self
+
     # -- what each model type implements ----------------------------------------------------------
     @abstractmethod
     def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None: ...
+
+    def _fit_segments(self, train: list[pl.DataFrame], val: list[pl.DataFrame]) -> None:
+        """Several series: by default their rows stacked, for models that read one row at a time."""
+        self._fit(pl.concat(train, how="vertical_relaxed"), pl.concat(val, how="vertical_relaxed"))
 
     @abstractmethod
     def _predict(self, frame: pl.DataFrame, context: pl.DataFrame | None) -> np.ndarray: ...

@@ -15,6 +15,10 @@ MODEL_CLASSES = {
     "catboost": "models.catboost:CatBoostForecaster",
     "lstm": "models.lstm:LSTMForecaster",
     "transformer": "models.transformer:TransformerForecaster",
+    # One model over many symbols (models/pooled.py); ARIMA models one series and has no pooled form.
+    "catboost-pooled": "models.pooled:PooledCatBoostForecaster",
+    "lstm-pooled": "models.pooled:PooledLSTMForecaster",
+    "transformer-pooled": "models.pooled:PooledTransformerForecaster",
 }
 
 # Every module whose code shapes a fitted model: a change to any of them invalidates cached tuning.

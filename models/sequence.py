@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from pydantic import Field
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
 from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
 
@@ -104,30 +104,40 @@ def sliding_windows(rows: np.ndarray, lookback: int) -> torch.Tensor:
     return values.unfold(0, lookback, 1).transpose(1, 2)  # a view: no copy per window
 
 
+Rows = tuple[np.ndarray, np.ndarray]
+"""scaled features (rows, n_features) and targets (rows,) of one series, in date order."""
+
+
 class WindowDataModule(L.LightningDataModule):
     """Scaled train and val rows as sliding windows; val windows reach back into the tail of train.
 
     Args:
-        train: scaled train features (rows, n_features) and targets (rows,), in date order.
-        val: the same for val, which follows train.
+        train: one series' train rows, or several series' (one per symbol): windows never span two series.
+        val: the val rows that follow each train series, in the same order.
         lookback: rows per window.
         batch_size: windows per batch.
         seed: seeds the shuffling of training windows.
     """
 
-    def __init__(self, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-                 lookback: int, batch_size: int, seed: int) -> None:
+    def __init__(self, train: Rows | list[Rows], val: Rows | list[Rows], lookback: int, batch_size: int,
+                 seed: int) -> None:
         super().__init__()
-        self.train_rows, self.val_rows = train, val
+        self.train_rows = train if isinstance(train, list) else [train]
+        self.val_rows = val if isinstance(val, list) else [val]
         self.lookback, self.batch_size, self.seed = lookback, batch_size, seed
 
     def setup(self, stage: str) -> None:
-        (train_x, train_y), (val_x, val_y) = self.train_rows, self.val_rows
-        # Train windows end at rows t >= lookback - 1, so none is padded.
-        self.train_set = TensorDataset(sliding_windows(train_x, self.lookback),
-                                       torch.tensor(train_y[self.lookback - 1:], dtype=torch.float32))
-        self.val_set = TensorDataset(sliding_windows(with_history(val_x, train_x, self.lookback), self.lookback),
-                                     torch.tensor(val_y, dtype=torch.float32))
+        lookback, train_sets, val_sets = self.lookback, [], []
+        for (train_x, train_y), (val_x, val_y) in zip(self.train_rows, self.val_rows, strict=True):
+            # Train windows end at rows t >= lookback - 1, so none is padded.
+            if len(train_x) >= lookback:
+                train_sets.append((sliding_windows(train_x, lookback),
+                                   torch.tensor(train_y[lookback - 1:], dtype=torch.float32)))
+            val_sets.append((sliding_windows(with_history(val_x, train_x, lookback), lookback),
+                             torch.tensor(val_y, dtype=torch.float32)))
+        # Windows are views of each series' rows: concatenated as datasets, not copied.
+        self.train_set = _joined([TensorDataset(x, y) for x, y in train_sets])
+        self.val_set = _joined([TensorDataset(x, y) for x, y in val_sets])
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
@@ -135,6 +145,10 @@ class WindowDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)
+
+
+def _joined(parts: list[TensorDataset]) -> Dataset:
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
 class SequenceRegressor(L.LightningModule):
@@ -208,14 +222,18 @@ class SequenceForecaster(Forecaster):
                 "weight_decay": trial.suggest_float("weight_decay", 1e-3, 10.0, log=True)}
 
     def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None:
+        self._fit_segments([train], [val])
+
+    def _fit_segments(self, train: list[pl.DataFrame], val: list[pl.DataFrame]) -> None:
         p = self.params
-        if train.height < p.lookback:
-            raise ModelError(f"{self.model_type}: train has {train.height} rows, lookback needs {p.lookback}")
-        train_x, train_y = feature_matrix(train, self.features), train[LABEL].to_numpy().astype(np.float64)
-        val_x, val_y = feature_matrix(val, self.features), val[LABEL].to_numpy().astype(np.float64)
-        scaler = Scaler.fit(train_x, train_y)
-        data = WindowDataModule((scaler.features(train_x), train_y / scaler.target_scale),
-                                (scaler.features(val_x), val_y / scaler.target_scale),
+        if max(t.height for t in train) < p.lookback:
+            raise ModelError(f"{self.model_type}: train has {max(t.height for t in train)} rows, "
+                             f"lookback needs {p.lookback}")
+        train_rows = [(feature_matrix(t, self.features), t[LABEL].to_numpy().astype(np.float64)) for t in train]
+        val_rows = [(feature_matrix(v, self.features), v[LABEL].to_numpy().astype(np.float64)) for v in val]
+        scaler = Scaler.fit(np.concatenate([x for x, _ in train_rows]), np.concatenate([y for _, y in train_rows]))
+        data = WindowDataModule([(scaler.features(x), y / scaler.target_scale) for x, y in train_rows],
+                                [(scaler.features(x), y / scaler.target_scale) for x, y in val_rows],
                                 p.lookback, p.batch_size, self.seed)
         with _torch_session(self.threads), TemporaryDirectory(prefix="sequence-fit-") as scratch:
             L.seed_everything(self.seed, workers=True, verbose=False)

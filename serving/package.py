@@ -20,7 +20,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models.base import MODEL_FILE
+from models.base import MODEL_FILE, ModelError
+from models.pooled import is_pooled, symbol_features
 from schemas import validate_symbol
 from stores.files import atomic_writer
 
@@ -133,7 +134,11 @@ def build_package(version_dir: Path, history: pl.DataFrame, *, symbol: str, mode
     description = _model_description(version_dir)
     if description.get("model_type") != model_type:
         raise PackageError(f"{version_dir}: holds a {description.get('model_type')} model, not {model_type}")
-    features = [str(f) for f in description["features"]]
+    try:  # a pooled model serves many symbols: the package carries what this one reads
+        features = symbol_features(description, symbol) if is_pooled(model_type) else [
+            str(f) for f in description["features"]]
+    except ModelError as exc:
+        raise PackageError(f"{version_dir}: {exc}") from None
     missing = [c for c in ("date", *features) if c not in history.columns]
     if missing:
         raise PackageError(f"history lacks column(s) {', '.join(missing)}")

@@ -27,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from models.base import LABEL, Forecaster, ModelError
+from models.pooled import PooledForecaster
 from schemas import validate_symbol
 from serving.package import FEATURES_FILE, MANIFEST_FILE, MODEL_DIR, PackageError, PackageManifest, read_package
 from stores.files import atomic_write
@@ -225,6 +226,8 @@ class ModelSlots:
             if hashlib.sha256((slot_dir / name).read_bytes()).hexdigest() != digest:
                 raise PackageError(f"{name} of slot {slot}: altered since it was deployed (sha256 mismatch)")
         model = Forecaster.load(slot_dir / MODEL_DIR, threads=self.threads)
+        if isinstance(model, PooledForecaster):
+            model.bind(symbol)  # its scaling and features for this symbol
         if (model.model_type, model.features, model.horizon) != (
                 manifest.model_type, manifest.features, manifest.horizon):
             raise PackageError("model.json disagrees with the manifest on model type, features or horizon")

@@ -1,11 +1,14 @@
-"""Open the configured PriceStore."""
+"""Build the stores the flows hand to their tasks, once per run, from settings: the one place that picks a
+backend, so another (a MongoDB price store, a remote registry) drops in without touching a task."""
 
 from __future__ import annotations
 
-from settings import DataSettings
+from settings import DataSettings, ModelsSettings
 from stores.base import PriceStore
+from stores.features import FeatureStore
+from stores.registry import LocalModelRegistry, ModelRegistry
 
-__all__ = ["open_price_store"]
+__all__ = ["open_feature_store", "open_price_store", "open_registry"]
 
 
 def open_price_store(data: DataSettings) -> PriceStore:
@@ -18,3 +21,13 @@ def open_price_store(data: DataSettings) -> PriceStore:
     from stores.parquet import ParquetPriceStore
 
     return ParquetPriceStore(data.prices_path)
+
+
+def open_feature_store(data: DataSettings) -> FeatureStore:
+    """The feature store under `data.feature_store_path`."""
+    return FeatureStore(data.feature_store_path)
+
+
+def open_registry(models: ModelsSettings) -> ModelRegistry:
+    """The model registry under `models.registry_path`."""
+    return LocalModelRegistry(models.registry_path)

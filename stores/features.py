@@ -85,6 +85,9 @@ class FeatureStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def __repr__(self) -> str:  # stable: task cache keys include it
+        return f"FeatureStore({str(self.root)!r})"
+
     def write(self, symbol: str, parts: dict[str, pl.DataFrame], features: tuple[str, ...], label: str,
               metadata: dict[str, Any], *, publish: bool = True) -> FeatureSetRef:
         """Store `parts` (train/val/test/latest/all) as a snapshot; make it the current one if `publish`."""

@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from models.base import Forecaster
+from models.pooled import POOLED_FOLDER, PooledForecaster, is_pooled
 from schemas import SYMBOL_PATTERN, validate_symbol
 from stores.files import atomic_write, sha256_file
 
@@ -60,6 +61,8 @@ class ModelMetadata(BaseModel):
     seed: int
     files: dict[str, str] = {}
     """file name -> sha256, checked on load."""
+    symbols: list[str] = []
+    """a pooled model's symbols (`symbol` is then models.pooled.POOLED_FOLDER); empty for a per-symbol one."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ class PendingPromotion(BaseModel):
 
 
 class ModelRegistry(Protocol):
-    """What the pipeline needs from a registry."""
+    """What the pipeline needs from a registry: tasks receive one, built once from settings
+    (stores/factory.py), so another backend drops in without touching them."""
 
     def register(self, model: Forecaster, symbol: str, *, metrics: dict[str, float], data_hash: str,
                  code_version: str, duration_seconds: float) -> ModelVersion: ...
@@ -107,6 +111,20 @@ class ModelRegistry(Protocol):
     def set_alias(self, symbol: str, alias: Alias, model_type: str, version: int) -> None: ...
 
     def alias(self, symbol: str, alias: Alias) -> ModelVersion | None: ...
+
+    def versions(self, model_type: str, symbol: str) -> list[int]: ...
+
+    def alias_history(self, symbol: str, alias: Alias) -> list[tuple[str, int]]: ...
+
+    def aliased_symbols(self, alias: Alias) -> list[str]: ...
+
+    def begin_promotion(self, intent: PendingPromotion) -> None: ...
+
+    def pending_promotion(self, symbol: str) -> PendingPromotion | None: ...
+
+    def pending_symbols(self) -> list[str]: ...
+
+    def end_promotion(self, symbol: str) -> None: ...
 
 
 def _check_model_type(model_type: str) -> str:
@@ -124,6 +142,9 @@ class LocalModelRegistry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def __repr__(self) -> str:  # stable: task cache keys include it
+        return f"LocalModelRegistry({str(self.root)!r})"
+
     # -- versions ---------------------------------------------------------------------------------
     def register(self, model: Forecaster, symbol: str, *, metrics: dict[str, float], data_hash: str,
                  code_version: str, duration_seconds: float) -> ModelVersion:
@@ -136,9 +157,9 @@ class LocalModelRegistry:
             files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             metadata = ModelMetadata(
                 model_type=model.model_type, symbol=symbol, params=model.params.model_dump(mode="json"),
-                metrics=metrics, features=list(model.features), data_hash=data_hash,
+                metrics=metrics, features=list(getattr(model, "pooled", model.features)), data_hash=data_hash,
                 code_version=code_version, created_at=datetime.now(UTC), duration_seconds=duration_seconds,
-                files=files, horizon=model.horizon, seed=model.seed,
+                files=files, horizon=model.horizon, seed=model.seed, symbols=list(getattr(model, "symbols", ())),
             )
             (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), encoding="utf-8")
             version = self._claim_version(tmp, folder)
@@ -180,6 +201,9 @@ class LocalModelRegistry:
             raise RegistryError(f"metadata file missing: {meta_path}") from None
         except ValueError as exc:
             raise RegistryError(f"metadata file corrupt: {meta_path} ({exc})") from None
+        if is_pooled(model_type) and symbol != POOLED_FOLDER and symbol not in metadata.symbols:
+            raise RegistryError(f"{model_type} v{version} was not fitted on {symbol} "
+                                f"({len(metadata.symbols)} symbols: {', '.join(metadata.symbols[:10])})")
         return ModelVersion(model_type, symbol, version, path, metadata)
 
     def load(self, model_type: str, symbol: str, version: int | None = None,
@@ -192,7 +216,10 @@ class LocalModelRegistry:
                 raise RegistryError(f"model file missing: {path}")
             if sha256_file(path) != digest:
                 raise RegistryError(f"model file corrupt (sha256 mismatch): {path}")
-        return Forecaster.load(entry.path, threads=threads), entry
+        model = Forecaster.load(entry.path, threads=threads)
+        if isinstance(model, PooledForecaster) and symbol != POOLED_FOLDER:
+            model.bind(symbol)  # its scaling and features for this symbol
+        return model, entry
 
     def load_alias(self, symbol: str, alias: Alias, threads: int = 1) -> tuple[Forecaster, ModelVersion]:
         """Load the version `alias` points at for `symbol` (see `load`)."""
@@ -263,6 +290,10 @@ class LocalModelRegistry:
 
     # -- internals --------------------------------------------------------------------------------
     def _folder(self, model_type: str, symbol: str) -> Path:
+        if is_pooled(model_type):  # one folder for every symbol a pooled version serves
+            if symbol != POOLED_FOLDER:
+                validate_symbol(symbol)
+            return self.root / model_type / POOLED_FOLDER
         return self.root / model_type / validate_symbol(symbol)
 
     @staticmethod

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Generic, TypeVar
 
 import polars as pl
@@ -27,7 +26,7 @@ from prefect.utilities.hashing import hash_objects
 
 from schemas import CalendarGap, CleaningReport, DataSummary, FeatureSetRef, SelectionReport
 from settings import DataSettings, Market
-from stores.base import PriceStoreUnavailable
+from stores.base import PriceStore, PriceStoreUnavailable
 from stores.features import FeatureStore, FeatureStoreError
 from tasks.data.clean import Cleaned, clean
 from tasks.data.features import SYMBOL, compute_features
@@ -107,9 +106,8 @@ def input_key(symbol: str, fingerprint: str, data: DataSettings, market: Market)
                             stable_token(market), code_version(PIPELINE_MODULES), raise_on_failure=True))
 
 
-def _built_from(root: Path, symbol: str, key: str) -> FeatureSetRef | None:
+def _built_from(feature_store: FeatureStore, symbol: str, key: str) -> FeatureSetRef | None:
     """An intact snapshot of `symbol` built from `key`: the current one, else one of the kept older ones."""
-    feature_store = FeatureStore(root)
     try:
         candidates = [feature_store.current(symbol)]
     except (FeatureStoreError, OSError, ValueError, KeyError):
@@ -127,8 +125,8 @@ def _built_from(root: Path, symbol: str, key: str) -> FeatureSetRef | None:
 
 @task(name="plan-batches", task_run_name="plan-batches", cache_policy=NO_CACHE)
 @resource_logged
-def plan_batches(symbols: list[str], data: DataSettings, markets: dict[str, Market], size: int,
-                 workers: int = 1) -> list[Batch]:
+def plan_batches(symbols: list[str], price_store: PriceStore, feature_store: FeatureStore, data: DataSettings,
+                 markets: dict[str, Market], size: int, workers: int = 1) -> list[Batch]:
     """Cut `symbols` into even batches of at most `size` (at least `workers` of them while there are symbols
     enough, so the batches run side by side), keyed on each symbol's price fingerprint; find the snapshots
     already built from those keys.
@@ -136,24 +134,18 @@ def plan_batches(symbols: list[str], data: DataSettings, markets: dict[str, Mark
     A symbol the store cannot fingerprint (unknown, unreachable) gets a key of its own making it stale, so
     its batch runs and `load` reports the real error.
     """
-    from stores.factory import open_price_store
-
-    price_store = open_price_store(data)
-    try:
-        keys: dict[str, str] = {}
-        for symbol in symbols:
-            try:
-                fingerprint = price_store.fingerprint(symbol, data.start_date, data.end_date)
-            except PriceStoreUnavailable:
-                raise  # already retried within data.mongodb.max_wait_seconds: the run fails, saying so
-            except Exception as exc:  # reported by load_batch
-                fingerprint = f"unavailable: {type(exc).__name__}"
-            keys[symbol] = input_key(symbol, fingerprint, data, markets[symbol])
-    finally:
-        price_store.close()
+    keys: dict[str, str] = {}
+    for symbol in symbols:
+        try:
+            fingerprint = price_store.fingerprint(symbol, data.start_date, data.end_date)
+        except PriceStoreUnavailable:
+            raise  # already retried within data.mongodb.max_wait_seconds: the run fails, saying so
+        except Exception as exc:  # reported by load_batch
+            fingerprint = f"unavailable: {type(exc).__name__}"
+        keys[symbol] = input_key(symbol, fingerprint, data, markets[symbol])
     count = max(-(-len(symbols) // size), min(workers, len(symbols)))  # never fewer batches than workers
     groups = [symbols[i * len(symbols) // count:(i + 1) * len(symbols) // count] for i in range(count)]
-    found = {s: ref for s in symbols if (ref := _built_from(data.feature_store_path, s, keys[s])) is not None}
+    found = {s: ref for s in symbols if (ref := _built_from(feature_store, s, keys[s])) is not None}
     return [Batch(n, len(groups), tuple(group), {s: keys[s] for s in group},
                   {s: found[s] for s in group if s in found})
             for n, group in enumerate(groups, start=1)]
@@ -161,17 +153,12 @@ def plan_batches(symbols: list[str], data: DataSettings, markets: dict[str, Mark
 
 @task(name="load-batch", task_run_name="load-batch-{batch.label}", cache_policy=NO_CACHE)
 @resource_logged
-def load_batch(batch: Batch, data: DataSettings) -> Stage[pl.DataFrame]:
-    """Each symbol's bars in the window, from one price store connection."""
-    from stores.factory import open_price_store
+def load_batch(batch: Batch, price_store: PriceStore, data: DataSettings) -> Stage[pl.DataFrame]:
+    """Each symbol's bars in the window."""
     from tasks.data.load import read_window
 
-    price_store = open_price_store(data)
-    try:
-        start = Stage(batch, {symbol: symbol for symbol in batch.symbols})
-        return _each("load", start, lambda symbol, _: read_window(price_store, symbol, data))
-    finally:
-        price_store.close()
+    start = Stage(batch, {symbol: symbol for symbol in batch.symbols})
+    return _each("load", start, lambda symbol, _: read_window(price_store, symbol, data))
 
 
 @task(name="clean-batch", task_run_name="clean-batch-{stage.batch.label}", cache_policy=NO_CACHE)
@@ -213,11 +200,11 @@ def split_batch(stage: Stage[Selected], data: DataSettings) -> Stage[Splits]:
       retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the data pipeline
 @resource_logged
 def store_batch(stage: Stage[Splits], cleaned: Stage[Cleaned], selected: Stage[Selected],
-                data: DataSettings) -> Stage[FeatureSetRef]:
+                feature_store: FeatureStore, data: DataSettings) -> Stage[FeatureSetRef]:
     """Write each symbol's snapshot (not yet current), with the input key it was built from. A file system error
     fails the task run, to be retried: writing the same content again keeps the snapshot already there."""
     def write(symbol: str, splits: Splits) -> FeatureSetRef:
-        return store.fn(splits, symbol, cleaned.values[symbol], selected.values[symbol], data.feature_store_path,
+        return store.fn(splits, symbol, cleaned.values[symbol], selected.values[symbol], feature_store,
                         data.features.horizon, input_key=stage.batch.keys[symbol])
 
     return _each("store", stage, write, outages=(PriceStoreUnavailable, OSError))
@@ -226,16 +213,16 @@ def store_batch(stage: Stage[Splits], cleaned: Stage[Cleaned], selected: Stage[S
 @task(name="publish-batch", task_run_name="publish-batch-{stage.batch.label}", cache_policy=NO_CACHE,
       retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the data pipeline
 @resource_logged
-def publish_batch(stage: Stage[FeatureSetRef], root: Path) -> Stage[FeatureSetRef]:
+def publish_batch(stage: Stage[FeatureSetRef], feature_store: FeatureStore) -> Stage[FeatureSetRef]:
     """Make each stored snapshot its symbol's current one (a file system error fails the task run, to be
     retried; publishing again is harmless)."""
-    return _each("publish", stage, lambda _, ref: publish.fn(ref, root), outages=(PriceStoreUnavailable, OSError))
+    return _each("publish", stage, lambda _, ref: publish.fn(ref, feature_store),
+                 outages=(PriceStoreUnavailable, OSError))
 
 
-def adopt(root: Path, ref: FeatureSetRef) -> DataSummary:
+def adopt(feature_store: FeatureStore, ref: FeatureSetRef) -> DataSummary:
     """A fresh symbol's summary, read back from the manifest of the snapshot built from its inputs, which
     becomes the current one if it is not (a configuration used before, then another, then this one again)."""
-    feature_store = FeatureStore(root)
     try:
         current = feature_store.current(ref.symbol)
     except FeatureStoreError:

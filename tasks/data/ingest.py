@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -16,8 +16,8 @@ import polars as pl
 from schemas import validate_symbol
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 
-__all__ = ["SUPPORTED_SUFFIXES", "IncomingBars", "check_incoming", "read_price_file", "synthetic_market",
-           "window_warning"]
+__all__ = ["DEMO_REVERSAL", "DEMO_REVERSAL_IC", "PLANTED_EDGES", "SUPPORTED_SUFFIXES", "IncomingBars",
+           "check_incoming", "planted_effect", "read_price_file", "synthetic_market", "window_warning"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -38,6 +38,14 @@ _TRANSITIONS = np.array([
 _LIMIT = 0.07  # HOSE daily price band around the previous close
 _T_DF = 5  # Student-t shocks: fat tails like real daily returns
 _MEAN_REVERSION = 0.003  # pulls log price toward the symbol's level so long histories stay plausible
+
+DEMO_REVERSAL = 0.04
+"""The demo market's planted 1-day reversal: tomorrow's idiosyncratic return loads -DEMO_REVERSAL on today's."""
+DEMO_REVERSAL_IC = 0.038
+"""Mean daily cross-sectional Spearman IC of -ln(close[t]/close[t-1]) against ln(close[t+1]/close[t]) at
+DEMO_REVERSAL: the average over seeds 0-7 of 50 symbols x 1500 days (benchmarks/planted_edge.py)."""
+PLANTED_EDGES: Mapping[str, float] = {"reversal": DEMO_REVERSAL, "none": 0.0}
+"""The demo command's --edge choices and the `reversal` each one plants."""
 
 
 def _stable_int(text: str) -> int:
@@ -75,6 +83,15 @@ def _garch(shocks: np.ndarray, long_run_vol: float, alpha: float, beta: float) -
     return eps, sigma
 
 
+def _reversing(eps: np.ndarray, reversal: float) -> np.ndarray:
+    """x[t] = eps[t] - reversal * x[t-1]: each day gives back `reversal` of the day before's move."""
+    out = np.empty_like(eps)
+    previous = 0.0
+    for t, e in enumerate(eps):
+        previous = out[t] = e - reversal * previous
+    return out
+
+
 def _student_t(rng: np.random.Generator, size: int) -> np.ndarray:
     return rng.standard_t(_T_DF, size) / math.sqrt(_T_DF / (_T_DF - 2))
 
@@ -93,7 +110,8 @@ def _market(seed: int, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _DRIFT[regimes], eps * scale, sigma * scale
 
 
-def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, list[float]]:
+def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 reversal: float) -> dict[str, list[float]]:
     drift, market_eps, market_sigma = market
     days = len(drift)
     rng = np.random.default_rng([seed, _stable_int(symbol)])
@@ -102,6 +120,8 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
     beta = 0.7 + (key >> 16) % 600 / 1000.0
     traded_value = (80 + (key >> 32) % 320) * 1e9  # VND per day
     idio_eps, idio_sigma = _garch(_student_t(rng, days), long_run_vol=0.012, alpha=0.08, beta=0.90)
+    if reversal:
+        idio_eps = _reversing(idio_eps, reversal)
     sigma = np.hypot(beta * market_sigma, idio_sigma)
     returns = beta * (drift + market_eps) + idio_eps
     gap_noise, high_noise, low_noise = rng.normal(size=days), *np.abs(rng.normal(size=(2, days)))
@@ -126,24 +146,40 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
     return bars
 
 
-def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date) -> dict[str, pl.DataFrame]:
+def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
+                     reversal: float = 0.0) -> dict[str, pl.DataFrame]:
     """A deterministic synthetic HOSE-like market: `days` business days ending at `end`, per symbol.
 
     Regimes (bull / sideways / bear) follow a Markov chain shared by all symbols; returns have GARCH(1,1)
     volatility clustering and fat tails; closes move at most 7% a day and sit on the HOSE tick grid.
-    A symbol's bars depend only on (symbol, days, seed, end), not on which other symbols are asked for.
+    A symbol's bars depend only on (symbol, days, seed, end, reversal), not on the other symbols asked for.
+
+    Args:
+        reversal: the planted short-horizon reversal, 0 (none) to below 1: each symbol's idiosyncratic
+            return follows x[t] = e[t] - reversal * x[t-1]. DEMO_REVERSAL gives a mean daily rank IC of
+            about DEMO_REVERSAL_IC, as described in docs/synthetic_market.md.
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
+    if not 0.0 <= reversal < 1.0:
+        raise ValueError(f"reversal must be in [0, 1), got {reversal}")
     names = [validate_symbol(s) for s in symbols]
     last = np.busday_offset(np.datetime64(end, "D"), 0, roll="backward")
     dates = pl.Series("date", np.busday_offset(last, np.arange(-(days - 1), 1)), dtype=pl.Date)
     market = _market(seed, days)
     frames = {}
     for symbol in dict.fromkeys(names):
-        bars = _symbol_bars(symbol, seed, market)
+        bars = _symbol_bars(symbol, seed, market, reversal)
         frames[symbol] = pl.DataFrame({"date": dates, **bars}, schema=PRICE_SCHEMA)
     return frames
+
+
+def planted_effect(reversal: float) -> str:
+    """The planted effect in words, for the price store's source detail and the report."""
+    if not reversal:
+        return "planted effect: none"
+    strength = f", mean daily IC about {DEMO_REVERSAL_IC}" if reversal == DEMO_REVERSAL else ""
+    return f"planted effect: 1-day reversal of idiosyncratic returns (reversal {reversal}{strength})"
 
 
 _ALIASES = {"datetime": "date", "timestamp": "date", "time": "date", "trading_date": "date",

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import polars as pl
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.states import State
 
 from schemas import validate_symbol
@@ -21,7 +22,7 @@ from tasks.data.split import check_history, required_rows
 from tasks.operations.caching import PriceFingerprint
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["check_prices", "load_prices", "read_window"]
+__all__ = ["check_prices", "describe_sources", "load_prices", "read_window"]
 
 
 def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
@@ -38,13 +39,9 @@ def _retry_on_outage(task: Any, task_run: Any, state: State) -> bool:
     retry_condition_fn=_retry_on_outage,  # retries: execution.io_retries, set by the data pipeline
 )
 @resource_logged
-def load_prices(symbol: str, data: DataSettings) -> pl.DataFrame:
-    """Load `symbol`'s bars between data.start_date and data.end_date, sorted by date."""
-    store = open_price_store(data)
-    try:
-        return read_window(store, symbol, data)
-    finally:
-        store.close()
+def load_prices(symbol: str, data: DataSettings, price_store: PriceStore) -> pl.DataFrame:
+    """Load `symbol`'s bars between data.start_date and data.end_date from `price_store`, sorted by date."""
+    return read_window(price_store, symbol, data)
 
 
 def read_window(store: PriceStore, symbol: str, data: DataSettings) -> pl.DataFrame:
@@ -79,3 +76,11 @@ def check_prices(symbols: list[str], data: DataSettings) -> None:
             _check_window(store, symbol, data, bars.height)
     finally:
         store.close()
+
+
+@task(name="describe-sources", cache_policy=NO_CACHE)
+@resource_logged
+def describe_sources(symbols: list[str], price_store: PriceStore) -> dict[str, dict[str, Any]]:
+    """Where each symbol's prices came from (synthetic or imported), for the report."""
+    info = {s: price_store.source_info(s) for s in symbols}
+    return {s: {"kind": i.kind, "detail": i.detail, "synthetic": i.synthetic} if i else {} for s, i in info.items()}

@@ -4,7 +4,6 @@ current one (I/O: retried). `store` is cached, `publish` is not, so a cache hit 
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from prefect import State, task
@@ -19,7 +18,7 @@ from tasks.data.split import Splits
 from tasks.operations.caching import ContentInputs, ModuleSources, code_version
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["PIPELINE_MODULES", "file_system_error", "publish", "store"]
+__all__ = ["PIPELINE_MODULES", "current_feature_sets", "file_system_error", "publish", "store"]
 
 PIPELINE_MODULES = ("tasks.data.load", "tasks.data.clean", "tasks.data.sessions", "tasks.data.features",
                     "tasks.data.engineer", "tasks.data.select", "tasks.data.split", "tasks.data.store",
@@ -41,7 +40,7 @@ def file_system_error(task: Any, task_run: Any, state: State) -> bool:
     retry_condition_fn=file_system_error,
 )
 @resource_logged
-def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, root: Path,
+def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, feature_store: FeatureStore,
           horizon: int, input_key: str | None = None) -> FeatureSetRef:
     """Write the splits atomically as a snapshot (not yet the current one) and return a small reference to it.
 
@@ -60,11 +59,18 @@ def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, roo
         "split_dates": {name: [str(part["date"].min()), str(part["date"].max())] if part.height else None
                         for name, part in splits.parts().items()},
     }
-    return FeatureStore(root).write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
+    return feature_store.write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
 
 
 @task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=3,
       retry_delay_seconds=[2, 10, 30], retry_condition_fn=file_system_error)
-def publish(ref: FeatureSetRef, root: Path) -> FeatureSetRef:
+def publish(ref: FeatureSetRef, feature_store: FeatureStore) -> FeatureSetRef:
     """Make the snapshot `ref` its symbol's current feature set, after checking its files."""
-    return FeatureStore(root).publish(ref)
+    return feature_store.publish(ref)
+
+
+@task(name="locate-features", cache_policy=NO_CACHE)
+@resource_logged
+def current_feature_sets(symbols: list[str], feature_store: FeatureStore) -> dict[str, FeatureSetRef]:
+    """The current feature set of every symbol; a missing one is an error naming the symbol."""
+    return {symbol: feature_store.current(symbol) for symbol in symbols}

@@ -9,7 +9,7 @@ rolls production back, and what cannot be undone stays pending for `reconcile`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,23 +19,25 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from schemas import FeatureSetRef
+from schemas import FeatureSetRef, JobFailure
 from settings import DeploymentSettings
 from stores.features import history_before, read_split
 from stores.metrics import MetricsHistory
-from stores.registry import LocalModelRegistry, PendingPromotion, RegistryError
+from stores.registry import ModelRegistry, PendingPromotion, RegistryError
 from tasks.evaluation.choose import Decision
 from tasks.operations.monitor import resource_logged
 
 __all__ = [
     "DeploymentCheck",
     "DeploymentError",
+    "DeploymentResult",
     "NothingToRollBackError",
     "PackageRef",
     "ProductionState",
     "auth_headers",
     "begin_promotion",
     "deployment_tests",
+    "failed_deployment",
     "package_champion",
     "production_states",
     "promote",
@@ -120,9 +122,8 @@ def _retry_unreachable(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(name="stage-champions", cache_policy=NO_CACHE)  # retries: execution.io_retries, set by the training flow
 @resource_logged
-def stage_champions(decisions: list[Decision], registry_path: Path) -> list[Decision]:
+def stage_champions(decisions: list[Decision], registry: ModelRegistry) -> list[Decision]:
     """Point each promoted symbol's `staging` alias at its new champion; return the promotions."""
-    registry = LocalModelRegistry(registry_path)
     promoted = [d for d in decisions if d.action == "promote" and d.model_type and d.version]
     for decision in promoted:
         registry.set_alias(decision.symbol, "staging", decision.model_type, decision.version)  # type: ignore[arg-type]
@@ -131,12 +132,13 @@ def stage_champions(decisions: list[Decision], registry_path: Path) -> list[Deci
 
 @task(name="package", task_run_name="package-{decision.symbol}", cache_policy=NO_CACHE)
 @resource_logged
-def package_champion(decision: Decision, ref: FeatureSetRef, registry_path: Path, packages_path: Path) -> PackageRef:
+def package_champion(decision: Decision, ref: FeatureSetRef, registry: ModelRegistry,
+                     packages_path: Path) -> PackageRef:
     """Build the deployment archive of a champion: its registry files and the symbol's feature history."""
     from serving.package import build_package
 
     assert decision.model_type is not None and decision.version is not None
-    entry = LocalModelRegistry(registry_path).get(decision.model_type, decision.symbol, decision.version)
+    entry = registry.get(decision.model_type, decision.symbol, decision.version)
     packages_path.mkdir(parents=True, exist_ok=True)
     out = packages_path / f"{decision.symbol}-{decision.model_type}-v{decision.version}.tar.gz"
     history = read_split(ref, "all")
@@ -164,8 +166,8 @@ def _check(name: str, passed: bool, detail: str) -> DeploymentCheck:
 
 
 def _parity(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg: DeploymentSettings,
-            registry_path: Path) -> DeploymentCheck:
-    model, _ = LocalModelRegistry(registry_path).load(package.model_type, package.symbol, package.version)
+            registry: ModelRegistry) -> DeploymentCheck:
+    model, _ = registry.load(package.model_type, package.symbol, package.version)
     test = read_split(ref, "test")
     offline = model.predict(test, context=history_before(ref, test))
     # Labels go along: models that read past labels (ARIMA) use those of earlier rows, as offline.
@@ -206,7 +208,7 @@ def _latency(symbol: str, ref: FeatureSetRef, features: tuple[str, ...], endpoin
 @task(name="deployment-tests", task_run_name="deployment-tests-{package.symbol}", cache_policy=NO_CACHE)
 @resource_logged
 def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg: DeploymentSettings,
-                     registry_path: Path) -> tuple[DeploymentCheck, ...]:
+                     registry: ModelRegistry) -> tuple[DeploymentCheck, ...]:
     """Health, deployed version, prediction parity, p95 latency and bad-symbol handling on a server."""
     checks = []
     try:
@@ -216,9 +218,9 @@ def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg
         expected = {"model_type": package.model_type, "version": package.version, "data_hash": package.data_hash}
         actual = {k: (listed or {}).get(k) for k in expected}
         checks.append(_check("deployed_version", actual == expected, f"server has {actual}, package {expected}"))
-        checks.append(_parity(package, ref, endpoint, cfg, registry_path))
-        features = tuple(LocalModelRegistry(registry_path).get(package.model_type, package.symbol,
-                                                                package.version).metadata.features)
+        checks.append(_parity(package, ref, endpoint, cfg, registry))
+        model, _ = registry.load(package.model_type, package.symbol, package.version)
+        features = model.features  # a pooled model: the ones this symbol reads
         checks.append(_latency(package.symbol, ref, features, endpoint, cfg))
         bad = httpx.post(f"{endpoint}/v1/predict", json={"symbol": "NOSUCHSYMBOL", "rows": "latest"},
                          timeout=cfg.timeout_seconds)
@@ -245,15 +247,14 @@ def server_rollback(endpoint: str, symbol: str, cfg: DeploymentSettings) -> Targ
     return restored["model_type"], int(restored["version"])
 
 
-def _production_alias(registry: LocalModelRegistry, symbol: str) -> Target | None:
+def _production_alias(registry: ModelRegistry, symbol: str) -> Target | None:
     entry = registry.alias(symbol, "production")
     return (entry.model_type, entry.version) if entry else None
 
 
 @task(name="begin-promotion", task_run_name="begin-promotion-{package.symbol}", cache_policy=NO_CACHE)
-def begin_promotion(package: PackageRef, registry_path: Path) -> None:
+def begin_promotion(package: PackageRef, registry: ModelRegistry) -> None:
     """Record, before production is touched, that `package` is about to become the production model."""
-    registry = LocalModelRegistry(registry_path)
     registry.begin_promotion(PendingPromotion(
         symbol=package.symbol, model_type=package.model_type, version=package.version,
         previous=_production_alias(registry, package.symbol), started_at=datetime.now(UTC)))
@@ -261,12 +262,11 @@ def begin_promotion(package: PackageRef, registry_path: Path) -> None:
 
 @task(name="promote", task_run_name="promote-{package.symbol}", cache_policy=NO_CACHE)
 @resource_logged
-def promote(package: PackageRef, registry_path: Path, composite: float | None, history_path: Path) -> None:
+def promote(package: PackageRef, registry: ModelRegistry, composite: float | None, history_path: Path) -> None:
     """Point the registry's `production` alias at a package production now serves, and record its score.
 
     The composite recorded here is the reference the weekly evaluation measures degradation against.
     """
-    registry = LocalModelRegistry(registry_path)
     registry.set_alias(package.symbol, "production", package.model_type, package.version)
     registry.end_promotion(package.symbol)
     if composite is not None:
@@ -275,12 +275,12 @@ def promote(package: PackageRef, registry_path: Path, composite: float | None, h
 
 
 @task(name="undo-promotion", task_run_name="undo-promotion-{package.symbol}", cache_policy=NO_CACHE)
-def undo_promotion(package: PackageRef, cfg: DeploymentSettings, registry_path: Path) -> str:
+def undo_promotion(package: PackageRef, cfg: DeploymentSettings, registry: ModelRegistry) -> str:
     """After a failed promotion, roll production back to what the registry names; one line on the outcome.
 
     Clears the pending intent once production and registry agree; otherwise marks it with the reason.
     """
-    registry, target = LocalModelRegistry(registry_path), (package.model_type, package.version)
+    target = (package.model_type, package.version)
     try:
         wanted = _production_alias(registry, package.symbol)
         served = served_models(cfg.production_endpoint, cfg).get(package.symbol)
@@ -302,15 +302,14 @@ def undo_promotion(package: PackageRef, cfg: DeploymentSettings, registry_path: 
     return f"{reason}; run `python -m flows.deployment_pipeline reconcile`"
 
 
-def production_states(served: dict[str, Target], registry_path: Path) -> list[ProductionState]:
+def production_states(served: dict[str, Target], registry: ModelRegistry) -> list[ProductionState]:
     """For every symbol production serves, the registry aliases or a promotion is pending for: its state."""
-    registry = LocalModelRegistry(registry_path)
     symbols = sorted({*served, *registry.aliased_symbols("production"), *registry.pending_symbols()})
     return [ProductionState(s, served.get(s), _production_alias(registry, s), registry.pending_promotion(s))
             for s in symbols]
 
 
-def reconcile(state: ProductionState, cfg: DeploymentSettings, registry_path: Path) -> str:
+def reconcile(state: ProductionState, cfg: DeploymentSettings, registry: ModelRegistry) -> str:
     """Make production and the registry agree on a symbol; one line saying what was done.
 
     An unfinished promotion whose model production serves is rolled back on the server; otherwise the
@@ -319,7 +318,7 @@ def reconcile(state: ProductionState, cfg: DeploymentSettings, registry_path: Pa
     Raises:
         DeploymentError: production serves nothing the registry can name, or nothing at all.
     """
-    registry, served, done = LocalModelRegistry(registry_path), state.served, []
+    served, done = state.served, []
     intent = state.pending
     if intent and served == (intent.model_type, intent.version) and served != state.registry:
         try:
@@ -342,3 +341,27 @@ def reconcile(state: ProductionState, cfg: DeploymentSettings, registry_path: Pa
         registry.end_promotion(state.symbol)
         done.append(f"cleared the pending promotion to {_label((intent.model_type, intent.version))}")
     return f"{state.symbol}: " + "; ".join(done) + f"; production and registry agree on {_label(served)}"
+
+
+@dataclass(frozen=True)
+class DeploymentResult:
+    """What happened to one champion."""
+
+    symbol: str
+    model_type: str
+    version: int
+    status: str
+    """"production" (deployed and promoted) or "failed" (production untouched)."""
+    reason: str = ""
+    checks: tuple[DeploymentCheck, ...] = field(default_factory=tuple)
+
+    @property
+    def failure(self) -> JobFailure | None:
+        """The failed job this deployment was, or None when it reached production."""
+        return JobFailure(self.symbol, self.model_type, "deploy", self.reason) if self.status == "failed" else None
+
+
+def failed_deployment(decision: Decision, reason: str, checks: tuple[DeploymentCheck, ...] = ()) -> DeploymentResult:
+    """A champion whose deployment failed for `reason`: production untouched."""
+    return DeploymentResult(decision.symbol, str(decision.model_type), int(decision.version or 0), "failed",
+                            reason, checks)

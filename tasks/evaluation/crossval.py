@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -11,6 +11,7 @@ import polars as pl
 from scipy.stats import rankdata
 
 from models.base import LABEL, ModelParams
+from models.pooled import PooledForecaster
 from models.registry import model_class
 from tasks.data.split import walk_forward_folds
 
@@ -18,6 +19,7 @@ __all__ = [
     "EARLY_STOPPING_FRACTION",
     "CVSummary",
     "PredictionMetrics",
+    "pooled_walk_forward_metrics",
     "prediction_metrics",
     "summarize",
     "walk_forward_metrics",
@@ -120,6 +122,38 @@ def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFra
         scored = frame.slice(score_rows.start, len(score_rows))
         predicted = model.predict(scored, context=frame.head(score_rows.start))
         out.append(prediction_metrics(predicted, scored[LABEL].to_numpy()))
+    return out
+
+
+def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Mapping[str, pl.DataFrame],
+                                features: Sequence[str], horizon: int, folds: int, seed: int,
+                                threads: int) -> dict[str, list[PredictionMetrics]]:
+    """`walk_forward_metrics` for a pooled type: fold i fits one model on fold i's fit rows of every symbol
+    (each symbol's rows cut into folds on its own), then scores each symbol's block after them.
+
+    Returns:
+        symbol -> one PredictionMetrics per fold, oldest first.
+    """
+    cls = model_class(model_type)
+    cuts = {s: walk_forward_folds(frame.height, folds, horizon) for s, frame in frames.items()}
+    out: dict[str, list[PredictionMetrics]] = {s: [] for s in frames}
+    for i in range(folds):
+        fit_parts: dict[str, pl.DataFrame] = {}
+        stop_parts: dict[str, pl.DataFrame] = {}
+        for symbol, frame in frames.items():
+            fit_rows = cuts[symbol][i][0]
+            fit = frame.slice(fit_rows.start, len(fit_rows))
+            cut = int(fit.height * (1 - EARLY_STOPPING_FRACTION))
+            fit_parts[symbol], stop_parts[symbol] = fit.head(cut - horizon), fit.slice(cut)
+        model = cls(features, params, horizon=horizon, seed=seed, threads=threads)
+        if not isinstance(model, PooledForecaster):
+            raise ValueError(f"{model_type} is not a pooled model type")
+        model.fit_symbols(fit_parts, stop_parts)
+        for symbol, frame in frames.items():
+            score_rows = cuts[symbol][i][1]
+            scored = frame.slice(score_rows.start, len(score_rows))
+            predicted = model.bind(symbol).predict(scored, context=frame.head(score_rows.start))
+            out[symbol].append(prediction_metrics(predicted, scored[LABEL].to_numpy()))
     return out
 
 

@@ -16,7 +16,7 @@ from models.base import LABEL
 from schemas import FeatureSetRef
 from settings import EvaluationSettings, Market, ModelsSettings, WeightSettings
 from stores.features import read_split
-from stores.registry import LocalModelRegistry
+from stores.registry import ModelRegistry
 from tasks.data.split import PART
 from tasks.evaluation.backtest import Window
 from tasks.evaluation.crossval import PredictionMetrics, prediction_metrics
@@ -107,16 +107,15 @@ class WindowAssessment:
 @resource_logged
 def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef, window_days: int,
                   evaluation: EvaluationSettings, models: ModelsSettings, weights: WeightSettings,
-                  market: Market, drift_days: int = 120) -> WindowAssessment:
+                  market: Market, registry: ModelRegistry, drift_days: int = 120) -> WindowAssessment:
     """Score `model_type` v`version` on the newest `window_days` labelled rows of `ref`, and measure drift
     of its features over the newest `drift_days` rows against the train split.
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or too few labelled rows exist.
     """
-    registry = LocalModelRegistry(models.registry_path)
-    entry = registry.get(model_type, symbol, version)
-    missing = [f for f in entry.metadata.features if f not in ref.features]
+    model, _ = registry.load(model_type, symbol, version, threads=models.threads)
+    missing = [f for f in model.features if f not in ref.features]  # a pooled model: the symbol's features
     if missing:
         raise EvaluationError(f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "
                               f"{ref.content_hash[:12]}: {', '.join(missing)}")
@@ -128,7 +127,6 @@ def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef
     context = everything.filter(pl.col("date") < window["date"].min()).drop(PART)
     train = everything.filter(pl.col(PART) == "train")
 
-    model, _ = registry.load(model_type, symbol, version, threads=models.threads)
     predicted = model.predict(window, context=context)
     prediction = prediction_metrics(predicted, window[LABEL].to_numpy().astype(np.float64))
     bars = Window(window["date"].to_numpy(), window["open"].to_numpy(), window["close"].to_numpy(), predicted)
@@ -138,4 +136,4 @@ def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef
         window_start=window["date"].min(), window_end=window["date"].max(),  # type: ignore[arg-type]
         rows=window.height, prediction=prediction, strategy=traded.strategy, composite=traded.composite,
         drift=feature_drift(train, everything.filter(pl.col(PART) != "train").tail(drift_days),
-                            entry.metadata.features))
+                            model.features))

@@ -21,6 +21,7 @@ import polars as pl
 from prefect import task
 
 from models.base import LABEL
+from models.pooled import is_pooled
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
 from settings import (
@@ -32,7 +33,7 @@ from settings import (
     WeightSettings,
 )
 from stores.features import history_before, read_manifest, read_split
-from stores.registry import LocalModelRegistry
+from stores.registry import ModelRegistry
 from tasks.data.split import PART
 from tasks.evaluation.backtest import BacktestResult, Sizing, Window, backtest, sizing
 from tasks.evaluation.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
@@ -53,6 +54,7 @@ __all__ = [
     "backtest_settings",
     "buy_and_hold",
     "composite_score",
+    "cv_history",
     "evaluate",
     "evaluation_result",
     "last_return_baseline",
@@ -249,20 +251,28 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise EvaluationError(f"{what} lacks column(s) {', '.join(missing)}")
 
 
+def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
+    """The rows walk-forward CV may read: up to the last validation row; the embargo after val is left out,
+    its labels read test closes."""
+    everything = read_split(ref, "all")
+    last_val = everything.filter(pl.col(PART) == "val")["date"].max()
+    return everything.filter((pl.col("date") <= last_val) & pl.col(PART).is_in(CV_PARTS)).drop(PART)
+
+
 def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
-             cross_validation: CrossValidationSettings, models: ModelsSettings) -> Predicted:
-    registry = LocalModelRegistry(models.registry_path)
+             cross_validation: CrossValidationSettings, models: ModelsSettings, registry: ModelRegistry,
+             cv: CVSummary | None = None) -> Predicted:
     entry = registry.get(model_type, symbol, version)
-    missing = [f for f in entry.metadata.features if f not in ref.features]
-    if missing:
-        raise EvaluationError(
-            f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "
-            f"{ref.content_hash[:12]}: {', '.join(missing)}; retrain it on the current features")
     horizon = int(read_manifest(ref)["horizon"])
     if entry.metadata.horizon != horizon:
         raise EvaluationError(f"{model_type} v{version} for {symbol} predicts {entry.metadata.horizon}-day "
                               f"returns; feature set {ref.content_hash[:12]} labels {horizon}-day returns")
     model, _ = registry.load(model_type, symbol, version, threads=models.threads)
+    missing = [f for f in model.features if f not in ref.features]  # a pooled model: the symbol's features
+    if missing:
+        raise EvaluationError(
+            f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "
+            f"{ref.content_hash[:12]}: {', '.join(missing)}; retrain it on the current features")
 
     test = read_split(ref, "test")
     context = history_before(ref, test)
@@ -272,13 +282,13 @@ def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
     actual = test[LABEL].to_numpy().astype(np.float64)
     close = test["close"].to_numpy().astype(np.float64)
 
-    # Rows up to the last validation row: the embargo after val is left out, its labels read test closes.
-    everything = read_split(ref, "all")
-    last_val = everything.filter(pl.col(PART) == "val")["date"].max()
-    history = everything.filter((pl.col("date") <= last_val) & pl.col(PART).is_in(CV_PARTS)).drop(PART)
-    folds = walk_forward_metrics(model_type, model_class(model_type).params_type(**entry.metadata.params), history,
-                                 model.features, horizon, cross_validation.cv_folds, entry.metadata.seed,
-                                 models.threads)
+    if cv is None:
+        if is_pooled(model_type):
+            raise EvaluationError(f"{model_type} v{version}: its walk-forward CV is one run over all its symbols "
+                                  "(pooled_cross_validation); pass it in")
+        cv = summarize(walk_forward_metrics(
+            model_type, model_class(model_type).params_type(**entry.metadata.params), cv_history(ref),
+            model.features, horizon, cross_validation.cv_folds, entry.metadata.seed, models.threads))
 
     context_close = context["close"].to_numpy()
     baselines = naive_baselines(actual, close, context_close, horizon)
@@ -289,7 +299,7 @@ def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
         dates=tuple(test["date"].to_list()), open=tuple(test["open"].to_numpy().astype(np.float64).tolist()),
         close=tuple(close.tolist()), actual=tuple(actual.tolist()), predicted=tuple(predicted.tolist()),
         prediction=prediction_metrics(predicted, actual), baselines=baselines,
-        against_baseline=diebold_mariano(predicted - actual, best - actual, horizon), cv=summarize(folds))
+        against_baseline=diebold_mariano(predicted - actual, best - actual, horizon), cv=cv)
 
 
 def buy_and_hold(run: BacktestResult, cfg: BacktestSettings) -> PerformanceMetrics:
@@ -321,20 +331,25 @@ _CACHE = ContentInputs() + ModuleSources(modules=(
 @task(name="predict-test", task_run_name="predict-test-{model_type}-{symbol}", cache_policy=_CACHE)
 @resource_logged
 def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
-                 cross_validation: CrossValidationSettings, models: ModelsSettings) -> Predicted:
+                 cross_validation: CrossValidationSettings, models: ModelsSettings,
+                 registry: ModelRegistry, cv: CVSummary | None = None) -> Predicted:
     """Predict the test split of `ref` with registered `model_type` v`version` of `symbol`; score everything
     but the backtest (backtest_candidates does that for many candidates at once).
+
+    `cv`: a pooled model's walk-forward summary for `symbol` (pooled_cross_validation); a per-symbol model's
+    is computed here.
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return _predict(symbol, model_type, version, ref, cross_validation, models)
+    return _predict(symbol, model_type, version, ref, cross_validation, models, registry, cv)
 
 
 @task(name="evaluate", task_run_name="evaluate-{model_type}-{symbol}", cache_policy=_CACHE)
 @resource_logged
 def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
-             models: ModelsSettings, weights: WeightSettings, market: Market) -> EvaluationResult:
+             models: ModelsSettings, weights: WeightSettings, market: Market,
+             registry: ModelRegistry) -> EvaluationResult:
     """Score registered `model_type` v`version` of `symbol` on the test split of `ref`, in `market`'s lots.
 
     One candidate with its own backtest: evaluation-pipeline runs predict_test and backtest_candidates
@@ -343,8 +358,8 @@ def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, eva
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, models), evaluation,
-                     weights, market)
+    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, models, registry),
+                     evaluation, weights, market)
 
 
 def score_one(candidate: Predicted, evaluation: EvaluationSettings, weights: WeightSettings,

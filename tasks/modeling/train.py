@@ -11,6 +11,7 @@ Long fits (networks) run one task run per job (`train`); short fits of `models.g
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,18 +21,19 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models.base import LABEL
+from models.base import LABEL, ModelError
+from models.pooled import POOLED_FOLDER, PooledForecaster, is_pooled, pooled_features, pooled_type
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef, JobFailure
 from settings import ModelsSettings
 from stores.features import history_before, read_manifest, read_split
-from stores.registry import LocalModelRegistry
+from stores.registry import ModelRegistry
 from tasks.modeling.tune import TuneResult
 from tasks.operations.caching import code_version
 from tasks.operations.monitor import measured, resource_logged
 
-__all__ = ["TrainBatch", "TrainJob", "TrainResult", "TrainingPlan", "plan_training", "rmse", "skip_reason", "train",
-           "train_batch"]
+__all__ = ["TrainBatch", "TrainJob", "TrainResult", "TrainingPlan", "job_types", "plan_training", "pooled_data_hash",
+           "rmse", "skip_reason", "train", "train_batch"]
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,9 @@ def skip_reason(last_trained: datetime | None, now: datetime, min_hours_between:
 
 @task(name="plan-training", cache_policy=NO_CACHE)
 @resource_logged
-def plan_training(jobs: list[TrainJob], models: ModelsSettings, retrain_all: bool) -> TrainingPlan:
+def plan_training(jobs: list[TrainJob], models: ModelsSettings, retrain_all: bool,
+                  registry: ModelRegistry) -> TrainingPlan:
     """Split `jobs` into those to train and those whose model is recent enough to skip."""
-    registry = LocalModelRegistry(models.registry_path)
     now, to_train, skipped = datetime.now(UTC), [], []
     for job in jobs:
         reason = skip_reason(registry.last_training_time(job.model_type, job.symbol), now,
@@ -144,22 +146,22 @@ def plan_training(jobs: list[TrainJob], models: ModelsSettings, retrain_all: boo
 
 @task(name="train", task_run_name="train-{job.model_type}-{job.symbol}", cache_policy=NO_CACHE)
 @resource_logged
-def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings) -> TrainResult:
-    """Fit, score on validation, and register one model."""
-    return _measured_job(job, refs, tuned, models, LocalModelRegistry(models.registry_path))
+def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
+          registry: ModelRegistry) -> TrainResult:
+    """Fit, score on validation, and register one model in `registry`."""
+    return _measured_job(job, refs, tuned, models, registry)
 
 
 @task(name="train-batch", task_run_name="train-{batch.model_type}-batch-{batch.number}-of-{batch.of}",
       cache_policy=NO_CACHE)
 @resource_logged
-def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneResult,
-                models: ModelsSettings) -> list[TrainResult | JobFailure]:
+def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
+                registry: ModelRegistry) -> list[TrainResult | JobFailure]:
     """`train` each job of `batch` in turn; a job that fails becomes its JobFailure and the others go on.
 
     Returns:
         one outcome per job, in the batch's order.
     """
-    registry = LocalModelRegistry(models.registry_path)
     outcomes: list[TrainResult | JobFailure] = []
     for done, job in enumerate(batch.jobs, start=1):
         outcome: TrainResult | JobFailure
@@ -175,16 +177,19 @@ def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneRe
 
 
 def _measured_job(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
-                  registry: LocalModelRegistry) -> TrainResult:
+                  registry: ModelRegistry) -> TrainResult:
     with measured() as usage:
-        trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
+        if is_pooled(job.model_type):
+            trained = _fit_and_register_pooled(job, refs, tuned, models, registry)
+        else:
+            trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
     return dataclasses.replace(trained, wall_seconds=usage.wall_seconds,
                                process_cpu_seconds=usage.process_cpu_seconds,
                                process_peak_rss_mb=usage.process_peak_rss_mb)
 
 
 def _fit_and_register(job: TrainJob, ref: FeatureSetRef, tuned: TuneResult, models: ModelsSettings,
-                      registry: LocalModelRegistry) -> TrainResult:
+                      registry: ModelRegistry) -> TrainResult:
     horizon = int(read_manifest(ref)["horizon"])
     train_rows, val_rows = read_split(ref, "train"), read_split(ref, "val")
     context = history_before(ref, val_rows)
@@ -202,3 +207,46 @@ def _fit_and_register(job: TrainJob, ref: FeatureSetRef, tuned: TuneResult, mode
     return TrainResult(job.symbol, job.model_type, "trained", version=version.version,
                        val_rmse=metrics["val_rmse"], val_naive_rmse=metrics["val_naive_rmse"],
                        duration_seconds=duration, reason=f"{tuned.source} params")
+
+
+def job_types(models: ModelsSettings) -> tuple[list[str], list[str]]:
+    """The model types a run trains per symbol, and the pooled ones (one model over every symbol), per
+    `models.scope`. ARIMA models a single series: it has no pooled form."""
+    per_symbol: list[str] = list(models.model_types) if models.scope in ("per_symbol", "both") else []
+    pooled = [pooled_type(t) for t in models.model_types if t != "arima"] if models.scope in ("pooled", "both") \
+        else []
+    return per_symbol, pooled
+
+
+def pooled_data_hash(refs: dict[str, FeatureSetRef]) -> str:
+    """What a pooled model was trained on: every symbol's feature set."""
+    return hashlib.sha256("".join(f"{s}:{refs[s].content_hash};" for s in sorted(refs)).encode()).hexdigest()
+
+
+def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult,
+                             models: ModelsSettings, registry: ModelRegistry) -> TrainResult:
+    """One model of a pooled type over every symbol of `refs`, scored on every symbol's val rows."""
+    horizons = {int(read_manifest(ref)["horizon"]) for ref in refs.values()}
+    if len(horizons) != 1:
+        raise ModelError(f"{job.model_type}: the feature sets label different horizons {sorted(horizons)}")
+    train_rows = {s: read_split(ref, "train") for s, ref in refs.items()}
+    val_rows = {s: read_split(ref, "val") for s, ref in refs.items()}
+    features = pooled_features({s: ref.features for s, ref in refs.items()}, models.pooled_max_features)
+    cls = model_class(job.model_type)
+    started = time.perf_counter()
+    model = cls(features, cls.params_type(**tuned.params), horizon=horizons.pop(), seed=models.seed,
+                threads=models.threads)
+    if not isinstance(model, PooledForecaster):
+        raise ModelError(f"{job.model_type} is not a pooled model type")
+    model.fit_symbols(train_rows, val_rows)
+    duration = time.perf_counter() - started
+    predicted = [model.bind(s).predict(val_rows[s], context=history_before(refs[s], val_rows[s])) for s in refs]
+    actual = np.concatenate([val_rows[s][LABEL].to_numpy() for s in refs])
+    metrics = {"val_rmse": rmse(np.concatenate(predicted), actual), "val_naive_rmse": rmse(np.zeros_like(actual),
+                                                                                        actual)}
+    version = registry.register(model, POOLED_FOLDER, metrics=metrics, data_hash=pooled_data_hash(refs),
+                                code_version=code_version((*MODEL_MODULES, "tasks.modeling.train")),
+                                duration_seconds=duration)
+    return TrainResult(POOLED_FOLDER, job.model_type, "trained", version=version.version,
+                       val_rmse=metrics["val_rmse"], val_naive_rmse=metrics["val_naive_rmse"],
+                       duration_seconds=duration, reason=f"{tuned.source} params, {len(refs)} symbols")

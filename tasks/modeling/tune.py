@@ -18,11 +18,12 @@ import numpy as np
 from prefect import task
 
 from models.base import ModelError, ModelParams
+from models.pooled import base_type, is_pooled, pooled_features
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
 from settings import ModelsSettings, OptimizationSettings
 from stores.features import read_split
-from tasks.evaluation.crossval import walk_forward_metrics
+from tasks.evaluation.crossval import pooled_walk_forward_metrics, walk_forward_metrics
 from tasks.operations.caching import ContentInputs, ModuleSources
 from tasks.operations.monitor import resource_logged
 
@@ -56,7 +57,8 @@ def configured_params(model_type: str, models: ModelsSettings) -> ModelParams:
     """The params type of `model_type` built from `models.params`; errors name the bad key."""
     cls = model_class(model_type)
     try:
-        configured: dict[str, Any] = {str(k): v for k, v in models.params.items()}.get(model_type, {})
+        # A pooled type starts from its base type's configured params.
+        configured: dict[str, Any] = {str(k): v for k, v in models.params.items()}.get(base_type(model_type), {})
         return cls.params_type(**configured)
     except ValueError as exc:
         raise ModelError(f"invalid models.params.{model_type}: {exc}") from None
@@ -147,6 +149,8 @@ def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Optimizatio
     import optuna
 
     cls = model_class(model_type)
+    if is_pooled(model_type):
+        return _pooled_objective(model_type, refs, cfg, models, horizon)
 
     def objective(trial: optuna.Trial) -> float:
         params = cls.suggest(trial)
@@ -157,6 +161,23 @@ def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Optimizatio
             if trial.should_prune():
                 raise optuna.TrialPruned()
         return float(np.mean(errors))
+
+    return objective
+
+
+def _pooled_objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings,
+                      models: ModelsSettings, horizon: int) -> Any:
+    """Mean RMSE over every drawn symbol and walk-forward fold of a pooled model fitted per fold on all of them."""
+    cls = model_class(model_type)
+
+    def objective(trial: Any) -> float:
+        params = cls.suggest(trial)
+        symbols = trial_symbols(sorted(refs), cfg.symbols_per_trial, models.seed, trial.number)
+        frames = {s: read_split(refs[s], "train") for s in symbols}
+        features = pooled_features({s: refs[s].features for s in symbols}, models.pooled_max_features)
+        scores = pooled_walk_forward_metrics(model_type, params, frames, features, horizon, cfg.folds, models.seed,
+                                             models.threads)
+        return float(np.mean([m.rmse for folds in scores.values() for m in folds]))
 
     return objective
 

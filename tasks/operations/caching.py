@@ -113,16 +113,11 @@ class PriceFingerprint(CachePolicy):
 
     def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
                     flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
-        from stores.factory import open_price_store
-
-        data, symbol = inputs["data"], inputs["symbol"]
-        store = open_price_store(data)
+        data, symbol, store = inputs["data"], inputs["symbol"], inputs["price_store"]
         try:
             fingerprint = store.fingerprint(symbol, data.start_date, data.end_date)
         except Exception:  # unreachable or unknown: no key, so the task runs and reports the real error
             return None
-        finally:
-            store.close()
         return hash_objects(store.location(), symbol, str(data.start_date), str(data.end_date),
                             fingerprint, module_digest(self.modules), raise_on_failure=True)
 

@@ -17,7 +17,7 @@ from settings import MonitoringSettings
 from tasks.delivery.markdown import cell, inline
 from tasks.operations.monitor import Anomaly, resource_logged
 
-__all__ = ["LogNotifier", "Notifier", "WebhookNotifier", "format_alerts", "notify"]
+__all__ = ["LogNotifier", "Notifier", "WebhookNotifier", "format_alerts", "notifiers", "notify"]
 
 _log = logging.getLogger(__name__)
 
@@ -49,15 +49,16 @@ class WebhookNotifier:
 
 
 class LogNotifier:
-    """Writes each alert as a warning."""
+    """Writes each alert as a warning: to `logger`, else to the logger of the run it is sent from."""
 
     def __init__(self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None) -> None:
-        self.logger = logger or _log
+        self.logger = logger
 
     def send(self, alerts: Sequence[Anomaly], title: str) -> None:
         """Log one line per alert."""
+        logger = self.logger or _logger()
         for alert in alerts:
-            self.logger.warning("%s: %s %s: %s", title, alert.kind, alert.subject, alert.detail)
+            logger.warning("%s: %s %s: %s", title, alert.kind, alert.subject, alert.detail)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -72,19 +73,23 @@ def _markdown(alerts: Sequence[Anomaly], title: str) -> str:
     return f"# {inline(title)}\n\n| kind | subject | detail |\n|---|---|---|\n{rows}\n"
 
 
+def notifiers(cfg: MonitoringSettings) -> list[Notifier]:
+    """Where alerts go, built once from settings: the run's log, and the webhook when one is set."""
+    return [LogNotifier(), *([WebhookNotifier(cfg.webhook_url)] if cfg.webhook_url else [])]
+
+
 @task(name="notify", cache_policy=NO_CACHE)  # flows add retries from execution.io_retries / io_retry_delays
 @resource_logged
-def notify(alerts: list[Anomaly], title: str, cfg: MonitoringSettings) -> int:
-    """Log every alert, publish the "alerts" artifact (inside a run), and post to the webhook if one is set.
+def notify(alerts: list[Anomaly], title: str, to: list[Notifier]) -> int:
+    """Send every alert to each of `to` (see `notifiers`) and publish the "alerts" artifact (inside a run).
 
     Returns:
-        How many alerts were delivered; 0 when there were none (then nothing is published or posted).
+        How many alerts were delivered; 0 when there were none (then nothing is published or sent).
     """
     if not alerts:
         return 0
-    LogNotifier(_logger()).send(alerts, title)
     if FlowRunContext.get() or TaskRunContext.get():  # Prefect deprecates artifacts made outside a run
         create_markdown_artifact(_markdown(alerts, title), key="alerts", description=title)
-    if cfg.webhook_url:
-        WebhookNotifier(cfg.webhook_url).send(alerts, title)
+    for notifier in to:
+        notifier.send(alerts, title)
     return len(alerts)

@@ -9,6 +9,10 @@ from datetime import date, datetime
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from settings import MonitoringSettings
+from stores.base import PriceStore, PriceStoreError, PriceStoreUnavailable
+from stores.metrics import MetricsHistory
+from stores.registry import ModelRegistry
 from tasks.evaluation.drift import FeatureDrift
 from tasks.operations.monitor import Anomaly, resource_logged, stale_feed
 
@@ -20,6 +24,7 @@ __all__ = [
     "degraded",
     "disabled_schedule",
     "should_retrain",
+    "symbol_statuses",
 ]
 
 
@@ -162,3 +167,38 @@ def disabled_schedule(enabled: bool, name: str) -> str | None:
     if not enabled and deployment.id is not None:
         return f"scheduling.{name}.enabled is false: this scheduled run does nothing"
     return None
+
+
+@task(name="retrain-inputs", cache_policy=NO_CACHE)  # no retries: the price store retries an outage itself
+@resource_logged
+def symbol_statuses(symbols: list[str], price_store: PriceStore, registry: ModelRegistry,
+                    monitoring: MonitoringSettings) -> list[SymbolStatus]:
+    """Per symbol: the newest bar, the production model and its newest score.
+
+    The score is the newest one MetricsHistory holds for the production version (weekly evaluations,
+    deployments); without one, `composite` from the version's registry metadata when it has that metric.
+    """
+    history = MetricsHistory(monitoring.history_path)
+    statuses = []
+    for symbol in symbols:
+        try:
+            newest = price_store.load(symbol)["date"].max()
+        except PriceStoreUnavailable:
+            raise  # an outage is not a stale feed: the run fails and says so
+        except PriceStoreError:  # no bars for the symbol: reported as a stale feed
+            newest = None
+        production = registry.alias(symbol, "production")
+        if production is None:
+            statuses.append(SymbolStatus(symbol, newest))  # type: ignore[arg-type]
+            continue
+        name = f"{production.model_type} v{production.version}"
+        records = [r for r in history.recent_scores(symbol, 100, production.model_type)
+                   if r.version == production.version]
+        if records:
+            score, source = records[0].composite, f"{records[0].source} {records[0].window_end.isoformat()}"
+        elif "composite" in production.metadata.metrics:
+            score, source = production.metadata.metrics["composite"], "registry metadata"
+        else:
+            score, source = None, ""
+        statuses.append(SymbolStatus(symbol, newest, name, score, source))  # type: ignore[arg-type]
+    return statuses

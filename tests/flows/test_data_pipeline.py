@@ -225,13 +225,14 @@ def test_batched_steps_store_what_the_per_symbol_steps_store(small_config: Path)
 
     settings = seeded(small_config)
     data = settings.data
+    prices, alone = ParquetPriceStore(data.prices_path), FeatureStore(small_config.parent / "alone")
     batched = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
     for symbol in SYMBOLS:  # the per-symbol steps, one after another, into a store of their own
-        cleaned = clean.fn(load_prices.fn(symbol, data), symbol, data.cleaning, settings.markets.of(symbol))
+        cleaned = clean.fn(load_prices.fn(symbol, data, prices), symbol, data.cleaning, settings.markets.of(symbol))
         selected = select.fn(engineer.fn(cleaned, symbol, data.features, data.split), symbol, data.features,
                              data.split, data.selection)
         ref = store.fn(split.fn(selected, symbol, data.features, data.split), symbol, cleaned, selected,
-                       small_config.parent / "alone", data.features.horizon)
+                       alone, data.features.horizon)
         assert ref.content_hash == batched[symbol].ref.content_hash and ref.features == batched[symbol].ref.features
 
 
@@ -262,7 +263,7 @@ def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_confi
     assert len(calls) == 1
     batch = Batch(1, 1, ("VCB", "VIC"), {}, {})
     with pytest.raises(PriceStoreUnavailable):  # inside a batch too: not recorded per symbol
-        load_batch.fn(batch, data)
+        load_batch.fn(batch, MongoPriceStore(mongo), data)
 
 
 def test_a_file_system_error_is_retried_then_fails_its_batch_not_the_other(

@@ -129,7 +129,7 @@ def test_wrong_token_is_refused(tmp_path: Path, servers: dict) -> None:
 
 def test_tampered_model_fails_parity(tmp_path: Path, servers: dict) -> None:
     settings, refs, decisions = setup(tmp_path, servers)
-    package = package_champion.fn(decisions[0], refs["VHM"], settings.models.registry_path,
+    package = package_champion.fn(decisions[0], refs["VHM"], LocalModelRegistry(settings.models.registry_path),
                                   settings.deployment.packages_path)
     # The archive claims v1 but carries v2's model: the served predictions differ from v1's offline ones.
     registry = LocalModelRegistry(settings.models.registry_path)
@@ -140,7 +140,8 @@ def test_tampered_model_fails_parity(tmp_path: Path, servers: dict) -> None:
                   model_type="catboost", version=1, data_hash=package.data_hash, out=package.path)
     push.fn(package, settings.deployment.staging_endpoint, settings.deployment)
     checks = {c.name: c for c in deployment_tests.fn(package, refs["VHM"], settings.deployment.staging_endpoint,
-                                                      settings.deployment, settings.models.registry_path)}
+                                                      settings.deployment,
+                                                      LocalModelRegistry(settings.models.registry_path))}
     assert not checks["prediction_parity"].passed and "max |served - offline|" in checks["prediction_parity"].detail
     assert checks["deployed_version"].passed
 
@@ -173,8 +174,8 @@ def test_status_shows_and_reconcile_repairs_production_out_of_sync_with_the_regi
 
         # A crash after the production push, before the alias update: the intent is all that is left.
         package = package_champion.fn(Decision("VHM", "promote", "catboost", 2, 0.6, ("won",)), refs["VHM"],
-                                      settings.models.registry_path, cfg.packages_path)
-        begin_promotion.fn(package, settings.models.registry_path)
+                                      LocalModelRegistry(settings.models.registry_path), cfg.packages_path)
+        begin_promotion.fn(package, LocalModelRegistry(settings.models.registry_path))
         push.fn(package, production.url, cfg)
         assert main(["status"]) == 1
         err = capsys.readouterr().err
@@ -213,7 +214,8 @@ def test_status_shows_and_reconcile_repairs_production_out_of_sync_with_the_regi
 def test_latency_is_timed_on_held_out_rows(tmp_path: Path, servers: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     settings, refs, decisions = setup(tmp_path, servers)
     cfg = settings.deployment
-    package = package_champion.fn(decisions[0], refs["VHM"], settings.models.registry_path, cfg.packages_path)
+    package = package_champion.fn(decisions[0], refs["VHM"], LocalModelRegistry(settings.models.registry_path),
+                                  cfg.packages_path)
     push.fn(package, cfg.staging_endpoint, cfg)
     bodies: list[dict] = []
 
@@ -224,7 +226,7 @@ def test_latency_is_timed_on_held_out_rows(tmp_path: Path, servers: dict, monkey
 
     monkeypatch.setattr(httpx, "Client", Recording)
     checks = {c.name: c for c in deployment_tests.fn(package, refs["VHM"], cfg.staging_endpoint, cfg,
-                                                      settings.models.registry_path)}
+                                                      LocalModelRegistry(settings.models.registry_path))}
     assert len(bodies) == cfg.latency_requests
     test_dates = set(read_split(refs["VHM"], "test")["date"].cast(str))
     assert all(b["rows"] != "latest" and {r["date"] for r in b["rows"]} <= test_dates for b in bodies), bodies[0]
@@ -284,7 +286,8 @@ def test_status_and_predict_say_what_each_server_serves(
         # v2 on staging; v1 on production, as the registry says.
         for version, url in ((2, staging.url), (1, production.url)):
             package = package_champion.fn(Decision("VHM", "promote", "catboost", version, 0.5, ("won",)),
-                                          refs["VHM"], settings.models.registry_path, cfg.packages_path)
+                                          refs["VHM"], LocalModelRegistry(settings.models.registry_path),
+                                          cfg.packages_path)
             push.fn(package, url, cfg)
         registry.set_alias("VHM", "production", "catboost", 1)
         assert main(["status"]) == 0

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.evaluation_pipeline import ModelRef, evaluation_pipeline, models_to_evaluate
+from flows.evaluation_pipeline import evaluation_pipeline
 from models.registry import model_class
 from schemas import FeatureSetRef, RunFailed
 from settings import CrossValidationSettings, EvaluationSettings, ModelsSettings, Settings
 from stores.features import read_split
 from stores.registry import LocalModelRegistry
+from tasks.evaluation.candidates import ModelRef, models_to_evaluate
 from tasks.evaluation.evaluate import evaluate
 from tests.models.test_contract import FEATURES
 from tests.tasks.evaluation.test_evaluate import priced_feature_set
@@ -33,11 +34,11 @@ def registered_twice(root: Path) -> tuple[FeatureSetRef, Settings, LocalModelReg
 
 
 def test_a_corrupt_newest_version_is_a_failure_and_the_one_before_is_evaluated(tmp_path: Path) -> None:
-    _, settings, registry = registered_twice(tmp_path)
+    _, _, registry = registered_twice(tmp_path)
     metadata = registry.get("catboost", "VHM", 2).path / "metadata.json"
     metadata.write_text("{", encoding="utf-8")
 
-    plan = models_to_evaluate.fn(["VHM"], ["catboost"], str(settings.models.registry_path))
+    plan = models_to_evaluate.fn(["VHM"], ["catboost"], registry)
     assert plan.models == [ModelRef("VHM", "catboost", 1)]
     [failure] = plan.failures
     assert (failure.symbol, failure.model_type, failure.step) == ("VHM", "catboost", "evaluate")
@@ -45,7 +46,7 @@ def test_a_corrupt_newest_version_is_a_failure_and_the_one_before_is_evaluated(t
     assert "v1 evaluated instead" in failure.error
 
     (registry.get("catboost", "VHM", 1).path / "metadata.json").unlink()
-    [newest, older] = models_to_evaluate.fn(["VHM"], ["catboost"], str(settings.models.registry_path)).failures
+    [newest, older] = models_to_evaluate.fn(["VHM"], ["catboost"], registry).failures
     assert "v2" in newest.error and "no readable version left" in newest.error
     assert "v1" in older.error and "metadata file missing" in older.error
 
@@ -70,7 +71,7 @@ def test_the_flow_gives_evaluates_results_for_challengers_and_production(tmp_pat
 
     def one(version: int) -> object:
         return evaluate.fn("VHM", "catboost", version, ref, settings.evaluation, settings.models,
-                           settings.model_selection.weights, settings.markets.of("VHM"))
+                           settings.model_selection.weights, settings.markets.of("VHM"), registry)
 
     assert outcome.results == [one(2)]
     assert outcome.production == {"VHM": one(1)}

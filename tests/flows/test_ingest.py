@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from polars.testing import assert_frame_equal
 
 from flows.ingest import main
 from settings import MongoSettings, load_settings
@@ -17,6 +20,7 @@ from stores.base import PriceStore
 from stores.factory import open_price_store
 from stores.mongo import MongoPriceStore
 from stores.parquet import ParquetPriceStore
+from tasks.data.ingest import DEMO_REVERSAL, DEMO_REVERSAL_IC, synthetic_market
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,12 +56,69 @@ def test_demo_writes_a_synthetic_market(config: Path, store: PriceStore, capsys:
     assert store.symbols() == ["VCB", "VIC"]
     info = store.source_info("VCB")
     assert info is not None and info.synthetic and "seed=7" in info.detail
+    assert "planted effect: 1-day reversal" in info.detail and f"mean daily IC about {DEMO_REVERSAL_IC}" in info.detail
     before = store.fingerprint("VCB")
 
     assert main(argv) == 0
     assert "VCB: 80 rows written, 0 new days" in capsys.readouterr().out
     assert store.load("VCB").height == 80
     assert store.fingerprint("VCB") == before
+
+
+@pytest.fixture
+def parquet_config(tmp_path: Path) -> Path:
+    path = tmp_path / "config.yml"
+    path.write_text(f"data:\n  prices_path: {tmp_path / 'prices'}\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("edge, reversal, effect", [
+    (None, DEMO_REVERSAL, "planted effect: 1-day reversal"),
+    ("reversal", DEMO_REVERSAL, "planted effect: 1-day reversal"),
+    ("none", 0.0, "planted effect: none"),
+])
+def test_demo_edge_option_plants_the_effect_and_names_it(
+    parquet_config: Path, edge: str | None, reversal: float, effect: str
+) -> None:
+    argv = ["demo", "--symbols", "VCB,FPT", "--days", "60", "--seed", "3", "--end", "2024-06-28"]
+    assert main([*argv, *(["--edge", edge] if edge else []), "--config", str(parquet_config)]) == 0
+    store = open_price_store(load_settings(parquet_config).data)
+    expected = synthetic_market(["VCB", "FPT"], 60, 3, date(2024, 6, 28), reversal=reversal)
+    for symbol in ("VCB", "FPT"):
+        assert_frame_equal(store.load(symbol), expected[symbol])
+        info = store.source_info(symbol)
+        assert info is not None and info.synthetic and info.detail.startswith("synthetic demo market, seed=3")
+        assert effect in info.detail and info.extra["reversal"] == str(reversal)
+
+
+def test_unknown_edge_is_refused(parquet_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--edge", "momentum", "--config", str(parquet_config)])
+    assert exited.value.code == 2 and "invalid choice: 'momentum'" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_planted_effect_reaches_the_reports_data_source_section(parquet_config: Path, tmp_path: Path) -> None:
+    from prefect import flow
+
+    from tasks.data.load import describe_sources
+    from tasks.delivery.report import ReportRef, report
+
+    argv = ["demo", "--symbols", "VHM", "--days", "30", "--end", "2024-06-28", "--config", str(parquet_config)]
+    assert main(argv) == 0
+    store = open_price_store(load_settings(parquet_config).data)
+
+    @flow
+    def sources_report() -> ReportRef:
+        return report("run-1", tmp_path / "reports", [], [], {"data_source": describe_sources(["VHM"], store)}, [])
+
+    try:
+        ref = sources_report()
+    finally:
+        store.close()
+    detail = json.loads(ref.json_path.read_text())["data_source"]["VHM"]["detail"]
+    assert "planted effect: 1-day reversal" in detail and f"mean daily IC about {DEMO_REVERSAL_IC}" in detail
+    assert f"mean daily IC about {DEMO_REVERSAL_IC}" in ref.html_path.read_text()
 
 
 def test_csv_import_and_reimport_adds_nothing(

@@ -23,7 +23,7 @@ def config(tmp_path: Path, params: dict, symbols: tuple[str, ...] = ("VCB", "VHM
     path.write_text(yaml.safe_dump({
         "data": {"feature_store_path": str(tmp_path / "features"), "symbols": list(symbols)},
         "models": {"registry_path": str(tmp_path / "registry"), "model_types": ["arima", "catboost"],
-                   "params": params, **models},
+                   "params": params, "scope": "per_symbol", **models},
         "optimization": {"enabled": False},
         "execution": {"cache_dir": str(tmp_path / "cache")},
     }), encoding="utf-8")
@@ -47,17 +47,21 @@ async def task_run_names(flow_run_id: object) -> set[str]:
 
 
 def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path) -> None:
-    settings = load_settings(config(tmp_path, FAST, grouped_types=[]))  # one task run per job
+    settings = load_settings(config(tmp_path, FAST, grouped_types=[], scope="both"))  # one task run per job
     state = model_pipeline(settings=settings, return_state=True)
     outcome = state.result()
     assert not outcome.failures
     assert sorted((r.symbol, r.model_type, r.status) for r in outcome.results) == [
         ("VCB", "arima", "trained"), ("VCB", "catboost", "trained"),
-        ("VHM", "arima", "trained"), ("VHM", "catboost", "trained")]
+        ("VHM", "arima", "trained"), ("VHM", "catboost", "trained"),
+        ("_POOLED_", "catboost-pooled", "trained")]  # ARIMA models one series: it has no pooled form
     names = asyncio.run(task_run_names(state.state_details.flow_run_id))
-    assert {"train-arima-VHM", "train-catboost-VCB", "tune-arima", "tune-catboost"} <= names
+    assert {"train-arima-VHM", "train-catboost-VCB", "train-catboost-pooled-_POOLED_", "tune-arima",
+            "tune-catboost", "tune-catboost-pooled"} <= names
     registry = LocalModelRegistry(settings.models.registry_path)
     assert registry.versions("arima", "VHM") == [1]
+    pooled = registry.get("catboost-pooled", "_POOLED_")
+    assert pooled.metadata.symbols == ["VCB", "VHM"] and pooled.path.parent.name == "_POOLED_"
 
     again_state = model_pipeline(settings=settings, return_state=True)
     again = again_state.result()

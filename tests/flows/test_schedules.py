@@ -106,14 +106,16 @@ def test_clis_refuse_bad_symbols() -> None:
 def test_daily_retrain_calls_an_unreachable_store_an_outage_not_a_stale_feed(tmp_path: Path) -> None:
     from pydantic import SecretStr
 
-    from flows.daily_retrain import symbol_statuses
-    from settings import DataSettings, ModelsSettings, MongoSettings, MonitoringSettings
+    from settings import DataSettings, MongoSettings, MonitoringSettings
     from stores.base import PriceStoreUnavailable
+    from stores.factory import open_price_store
+    from stores.registry import LocalModelRegistry
+    from tasks.operations.schedule import symbol_statuses
     from tests.mongo_fixtures import free_port
 
     mongo = MongoSettings(uri=SecretStr(f"mongodb://127.0.0.1:{free_port()}"), timeout_ms=50, retries=1)
     data = DataSettings(source="mongodb", mongodb=mongo)
 
     with pytest.raises(PriceStoreUnavailable, match="is unreachable"):
-        symbol_statuses.fn(["VHM"], data, ModelsSettings(registry_path=tmp_path / "registry"),
+        symbol_statuses.fn(["VHM"], open_price_store(data), LocalModelRegistry(tmp_path / "registry"),
                            MonitoringSettings(history_path=tmp_path / "history.sqlite"))

@@ -13,7 +13,7 @@ import yaml
 from prefect.client.schemas.objects import Artifact
 
 from flows.data_pipeline import DataPipelineError
-from flows.training import format_leaderboard, main, training
+from flows.training import main, training
 from schemas import RunFailed
 from settings import load_settings
 from stores.base import SourceInfo
@@ -21,9 +21,11 @@ from stores.metrics import MetricsHistory
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.data.ingest import synthetic_market
+from tasks.delivery.summaries import format_leaderboard
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 TYPES = ["arima", "catboost", "lstm", "transformer"]
+POOLED = ["catboost-pooled", "lstm-pooled", "transformer-pooled"]
 
 
 def demo_config(tmp_path: Path, symbols: tuple[str, ...] = ("VCB", "VHM")) -> Path:
@@ -77,12 +79,13 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     state = training(settings=settings, return_state=True)
     outcome = state.result()
 
+    # models.scope both: each symbol's candidates are its own models and the pooled ones (no pooled ARIMA).
     assert sorted((row["symbol"], row["model"]) for row in outcome.leaderboard) == sorted(
-        (s, t) for s in ("VCB", "VHM") for t in TYPES)
+        (s, t) for s in ("VCB", "VHM") for t in [*TYPES, *POOLED])
     assert {d.symbol for d in outcome.decisions} == {"VCB", "VHM"}
     assert all(d.reasons for d in outcome.decisions)
     content = json.loads(outcome.report.json_path.read_text())
-    assert content["status"] == "completed" and len(content["leaderboard"]) == 8
+    assert content["status"] == "completed" and len(content["leaderboard"]) == 14
     assert content["data_source"]["VHM"]["synthetic"] is True
     assert {e["symbol"] for e in content["evaluations"]} == {"VCB", "VHM"}
     page = outcome.report.html_path.read_text()
@@ -95,7 +98,7 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
         (row["symbol"], row["model"]) for row in outcome.leaderboard]
     jobs = json.loads(str(artifacts["model-pipeline-jobs"].data))
     assert sorted((row["symbol"], row["model"], row["status"]) for row in jobs) == sorted(
-        (s, t, "trained") for s in ("VCB", "VHM") for t in TYPES)
+        [(s, t, "trained") for s in ("VCB", "VHM") for t in TYPES] + [("_POOLED_", t, "trained") for t in POOLED])
     assert all(d.symbol in str(artifacts["training-decisions"].data) for d in outcome.decisions)
 
     registry = LocalModelRegistry(settings.models.registry_path)
@@ -109,7 +112,8 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     assert [r.run_id for r in history.recent_runs("training")] == [outcome.run_id]
     measured = history.recent_tasks("train-catboost-VHM")
     assert len(measured) == 1 and measured[0].wall_seconds > 0 and measured[0].process_peak_rss_mb > 0
-    printed = format_leaderboard(outcome)
+    printed = format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
+                                 outcome.report.html_path)
     assert "composite" in printed and f"report: {outcome.report.html_path}" in printed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from pathlib import Path
 
@@ -11,9 +12,17 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from benchmarks.planted_edge import daily_ic, summarize, universe
 from schemas import InvalidSymbolError
 from stores.base import PRICE_SCHEMA
-from tasks.data.ingest import read_price_file, synthetic_market
+from tasks.data.ingest import (
+    DEMO_REVERSAL,
+    DEMO_REVERSAL_IC,
+    PLANTED_EDGES,
+    planted_effect,
+    read_price_file,
+    synthetic_market,
+)
 
 END = date(2024, 6, 28)  # a Friday
 
@@ -47,9 +56,7 @@ def test_business_days_ending_at_end(market: dict[str, pl.DataFrame]) -> None:
     assert weekend["date"][-1] == END
 
 
-@pytest.mark.parametrize("symbol", ["VCB", "VIC", "VHM", "ZZZ9"])
-def test_bars_are_consistent_and_on_the_hose_grid(market: dict[str, pl.DataFrame], symbol: str) -> None:
-    frame = market[symbol]
+def _assert_valid_hose_bars(frame: pl.DataFrame) -> None:
     o, h, lo, c, v = (frame[name].to_numpy() for name in ("open", "high", "low", "close", "volume"))
     assert (lo > 0).all()
     assert (lo <= np.minimum(o, c)).all() and (h >= np.maximum(o, c)).all()
@@ -60,6 +67,11 @@ def test_bars_are_consistent_and_on_the_hose_grid(market: dict[str, pl.DataFrame
         ticks = np.where(prices < 50, 0.05, 0.1)
         assert np.allclose(prices / ticks, np.round(prices / ticks), atol=1e-6)
     assert (v >= 100).all() and (v % 100 == 0).all()
+
+
+@pytest.mark.parametrize("symbol", ["VCB", "VIC", "VHM", "ZZZ9"])
+def test_bars_are_consistent_and_on_the_hose_grid(market: dict[str, pl.DataFrame], symbol: str) -> None:
+    _assert_valid_hose_bars(market[symbol])
 
 
 def test_price_levels_are_realistic(market: dict[str, pl.DataFrame]) -> None:
@@ -89,6 +101,69 @@ def test_invalid_arguments_are_rejected() -> None:
         synthetic_market(["../x"], days=10, seed=1, end=END)
     with pytest.raises(ValueError, match=r"days"):
         synthetic_market(["VCB"], days=0, seed=1, end=END)
+    for reversal in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"reversal"):
+            synthetic_market(["VCB"], days=10, seed=1, end=END, reversal=reversal)
+
+
+def _digest(frames: dict[str, pl.DataFrame]) -> str:
+    digest = hashlib.sha256()
+    for symbol, frame in sorted(frames.items()):
+        digest.update(symbol.encode())
+        digest.update(frame["date"].cast(pl.Int64).to_numpy().astype("<i8").tobytes())
+        for name in ("open", "high", "low", "close", "volume"):
+            digest.update(frame[name].to_numpy().astype("<f8").tobytes())
+    return digest.hexdigest()
+
+
+def test_without_a_planted_effect_the_market_is_the_one_generated_before_it_existed() -> None:
+    # Digests of the bars generated before the `reversal` option was added.
+    first = ["VCB", "VIC", "VHM", "ZZZ9"], 300, 7, END
+    second = ["FPT", "A1"], 40, 3, date(2025, 1, 15)
+    assert _digest(synthetic_market(*first)) == "41ce090497e2d98821f49e8684dcee6bf393e191cf5f844d46d5afc00c5061ea"
+    assert _digest(synthetic_market(*first, reversal=0.0)) == _digest(synthetic_market(*first))
+    assert _digest(synthetic_market(*second)) == "92ce023d635ce6cd7c492f4c6f61eb2cf7f5481e59eebf499507fb4ca2187f7c"
+
+
+def test_with_the_planted_reversal_a_symbol_still_depends_only_on_itself() -> None:
+    alone = synthetic_market(["VIC"], days=300, seed=7, end=END, reversal=DEMO_REVERSAL)["VIC"]
+    among = synthetic_market(["VCB", "VIC", "ZZZ9"], days=300, seed=7, end=END, reversal=DEMO_REVERSAL)
+    assert_frame_equal(alone, among["VIC"])
+    assert not alone.equals(synthetic_market(["VIC"], days=300, seed=7, end=END)["VIC"])
+    for frame in among.values():
+        _assert_valid_hose_bars(frame)
+
+
+@pytest.fixture(scope="module")
+def daily_ics() -> dict[str, np.ndarray]:
+    """Per-date rank ICs of -r[t] against r[t+1] on 50 symbols x 800 days, by --edge choice."""
+    symbols = universe(50)
+    return {edge: daily_ic(synthetic_market(symbols, days=800, seed=7, end=END, reversal=reversal))
+            for edge, reversal in PLANTED_EDGES.items()}
+
+
+def test_the_planted_reversal_has_the_documented_ic(daily_ics: dict[str, np.ndarray]) -> None:
+    on = summarize(daily_ics["reversal"])
+    error = on.mean / on.t_stat  # about 0.14 / sqrt(799 dates) for 50 symbols
+    assert error < 0.006
+    assert abs(on.mean - DEMO_REVERSAL_IC) < 3 * error
+    # On and off share every shock but the planted one, so their difference by date is the effect alone,
+    # with a much smaller standard error (about 0.001) than either market's IC.
+    assert len(daily_ics["reversal"]) == len(daily_ics["none"])
+    effect = summarize(daily_ics["reversal"] - daily_ics["none"])
+    assert 0.03 < effect.mean < 0.045 and effect.t_stat > 20
+
+
+def test_without_the_planted_effect_the_ic_is_noise(daily_ics: dict[str, np.ndarray]) -> None:
+    off = summarize(daily_ics["none"])
+    assert abs(off.t_stat) < 3  # |mean| within 3 standard errors of zero, about +/-0.015 here
+
+
+def test_the_planted_effect_is_named_with_its_strength() -> None:
+    assert planted_effect(0.0) == "planted effect: none"
+    text = planted_effect(DEMO_REVERSAL)
+    assert "1-day reversal" in text and str(DEMO_REVERSAL) in text and f"mean daily IC about {DEMO_REVERSAL_IC}" in text
+    assert "reversal 0.1" in planted_effect(0.1) and "IC" not in planted_effect(0.1)
 
 
 def _pandas_prices() -> pd.DataFrame:

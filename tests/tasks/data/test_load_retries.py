@@ -35,7 +35,9 @@ def test_only_errors_the_store_did_not_retry_are_retried_by_the_task(
 
     @flow
     def one_load() -> None:
-        load_prices.with_options(retries=2, retry_delay_seconds=0, refresh_cache=True)("VCB", DataSettings())
+        data = DataSettings()
+        load_prices.with_options(retries=2, retry_delay_seconds=0, refresh_cache=True)(
+            "VCB", data, ParquetPriceStore(data.prices_path))
 
     assert one_load(return_state=True).is_failed()
     assert len(calls) == runs
@@ -56,5 +58,6 @@ def test_errors_that_will_not_heal_are_not_retried(days: int | None, symbol: str
                      SourceInfo(kind="synthetic", detail="random walk", synthetic=True))
     if days is None:
         (tmp_path / "prices" / "symbol=VCB" / "prices.parquet").write_bytes(b"not parquet")
-    runs, error = attempts(load_prices, symbol, DataSettings(prices_path=tmp_path / "prices"), refresh_cache=True)
+    data = DataSettings(prices_path=tmp_path / "prices")
+    runs, error = attempts(load_prices, symbol, data, ParquetPriceStore(data.prices_path), refresh_cache=True)
     assert type(error) is expected and runs == 1, error

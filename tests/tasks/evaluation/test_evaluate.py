@@ -173,7 +173,8 @@ def _floats(value: Any) -> list[float]:
 def test_evaluate_end_to_end(registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
     ref, models = registered
     cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
-    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market())
+    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market(),
+                         LocalModelRegistry(models.registry_path))
 
     test = read_split(ref, "test")
     assert (result.symbol, result.model_type, result.version, result.rows) == ("VHM", "catboost", 1, test.height)
@@ -208,13 +209,15 @@ def test_a_lot_dearer_than_the_capital_leaves_the_backtest_out_of_the_composite(
         registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
     ref, models = registered
     cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
-    dear = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market(lot_size=100_000))
+    dear = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market(lot_size=100_000),
+                       LocalModelRegistry(models.registry_path))
     assert not dear.sizing.meaningful and dear.trades == 0 and dear.buy_and_hold.total_return == 0
     assert "costs more than the capital of 100,000 on every day" in dear.sizing.note
     assert dear.composite == WEIGHTS.r2 * dear.prediction.r2  # not 0.3 + 0.3 * r2 from a flat equity curve
     # Fractional shares trade whatever the price: buy-and-hold then follows the price, less commission.
     fractional = cfg.model_copy(update={"backtesting": cfg.backtesting.model_copy(update={"fractional": True})})
-    free = evaluate.fn("VHM", "catboost", 1, ref, fractional, models, WEIGHTS, Market(lot_size=100_000))
+    free = evaluate.fn("VHM", "catboost", 1, ref, fractional, models, WEIGHTS, Market(lot_size=100_000),
+                       LocalModelRegistry(models.registry_path))
     assert free.sizing.meaningful and free.trades > 0
     assert free.buy_and_hold.total_return == pytest.approx(free.price_move, abs=0.003)
 
@@ -224,7 +227,8 @@ def test_a_model_reading_absent_features_is_refused(registered: tuple[FeatureSet
     _, models = registered
     narrower = priced_feature_set(tmp_path, "VHM", features=("r0", "r1"))
     with pytest.raises(EvaluationError, match=r"catboost v1 for VHM reads feature\(s\) missing .*: noise"):
-        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS, Market())
+        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS, Market(),
+                    LocalModelRegistry(models.registry_path))
 
 
 # -- many candidates in one backtest == one backtest per candidate -----------------------------------
@@ -262,14 +266,16 @@ def test_backtest_candidates_gives_evaluates_results_bit_for_bit(
         market_of_candidates: tuple[dict[str, FeatureSetRef], ModelsSettings, dict[str, Market]],
         backtesting: BacktestSettings) -> None:
     refs, models, markets = market_of_candidates
+    registry = LocalModelRegistry(models.registry_path)
     cfg = EvaluationSettings(backtesting=backtesting, cross_validation=CrossValidationSettings(cv_folds=2))
     jobs = [(s, t) for s in refs for t in ("arima", "catboost")]
-    candidates = [predict_test.fn(s, t, 1, refs[s], cfg.cross_validation, models) for s, t in jobs]
+    candidates = [predict_test.fn(s, t, 1, refs[s], cfg.cross_validation, models, registry) for s, t in jobs]
     assert len({len(c.dates) for c in candidates}) == 3  # windows of different lengths share one run
     scored = backtest_candidates.fn(candidates, cfg, WEIGHTS, [markets[s] for s, _ in jobs])
     assert scored.failures == [] and len(scored.results) == len(jobs)
     for (symbol, model_type), batched in zip(jobs, scored.results, strict=True):
-        _identical(batched, evaluate.fn(symbol, model_type, 1, refs[symbol], cfg, models, WEIGHTS, markets[symbol]))
+        _identical(batched, evaluate.fn(symbol, model_type, 1, refs[symbol], cfg, models, WEIGHTS, markets[symbol],
+                                         registry))
     by_symbol = {r.symbol: r for r in scored.results}
     assert not by_symbol["DEAR"].sizing.meaningful and by_symbol["DEAR"].trades == 0
     assert by_symbol["AAPL"].sizing.lot_size == 1 and by_symbol["VHM"].sizing.lot_size == 100

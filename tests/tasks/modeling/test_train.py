@@ -57,22 +57,23 @@ def test_train_registers_and_the_plan_skips_recent_models_until_forced(tmp_path:
     tuned = tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
     assert tuned.source == "config" and tuned.params["iterations"] == 60
     jobs = [TrainJob("VHM", "catboost"), TrainJob("VHM", "arima")]
-    assert plan_training.fn(jobs, cfg, False) == TrainingPlan(jobs, [])
+    assert plan_training.fn(jobs, cfg, False, LocalModelRegistry(cfg.registry_path)) == TrainingPlan(jobs, [])
 
-    first = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg)
+    first = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg, LocalModelRegistry(cfg.registry_path))
     assert first.status == "trained" and first.version == 1
     assert first.val_rmse < 0.85 * first.val_naive_rmse  # learns the AR(1) signal
     entry = LocalModelRegistry(cfg.registry_path).get("catboost", "VHM")
     assert entry.metadata.data_hash == refs["VHM"].content_hash
     assert entry.metadata.metrics["val_rmse"] == pytest.approx(first.val_rmse)
 
-    plan = plan_training.fn(jobs, cfg, False)
+    plan = plan_training.fn(jobs, cfg, False, LocalModelRegistry(cfg.registry_path))
     assert plan.to_train == [TrainJob("VHM", "arima")] and plan.symbols("catboost") == []
     assert [(r.symbol, r.model_type, r.status) for r in plan.skipped] == [("VHM", "catboost", "skipped")]
     assert "min_hours_between" in plan.skipped[0].reason
-    assert plan_training.fn(jobs, cfg, True).to_train == jobs
-    assert plan_training.fn(jobs, models_cfg(tmp_path, retraining={"min_hours_between": 0}), False).to_train == jobs
-    forced = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg)
+    assert plan_training.fn(jobs, cfg, True, LocalModelRegistry(cfg.registry_path)).to_train == jobs
+    assert plan_training.fn(jobs, models_cfg(tmp_path, retraining={"min_hours_between": 0}), False,
+                            LocalModelRegistry(cfg.registry_path)).to_train == jobs
+    forced = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg, LocalModelRegistry(cfg.registry_path))
     assert forced.status == "trained" and forced.version == 2
 
 
@@ -101,7 +102,7 @@ def test_a_batch_reports_a_failing_job_and_trains_the_others(tmp_path: Path) -> 
     cfg = models_cfg(tmp_path)
     tuned = tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
     batch = TrainBatch("catboost", tuple(TrainJob(s, "catboost") for s in refs), 1, 1)
-    first, failed, last = train_batch.fn(batch, refs, tuned, cfg)
+    first, failed, last = train_batch.fn(batch, refs, tuned, cfg, LocalModelRegistry(cfg.registry_path))
     assert isinstance(first, TrainResult) and isinstance(last, TrainResult)
     assert isinstance(failed, JobFailure) and (failed.symbol, failed.model_type, failed.step) == (
         "VHM", "catboost", "train")

@@ -17,7 +17,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from settings import MonitoringSettings
 from tasks.operations.monitor import Anomaly
-from tasks.operations.notify import LogNotifier, WebhookNotifier, format_alerts, notify
+from tasks.operations.notify import LogNotifier, WebhookNotifier, format_alerts, notifiers, notify
 
 ALERTS = [Anomaly("failed_job", "lstm VHM", "ValueError: nan loss"),
           Anomaly("stale_feed", "VCB", "newest prices are from 2024-05-01")]
@@ -90,19 +90,19 @@ def test_log_notifier(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_notify_without_alerts_does_nothing(webhook: Webhook) -> None:
-    assert notify.fn([], "daily", MonitoringSettings(webhook_url=webhook.url)) == 0
+    assert notify.fn([], "daily", notifiers(MonitoringSettings(webhook_url=webhook.url))) == 0
     assert webhook.bodies == []
 
 
 def test_notify_without_webhook_only_logs(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tasks.operations.notify"):
-        assert notify.fn(ALERTS, "daily", MonitoringSettings()) == 2
+        assert notify.fn(ALERTS, "daily", notifiers(MonitoringSettings())) == 2
     assert len([r for r in caplog.records if r.name == "tasks.operations.notify"]) == 2
 
 
 def test_notify_with_webhook_posts(webhook: Webhook, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tasks.operations.notify"):
-        assert notify.fn(ALERTS, "daily", MonitoringSettings(webhook_url=webhook.url)) == 2
+        assert notify.fn(ALERTS, "daily", notifiers(MonitoringSettings(webhook_url=webhook.url))) == 2
     assert len([r for r in caplog.records if r.name == "tasks.operations.notify"]) == 2
     assert webhook.bodies == [{"text": format_alerts(ALERTS, "daily")}]
 
@@ -110,7 +110,7 @@ def test_notify_with_webhook_posts(webhook: Webhook, caplog: pytest.LogCaptureFi
 def test_notify_in_a_flow_publishes_the_artifact(prefect_harness: None, webhook: Webhook) -> None:
     @flow
     def alerting() -> int:
-        return notify(ALERTS, "weekly evaluation", MonitoringSettings(webhook_url=webhook.url))
+        return notify(ALERTS, "weekly evaluation", notifiers(MonitoringSettings(webhook_url=webhook.url)))
 
     assert alerting() == 2
     assert len(webhook.bodies) == 1

@@ -17,7 +17,7 @@ from prefect import Task, flow
 
 from serving import ServerProcess, free_port
 from settings import DeploymentSettings
-from stores.features import FeatureStoreError
+from stores.features import FeatureStore, FeatureStoreError
 from tasks.data.store import publish
 from tasks.delivery.deploy import DeploymentError, PackageRef, push
 from tests.tasks.modeling.test_train import write_feature_set
@@ -91,12 +91,12 @@ def test_publish_retries_a_file_system_error(tmp_path: Path) -> None:
     current = tmp_path / "features" / "VHM" / "manifest.json"
     current.unlink()
     current.mkdir()  # the current-snapshot pointer cannot be replaced: os.replace raises IsADirectoryError
-    runs, error = attempts(publish, ref, tmp_path / "features")
+    runs, error = attempts(publish, ref, FeatureStore(tmp_path / "features"))
     assert isinstance(error, OSError) and runs == 3
 
 
 def test_publish_does_not_retry_an_altered_snapshot(tmp_path: Path) -> None:
     ref = write_feature_set(tmp_path / "features", "VHM")
     ref.split_path("test").write_bytes(b"altered")
-    runs, error = attempts(publish, ref, tmp_path / "features")
+    runs, error = attempts(publish, ref, FeatureStore(tmp_path / "features"))
     assert isinstance(error, FeatureStoreError) and "sha256 mismatch" in str(error) and runs == 1

@@ -1,0 +1,95 @@
+"""Pooled models through the flows: trained once over every symbol, evaluated and chosen per symbol on its own
+test window, deployed per symbol through staging to production like any model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from flows.data_pipeline import data_pipeline
+from flows.deployment_pipeline import deployment_pipeline
+from flows.evaluation_pipeline import evaluation_pipeline
+from flows.model_pipeline import model_pipeline
+from serving import ServerProcess
+from settings import Settings, load_settings
+from stores.base import SourceInfo
+from stores.features import read_split
+from stores.parquet import ParquetPriceStore
+from stores.registry import LocalModelRegistry
+from tasks.data.ingest import synthetic_market
+from tasks.evaluation.choose import Decision
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+TOKEN = "test-token-0123456789"
+SYMBOLS = ["AAA", "BBB", "CCC", "DDD"]
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    root = tmp_path_factory.mktemp("servers")
+    with ServerProcess("staging", root / "staging", TOKEN) as staging, \
+            ServerProcess("production", root / "production", TOKEN) as production:
+        yield {"staging": staging.url, "production": production.url}
+
+
+def pooled_settings(tmp_path: Path, servers: dict[str, str]) -> Settings:
+    settings = load_settings(overrides={
+        "data": {"prices_path": str(tmp_path / "prices"), "feature_store_path": str(tmp_path / "features"),
+                 "symbols": SYMBOLS, "features": {"windows": [5, 10, 20]}, "split": {"min_rows": 30}},
+        "models": {"registry_path": str(tmp_path / "registry"), "model_types": ["catboost"], "scope": "both",
+                   "params": {"catboost": {"iterations": 40}}},
+        "optimization": {"enabled": False},
+        "evaluation": {"cross_validation": {"cv_folds": 2}},
+        "monitoring": {"history_path": str(tmp_path / "history.sqlite")},
+        "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports")},
+        "deployment": {"staging_endpoint": servers["staging"], "production_endpoint": servers["production"],
+                       "token": TOKEN, "packages_path": str(tmp_path / "packages"), "retries": 0,
+                       "max_p95_ms": 2000}})
+    store = ParquetPriceStore(settings.data.prices_path)
+    market = synthetic_market(SYMBOLS, 500, seed=3, end=date(2026, 10, 30), reversal=0.04)
+    for symbol, bars in market.items():
+        store.upsert(symbol, bars, SourceInfo(kind="synthetic", detail="planted reversal", synthetic=True))
+    return settings
+
+
+def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_any(
+        tmp_path: Path, servers: dict[str, str]) -> None:
+    settings = pooled_settings(tmp_path, servers)
+    refs = {s.ref.symbol: s.ref for s in data_pipeline(symbols=SYMBOLS, settings=settings)}
+
+    trained = model_pipeline(settings=settings, refs=refs)
+    assert sorted((r.symbol, r.model_type) for r in trained.results) == [
+        *((s, "catboost") for s in SYMBOLS), ("_POOLED_", "catboost-pooled")]
+    registry = LocalModelRegistry(settings.models.registry_path)
+    pooled = registry.get("catboost-pooled", "_POOLED_", 1)
+    assert pooled.metadata.symbols == SYMBOLS
+
+    evaluated = evaluation_pipeline(refs, settings)
+    assert not evaluated.failures
+    candidates = {(r.symbol, r.model_type): r for r in evaluated.results}
+    assert set(candidates) == {(s, t) for s in SYMBOLS for t in ("catboost", "catboost-pooled")}
+    for symbol in SYMBOLS:
+        result = candidates[(symbol, "catboost-pooled")]
+        test = read_split(refs[symbol], "test")
+        # Scored on the symbol's own test window, like its per-symbol rival, with its own CV and p-value.
+        assert (result.test_start, result.rows) == (candidates[(symbol, "catboost")].test_start, test.height)
+        assert result.cv.folds == 2 and 0.0 <= result.against_baseline.p_value <= 1.0
+        model, _ = registry.load("catboost-pooled", symbol, 1)
+        offline = model.predict(test, context=read_split(refs[symbol], "all").filter(
+            read_split(refs[symbol], "all")["date"] < test["date"].min()))
+        np.testing.assert_allclose(result.curves.predicted, offline, rtol=0, atol=1e-12)
+
+    champion = candidates[("BBB", "catboost-pooled")]
+    decision = Decision("BBB", "promote", "catboost-pooled", 1, champion.composite, ("pooled won",))
+    [deployed] = deployment_pipeline([decision], refs, settings)
+    assert deployed.status == "production", deployed.reason
+    assert {c.name for c in deployed.checks if c.passed} >= {"health", "prediction_parity", "latency_p95"}
+    served = httpx.get(f"{servers['production']}/v1/models").json()["models"]
+    assert {s: (m["model_type"], m["version"]) for s, m in served.items()} == {"BBB": ("catboost-pooled", 1)}
+    production = registry.alias("BBB", "production")
+    assert production is not None and (production.model_type, production.version) == ("catboost-pooled", 1)

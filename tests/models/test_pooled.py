@@ -1,0 +1,126 @@
+"""Pooled forecasters: one model over many symbols, each normalised on its own train rows."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.base import LABEL, Forecaster, ModelError
+from models.pooled import PooledForecaster, SymbolScale, pooled_features
+from models.registry import model_class
+from models.sequence import WindowDataModule
+from stores.registry import LocalModelRegistry, RegistryError
+
+FAST = {"catboost-pooled": {"iterations": 150},
+        "lstm-pooled": {"max_epochs": 8, "hidden_size": 8, "lookback": 5}}
+FEATURES = ("r0", "r1", "noise")
+
+
+def symbol_frame(rows: int, seed: int, scale: float, drop: tuple[str, ...] = ()) -> pl.DataFrame:
+    """AR(1) returns at `scale`: label = r_{t+1} = 0.6 r_t + e; `drop` leaves features out (not selected)."""
+    rng = np.random.default_rng(seed)
+    r = np.zeros(rows + 2)
+    for t in range(1, rows + 2):
+        r[t] = 0.6 * r[t - 1] + rng.normal(0, scale)
+    frame = pl.DataFrame({"date": [date(2022, 1, 3) + timedelta(days=i) for i in range(rows)],
+                          "r0": r[1:rows + 1], "r1": r[:rows], "noise": rng.normal(0, scale, rows),
+                          LABEL: r[2:rows + 2]})
+    return frame.drop(list(drop))
+
+
+def market() -> dict[str, tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]:
+    """Three symbols of very different volatility, one without the `r1` feature: train, val, test each."""
+    out = {}
+    for i, (symbol, scale, drop) in enumerate((("AAA", 0.01, ()), ("BBB", 0.05, ()), ("CCC", 0.002, ("r1",)))):
+        frame = symbol_frame(500, seed=i, scale=scale, drop=drop)
+        out[symbol] = (frame.slice(0, 300), frame.slice(301, 80), frame.slice(382, 118))
+    return out
+
+
+def make(model_type: str) -> PooledForecaster:
+    cls = model_class(model_type)
+    model = cls(FEATURES, cls.params_type(**FAST[model_type]), horizon=1, seed=5)
+    assert isinstance(model, PooledForecaster)
+    return model
+
+
+def test_pooled_features_are_the_most_kept_ones() -> None:
+    kept = {"A": ["x", "y"], "B": ["y", "z"], "C": ["y", "x", "x"]}
+    assert pooled_features(kept, 2) == ("y", "x")
+    assert pooled_features(kept, 10) == ("y", "x", "z")
+
+
+def test_a_symbol_is_scaled_on_its_train_rows_and_a_missing_feature_reads_zero() -> None:
+    train = symbol_frame(200, seed=1, scale=0.05, drop=("r1",))
+    scale = SymbolScale.fit(train, FEATURES)
+    assert scale.features == ("r0", "noise")
+    scaled = scale.apply(train, FEATURES, label=True)
+    assert scaled.columns == ["date", *FEATURES, LABEL]
+    assert abs(scaled["r0"].mean()) < 1e-12 and abs(scaled["r0"].std(ddof=0) - 1) < 1e-12
+    assert (scaled["r1"] == 0).all()
+    np.testing.assert_allclose(scaled[LABEL].to_numpy() * scale.label_std, train[LABEL].to_numpy())
+
+
+@pytest.mark.parametrize("model_type", sorted(FAST))
+def test_fits_many_symbols_predicts_each_in_its_own_units_and_reloads_identically(model_type: str,
+                                                                                tmp_path: Path) -> None:
+    data = market()
+    model = make(model_type).fit_symbols({s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()})
+    assert model.symbols == ("AAA", "BBB", "CCC")
+    with pytest.raises(ModelError, match="bind"):
+        model.predict(data["AAA"][2])
+    predictions = {}
+    for symbol, (train, _, test) in data.items():
+        model.bind(symbol)
+        predictions[symbol] = model.predict(test, context=train)
+        rmse = float(np.sqrt(np.mean((predictions[symbol] - test[LABEL].to_numpy()) ** 2)))
+        zero = float(np.sqrt(np.mean(test[LABEL].to_numpy() ** 2)))
+        assert rmse < 0.95 * zero, f"{symbol}: the shared AR(1) signal is learnt in each symbol's units"
+    assert model.bind("CCC").features == ("r0", "noise")  # CCC never had r1: it does not need it
+
+    model.save(tmp_path / "m")
+    restored = Forecaster.load(tmp_path / "m")
+    assert isinstance(restored, PooledForecaster) and restored.features == FEATURES
+    for symbol, (train, _, test) in data.items():
+        np.testing.assert_array_equal(restored.bind(symbol).predict(test, context=train), predictions[symbol])
+    with pytest.raises(ModelError, match="not fitted on ZZZ"):
+        restored.bind("ZZZ")
+    with pytest.raises(ModelError, match="many symbols"):
+        make(model_type).fit(*data["AAA"][:2])
+
+
+def test_sequence_windows_never_span_two_symbols() -> None:
+    first = (np.arange(12.0).reshape(6, 2), np.arange(6.0))
+    second = (100 + np.arange(8.0).reshape(4, 2), 100 + np.arange(4.0))
+    data = WindowDataModule([first, second], [(first[0][:2], first[1][:2]), (second[0][:2], second[1][:2])],
+                            lookback=3, batch_size=4, seed=0)
+    data.setup("fit")
+    windows = [data.train_set[i] for i in range(len(data.train_set))]
+    assert len(windows) == (6 - 2) + (4 - 2)
+    for x, y in windows:
+        assert bool((x >= 100).all()) == bool(y >= 100)  # a window and its target belong to one symbol
+    val = [data.val_set[i] for i in range(len(data.val_set))]
+    assert bool((val[2][0][:2] >= 100).all())  # the second symbol's val windows read its own train tail
+
+
+def test_the_registry_stores_a_pooled_version_once_and_serves_it_per_symbol(tmp_path: Path) -> None:
+    data = market()
+    model = make("catboost-pooled").fit_symbols({s: d[0] for s, d in data.items()},
+                                                {s: d[1] for s, d in data.items()})
+    registry = LocalModelRegistry(tmp_path / "registry")
+    stored = registry.register(model, "_POOLED_", metrics={}, data_hash="h", code_version="c", duration_seconds=1)
+    assert stored.path == tmp_path / "registry" / "catboost-pooled" / "_POOLED_" / "v1"
+    assert stored.metadata.symbols == ["AAA", "BBB", "CCC"] and stored.metadata.features == list(FEATURES)
+    loaded, entry = registry.load("catboost-pooled", "BBB", 1)
+    assert entry.version == 1 and loaded.features == FEATURES
+    train, _, test = data["BBB"]
+    np.testing.assert_array_equal(loaded.predict(test, context=train), model.bind("BBB").predict(test, train))
+    registry.set_alias("BBB", "production", "catboost-pooled", 1)
+    alias = registry.alias("BBB", "production")
+    assert alias is not None and (alias.model_type, alias.version) == ("catboost-pooled", 1)
+    with pytest.raises(RegistryError, match="not fitted on VHM"):
+        registry.get("catboost-pooled", "VHM", 1)
