@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 
-from flows.cli import data_parser, one_line, parse_symbols, prefect_environment, quiet_server_shutdown, short_tracebacks
+from flows.cli import data_parser, prefect_environment, run_cli
 
 if __name__ == "__main__":
     data_parser().parse_args()  # answer --help and usage errors before the slow imports below
@@ -21,7 +21,7 @@ from prefect import flow
 from prefect.futures import PrefectFuture, wait
 
 from schemas import DataSummary, FeatureSetRef, validate_symbol
-from settings import ConfigError, Market, Settings, load_settings
+from settings import Market, Settings, load_settings
 from stores.base import PriceStore, PriceStoreError
 from stores.factory import open_feature_store, open_price_store
 from stores.features import FeatureStore
@@ -130,27 +130,22 @@ def _run_batches(symbols: list[str], price_store: PriceStore, feature_store: Fea
     return _summarize(runs, fresh, feature_store)
 
 
-_INPUT_ERRORS = (ConfigError, ValueError, PriceStoreError, DataPipelineError)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the data pipeline from the command line; returns the exit code (2 on bad input)."""
     args = data_parser().parse_args(argv)
 
-    try:
-        overrides = {"data": {"source": args.source}} if args.source else {}
-        settings = load_settings(args.config, overrides)
-        symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
+    def run(settings: Settings, symbols: list[str]) -> list[DataSummary]:
         check_prices(symbols, settings.data)
-        with short_tracebacks(_INPUT_ERRORS):
-            summaries = data_pipeline(symbols=symbols, settings=settings, refresh_cache=args.refresh_cache)
-    except _INPUT_ERRORS as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    finally:
-        quiet_server_shutdown()
-    print(format_summary(summaries, str(settings.data.feature_store_path)))
-    return 0
+        return data_pipeline(symbols=symbols, settings=settings, refresh_cache=args.refresh_cache)
+
+    def report(summaries: list[DataSummary], settings: Settings) -> int:
+        print(format_summary(summaries, str(settings.data.feature_store_path)))
+        return 0
+
+    return run_cli(args, run, report, input_errors=(PriceStoreError, DataPipelineError),
+                   overrides={"data": {"source": args.source}} if args.source else {})
 
 
 if __name__ == "__main__":
