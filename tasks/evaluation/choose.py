@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 from prefect import task
 
+from models.pooled import is_pooled
 from tasks.evaluation.evaluate import EvaluationResult
 from tasks.evaluation.significance import DieboldMariano, diebold_mariano
 from tasks.operations.caching import ContentInputs, ModuleSources
@@ -46,6 +47,11 @@ class Decision:
 
 def _name(r: EvaluationResult) -> str:
     return f"{r.model_type} v{r.version}"
+
+
+def _scope(r: EvaluationResult) -> str:
+    """Which scope a winner is: one model for this symbol, or one over every symbol of its run."""
+    return "pooled: one model over every symbol of its run; " if is_pooled(r.model_type) else ""
 
 
 def qualifies(r: EvaluationResult, level: float) -> bool:
@@ -128,7 +134,8 @@ def _decide(symbol: str, candidates: list[EvaluationResult], production: Evaluat
     losers = [_lost_line(r, winner, level) for r in ranked[1:]]
     if production is None:
         return Decision(symbol, "promote", winner.model_type, winner.version, winner.composite, (
-            f"{_name(winner)}: won (composite {winner.composite:.6g}, best of {len(ranked)} qualifying; "
+            f"{_name(winner)}: won ({_scope(winner)}composite {winner.composite:.6g}, best of {len(ranked)} "
+            f"qualifying; "
             f"{_baseline_line(winner, level)}; no production model)", *losers, *failed))
     if (winner.model_type, winner.version) == (production.model_type, production.version):
         return _keep(symbol, production, [
@@ -144,7 +151,8 @@ def _decide(symbol: str, candidates: list[EvaluationResult], production: Evaluat
             f"{_name(winner)}: best challenger but not above production ({why}; {_baseline_line(winner, level)})",
             *losers, *failed], f"the best challenger {_name(winner)} does not beat it", level)
     return Decision(symbol, "promote", winner.model_type, winner.version, winner.composite, (
-        f"{_name(winner)}: won (composite {winner.composite:.6g} > production {production.composite:.6g}, squared "
+        f"{_name(winner)}: won ({_scope(winner)}composite {winner.composite:.6g} > production "
+        f"{production.composite:.6g}, squared "
         f"errors significantly lower, {_p(versus, level)}; {_baseline_line(winner, level)})", *losers, *failed,
         f"production {_name(production)}: replaced (composite {production.composite:.6g}, "
         f"{_baseline_line(production, level)})"))

@@ -174,3 +174,13 @@ def test_task_wraps_the_pure_function() -> None:
     results = [result("arima", 0.3, 0.01), result("lstm", 0.4, 0.011)]
     assert choose.fn(results, {"VCB": None}, 0.05) == choose_champions(results, {"VCB": None})
     assert choose.retries == 0
+
+
+def test_a_pooled_winner_says_it_is_pooled_and_competes_like_any_candidate() -> None:
+    results = [result("catboost", 0.2, 0.019), result("catboost-pooled", 0.3, 0.019, p=0.02)]
+    decision = only(choose_champions(results, {}))
+    assert (decision.action, decision.model_type) == ("promote", "catboost-pooled")
+    assert "won (pooled: one model over every symbol of its run; composite 0.3" in line(decision, "catboost-pooled v1")
+    assert "DM p=0.02" in line(decision, "catboost-pooled v1")
+    own = only(choose_champions([result("catboost", 0.4, 0.019), result("catboost-pooled", 0.3, 0.019)], {}))
+    assert own.model_type == "catboost" and "won (composite 0.4" in line(own, "catboost v1")
