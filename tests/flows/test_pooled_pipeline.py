@@ -93,3 +93,15 @@ def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_a
     assert {s: (m["model_type"], m["version"]) for s, m in served.items()} == {"BBB": ("catboost-pooled", 1)}
     production = registry.alias("BBB", "production")
     assert production is not None and (production.model_type, production.version) == ("catboost-pooled", 1)
+
+    # The weekly evaluation scores the pooled production model on BBB's newest rows, like any production model,
+    # against the score it was deployed with.
+    from flows.weekly_evaluation import weekly_evaluation
+
+    weekly = weekly_evaluation(symbols=["BBB"], settings=settings)
+    [assessed] = weekly.assessments
+    assert (assessed.symbol, assessed.model_type, assessed.version) == ("BBB", "catboost-pooled", 1)
+    [check] = weekly.checks
+    assert check.model == "catboost-pooled v1" and check.deployment_score == pytest.approx(champion.composite)
+    assert np.isfinite(assessed.composite)
+    assert assessed.drift.psi and set(assessed.drift.psi) <= set(refs["BBB"].features)
