@@ -130,8 +130,6 @@ def _run_batches(symbols: list[str], price_store: PriceStore, feature_store: Fea
     return _summarize(runs, fresh, feature_store)
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the data pipeline from the command line; returns the exit code (2 on bad input)."""
     args = data_parser().parse_args(argv)
