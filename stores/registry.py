@@ -151,15 +151,16 @@ class LocalModelRegistry:
         """Save `model` as the next version of (its type, symbol) and return that version."""
         folder = self._folder(_check_model_type(model.model_type), symbol)
         folder.mkdir(parents=True, exist_ok=True)
+        pooled = model if isinstance(model, PooledForecaster) else None
         tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
         try:
             model.save(tmp)
             files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
             metadata = ModelMetadata(
                 model_type=model.model_type, symbol=symbol, params=model.params.model_dump(mode="json"),
-                metrics=metrics, features=list(getattr(model, "pooled", model.features)), data_hash=data_hash,
+                metrics=metrics, features=list(pooled.pooled if pooled else model.features), data_hash=data_hash,
                 code_version=code_version, created_at=datetime.now(UTC), duration_seconds=duration_seconds,
-                files=files, horizon=model.horizon, seed=model.seed, symbols=list(getattr(model, "symbols", ())),
+                files=files, horizon=model.horizon, seed=model.seed, symbols=list(pooled.symbols if pooled else ()),
             )
             (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), encoding="utf-8")
             version = self._claim_version(tmp, folder)

@@ -19,6 +19,7 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from models.base import Forecaster
 from schemas import FeatureSetRef, JobFailure
 from settings import DeploymentSettings
 from stores.features import history_before, read_split
@@ -165,9 +166,8 @@ def _check(name: str, passed: bool, detail: str) -> DeploymentCheck:
     return DeploymentCheck(name, bool(passed), detail)
 
 
-def _parity(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg: DeploymentSettings,
-            registry: ModelRegistry) -> DeploymentCheck:
-    model, _ = registry.load(package.model_type, package.symbol, package.version)
+def _parity(package: PackageRef, model: Forecaster, ref: FeatureSetRef, endpoint: str,
+            cfg: DeploymentSettings) -> DeploymentCheck:
     test = read_split(ref, "test")
     offline = model.predict(test, context=history_before(ref, test))
     # Labels go along: models that read past labels (ARIMA) use those of earlier rows, as offline.
@@ -218,10 +218,9 @@ def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg
         expected = {"model_type": package.model_type, "version": package.version, "data_hash": package.data_hash}
         actual = {k: (listed or {}).get(k) for k in expected}
         checks.append(_check("deployed_version", actual == expected, f"server has {actual}, package {expected}"))
-        checks.append(_parity(package, ref, endpoint, cfg, registry))
-        model, _ = registry.load(package.model_type, package.symbol, package.version)
-        features = model.features  # a pooled model: the ones this symbol reads
-        checks.append(_latency(package.symbol, ref, features, endpoint, cfg))
+        model, _ = registry.load(package.model_type, package.symbol, package.version)  # a pooled one: bound
+        checks.append(_parity(package, model, ref, endpoint, cfg))
+        checks.append(_latency(package.symbol, ref, model.features, endpoint, cfg))
         bad = httpx.post(f"{endpoint}/v1/predict", json={"symbol": "NOSUCHSYMBOL", "rows": "latest"},
                          timeout=cfg.timeout_seconds)
         checks.append(_check("unknown_symbol", bad.status_code == 404, f"HTTP {bad.status_code} (expected 404)"))
