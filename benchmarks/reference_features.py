@@ -146,7 +146,7 @@ def _ewm(series: pd.Series, *, min_rows: int, alpha: float | None = None, span: 
 
 
 def _indicators(c: pd.Series, h: pd.Series, low: pd.Series, cfg: FeatureSettings) -> dict[str, pd.Series]:
-    """RSI, MACD, Bollinger %B and ATR."""
+    """RSI, MACD, Bollinger %B, ATR and the 1-day log return."""
     prev_c = c.shift(1)
     rsi_n, atr_n, n, k = cfg.rsi_period, cfg.atr_period, cfg.bollinger_window, cfg.bollinger_k
     up_avg = _ewm((c - prev_c).clip(lower=0), alpha=1 / rsi_n, min_rows=rsi_n)
@@ -164,6 +164,7 @@ def _indicators(c: pd.Series, h: pd.Series, low: pd.Series, cfg: FeatureSettings
         "MACDHIST": (line - signal) / c,
         f"BBP{n}": (c - (band_mid - k * band_sd)) / (2 * k * band_sd),
         f"ATR{atr_n}": _ewm(true_range, alpha=1 / atr_n, min_rows=atr_n) / c,
+        "RET1": _ln(c / prev_c),
     }
 
 

@@ -52,7 +52,8 @@ def reference_select_features(train: pl.DataFrame, names: list[str], cfg: Select
     ic = np.nan_to_num(np.array([np.corrcoef(ranks[:, j], label_rank)[0, 1] for j in range(ranks.shape[1])]))
     corr = np.nan_to_num(np.corrcoef(values, rowvar=False))           # (candidates, candidates)
 
-    order = sorted(range(len(candidates)), key=lambda j: (-abs(ic[j]), j))
+    forced = [j for name in cfg.always_keep for j, c in enumerate(candidates) if c == name]
+    order = forced + sorted((j for j in range(len(candidates)) if j not in forced), key=lambda j: (-abs(ic[j]), j))
     kept: list[int] = []
     for j in order:
         twin = next((k for k in kept if abs(corr[j, k]) > cfg.max_correlation), None)

@@ -41,7 +41,7 @@ def feature_names(cfg: FeatureSettings) -> list[str]:
     """All feature columns `compute_features` adds, in output order (the label excluded)."""
     rolling = [f"{family}{d}" for family in ROLLING_FAMILIES for d in cfg.windows]
     technical = [f"RSI{cfg.rsi_period}", "MACD", "MACDSIG", "MACDHIST", f"BBP{cfg.bollinger_window}",
-                 f"ATR{cfg.atr_period}"]
+                 f"ATR{cfg.atr_period}", "RET1"]
     return [*KBAR_FEATURES, *PRICE_FEATURES, *rolling, *technical]
 
 
@@ -281,7 +281,7 @@ def _position_features(d: int) -> dict[str, pl.Expr]:
 
 
 def _technical_features(cfg: FeatureSettings, over: _Over) -> dict[str, pl.Expr]:
-    """RSI, MACD, Bollinger %B and ATR from the shared statistics, and the label."""
+    """RSI, MACD, Bollinger %B, ATR and the 1-day log return from the shared statistics, and the label."""
     c, gain, loss, macd = _col("close"), _col("rsigain"), _col("rsiloss"), _col("macd")
     # The signal line's EWM starts on the first day the MACD line exists.
     signal = over(macd.ewm_mean(span=cfg.macd_signal, adjust=False, min_samples=cfg.macd_signal))
@@ -294,6 +294,7 @@ def _technical_features(cfg: FeatureSettings, over: _Over) -> dict[str, pl.Expr]
         "MACDHIST": (macd - signal) / c,
         f"BBP{n}": (c - (_col("bmean") - k * sd)) / (2 * k * sd),
         f"ATR{cfg.atr_period}": _col("atr") / c,
+        "RET1": _col("ret").log(),
         LABEL: (_col("next") / c).log(),
     }
 

@@ -38,9 +38,9 @@ class Selected:
 def select_features(train: pl.DataFrame, names: list[str], cfg: SelectionSettings) -> SelectionReport:
     """Fit the selection on `train` rows only and report what was kept and why the rest was dropped.
 
-    Candidates are ranked by |Spearman IC| with the label (ties: the earlier name first); each is kept
-    unless its |Pearson corr| with an already kept one exceeds `max_correlation` (named as its twin), or
-    `max_features` are already kept. NaN correlations count as 0.
+    Candidates are ranked by |Spearman IC| with the label (ties: the earlier name first), after those of
+    `always_keep` (in its order); each is kept unless its |Pearson corr| with an already kept one exceeds
+    `max_correlation` (named as its twin), or `max_features` are already kept. NaN correlations count as 0.
     """
     if not names:
         return SelectionReport(kept=(), dropped={})
@@ -70,7 +70,8 @@ def select_features(train: pl.DataFrame, names: list[str], cfg: SelectionSetting
     twins = np.abs(corr) > cfg.max_correlation                        # (candidates, candidates)
 
     abs_ic = np.abs(ic).tolist()
-    order = sorted(range(len(candidates)), key=lambda j: (-abs_ic[j], j))
+    first = {name: i for i, name in enumerate(cfg.always_keep)}
+    order = sorted(range(len(candidates)), key=lambda j: (first.get(candidates[j], len(first)), -abs_ic[j], j))
     kept: list[int] = []
     for j in order:
         hits = twins[j, kept] if kept else None                       # in kept order
@@ -120,6 +121,9 @@ def select(engineered: pl.DataFrame, symbol: str, features: FeatureSettings, spl
            cfg: SelectionSettings) -> Selected:
     """Drop the warm-up rows, fit the selection on the train part, keep the chosen features everywhere."""
     names = feature_names(features)
+    unknown = [name for name in cfg.always_keep if name not in names]
+    if unknown:
+        raise ValueError(f"selection.always_keep names feature(s) that are not engineered: {', '.join(unknown)}")
     frame, train = fit_rows(engineered, symbol, features, split)
     report = select_features(train, names, cfg)
     kept = list(report.kept)

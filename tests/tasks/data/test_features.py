@@ -125,6 +125,8 @@ def _first_valid_row(name: str, cfg: FeatureSettings) -> int:
         return cfg.macd_slow - 1
     if name in ("MACDSIG", "MACDHIST"):
         return cfg.macd_slow + cfg.macd_signal - 2
+    if name == "RET1":
+        return 1
     family = name.rstrip("0123456789")
     assert family in ROLLING_FAMILIES, name
     d = int(name[len(family):])
@@ -150,7 +152,7 @@ def test_warm_up_rows_null_then_finite(market: pl.DataFrame) -> None:
 def test_feature_names_match_output(market: pl.DataFrame) -> None:
     names = feature_names(CFG)
     out = compute_features(market, CFG)
-    assert len(names) == len(set(names)) == 12 + 29 * len(CFG.windows) + 6
+    assert len(names) == len(set(names)) == 12 + 29 * len(CFG.windows) + 7
     assert out.columns == [*market.columns, *names, LABEL]
     assert all(out.schema[name] == pl.Float64 for name in [*names, LABEL])
     assert {"ROC5", "MA20", "IMAX60", "CORD30", "VSUMD10", "RSI14", "ATR14"} <= set(names)

@@ -42,6 +42,26 @@ def test_drops_constant_mostly_null_and_duplicates_with_reasons() -> None:
     assert report.dropped["copy"].startswith("|corr| 1.000 with strong")
 
 
+def test_always_keep_goes_ahead_of_the_ranking_unless_constant_and_wins_against_its_twin() -> None:
+    cfg = SelectionSettings(max_features=2, always_keep=("copy", "noise", "flat"))
+    report = select_features(frame(), ["strong", "copy", "weak", "noise", "flat"], cfg)
+    assert report.kept == ("copy", "noise")  # ahead of the ranking, in always_keep's order, within max_features
+    assert report.dropped["strong"].startswith("|corr| 1.000 with copy")
+    assert report.dropped["flat"] == "constant on train"  # kept only when usable
+    assert "beyond max_features=2" in report.dropped["weak"]
+    assert report == reference_select_features(frame(), ["strong", "copy", "weak", "noise", "flat"], cfg)
+
+
+def test_always_keep_naming_a_feature_that_is_not_engineered_is_an_error() -> None:
+    settings = load_settings(DEFAULT_CONFIG_FILE)
+    data = settings.data
+    prices = synthetic_market(["VCB"], 300, seed=5, end=date(2026, 10, 30))["VCB"]
+    engineered = engineer.fn(clean.fn(prices, "VCB", data.cleaning, settings.markets.of("VCB")), "VCB",
+                             data.features, data.split)
+    with pytest.raises(ValueError, match="not engineered: RET2"):
+        select.fn(engineered, "VCB", data.features, data.split, SelectionSettings(always_keep=("RET1", "RET2")))
+
+
 def test_max_features_keeps_the_highest_ic() -> None:
     report = select_features(frame(), ["noise", "weak", "strong"], SelectionSettings(max_features=2))
     assert report.kept == ("strong", "weak")
@@ -67,7 +87,7 @@ def test_select_fits_on_the_train_rows_only_and_keeps_the_choice_on_every_row() 
 
     selected = select.fn(crafted, "VCB", data.features, data.split, data.selection)
 
-    assert selected.report.kept[0] == leader
+    assert selected.report.kept[:2] == (*data.selection.always_keep, leader)  # always_keep first, then the ranking
     assert selected.report.dropped[latecomer] == "constant on train"
     assert selected.report == select_features(crafted.slice(data.features.warmup).filter(in_train & pl.col(LABEL)
                                               .is_not_null()), names, data.selection)
