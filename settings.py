@@ -142,6 +142,9 @@ class SelectionSettings(_Section):
     max_features: int = Field(60, ge=1)
     max_correlation: float = Field(0.95, gt=0, le=1, description="drop the later of two features above this |corr|")
     min_std: float = Field(1e-10, ge=0, description="drop features whose train std is at or below this")
+    always_keep: tuple[str, ...] = Field(("RET1",), description="features kept ahead of the ranking unless null or "
+                                         "constant: RET1 is what the pooled models' cross-sectional z-score reads "
+                                         "a short-horizon reversal from, and one symbol's ranking is noise")
 
 
 class CleaningSettings(_Section):
@@ -200,6 +203,9 @@ class ModelsSettings(_Section):
         "symbol of the run (not ARIMA, which models one series); both: each symbol's candidates include both")
     pooled_max_features: int = Field(60, ge=1, description="a pooled model reads the features kept by the most "
                                      "symbols, at most this many")
+    pooled_normalisation: Literal["zscore", "symbol"] = Field(
+        "zscore", description="zscore: features z-scored per date across the symbols, label demeaned per date "
+        "(cross-sectional); symbol: each symbol normalised on its own train rows")
 
     @field_validator("model_types")
     @classmethod

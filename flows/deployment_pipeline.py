@@ -26,7 +26,7 @@ from prefect import flow
 
 from schemas import FeatureSetRef, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
-from stores.factory import open_registry
+from stores.factory import open_feature_store, open_registry
 from stores.registry import RegistryError
 from tasks.delivery.deploy import (
     DeploymentError,
@@ -44,6 +44,7 @@ from tasks.delivery.deploy import (
     undo_promotion,
 )
 from tasks.evaluation.choose import Decision
+from tasks.evaluation.pooled import cross_section_updates
 
 __all__ = ["DeploymentResult", "deployment_pipeline", "main", "rollback"]
 
@@ -60,14 +61,19 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
     cfg, registry = settings.deployment, open_registry(settings.models)
     send = push.with_options(retries=cfg.retries, retry_delay_seconds=[3**i for i in range(cfg.retries)])
     results = []
-    for decision in (d for d in decisions if d.action == "promote"):
-        package = package_champion(decision, refs[decision.symbol], registry, cfg.packages_path)
+    promoted = [d for d in decisions if d.action == "promote"]
+    later = cross_section_updates([(d.model_type, d.version) for d in promoted if d.model_type and d.version],
+                                  registry, open_feature_store(settings.data)) if promoted else {}
+    for decision in promoted:
+        cross_section = later.get((decision.model_type, decision.version))  # type: ignore[arg-type]
+        package = package_champion(decision, refs[decision.symbol], registry, cfg.packages_path, cross_section)
         try:
             send(package, cfg.staging_endpoint, cfg)
         except (DeploymentError, httpx.HTTPError) as exc:
             results.append(failed_deployment(decision, f"staging push failed: {exc}"))
             continue
-        checks = deployment_tests(package, refs[decision.symbol], cfg.staging_endpoint, cfg, registry)
+        checks = deployment_tests(package, refs[decision.symbol], cfg.staging_endpoint, cfg, registry,
+                                  cross_section)
         failing = [c for c in checks if not c.passed]
         if failing:
             results.append(failed_deployment(

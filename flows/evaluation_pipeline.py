@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from prefect import flow, unmapped
 
 from flows.fanout import error_text, gather
-from models.pooled import is_pooled
+from models.pooled import POOLED_FOLDER, is_pooled
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message
 from settings import Settings
-from stores.factory import open_registry
+from stores.factory import open_feature_store, open_registry
 from stores.registry import ModelRegistry
 from tasks.evaluation.candidates import ModelRef, challengers_and_production, models_to_evaluate
 from tasks.evaluation.crossval import CVSummary
 from tasks.evaluation.evaluate import EvaluationResult, predict_test
-from tasks.evaluation.pooled import pooled_cross_validation
+from tasks.evaluation.pooled import cross_section_updates, pooled_cross_validation
 from tasks.evaluation.score import backtest_candidates
 from tasks.modeling.train import job_types
 
@@ -39,14 +39,20 @@ class EvaluationOutcome:
 def _pooled_cross_validation(jobs: list[ModelRef], refs: dict[str, FeatureSetRef], settings: Settings,
                              registry: ModelRegistry) -> tuple[dict[tuple[str, int], dict[str, CVSummary]],
                                                                list[JobFailure]]:
-    """One walk-forward run per pooled version to evaluate, over the symbols it is evaluated for; a failed run
-    fails the evaluations of its version."""
+    """One walk-forward run per pooled version to evaluate, refitted over every symbol it was fitted on (the
+    current feature sets of those outside `refs`), as the version itself was; a failed run fails the evaluations
+    of its version."""
     groups: dict[tuple[str, int], list[str]] = {}
     for job in (j for j in jobs if is_pooled(j.model_type)):
         groups.setdefault((job.model_type, job.version), []).append(job.symbol)
-    futures = {key: pooled_cross_validation.submit(key[0], key[1], {s: refs[s] for s in symbols},
-                                                   settings.evaluation.cross_validation, settings.models, registry)
-               for key, symbols in groups.items()}
+    feature_store = open_feature_store(settings.data)
+    futures = {}
+    for key, symbols in groups.items():
+        fitted_on = registry.get(key[0], POOLED_FOLDER, key[1]).metadata.symbols
+        cv_refs = {s: refs[s] if s in refs else feature_store.current(s) for s in sorted({*fitted_on, *symbols})
+                   if s in refs or feature_store.has(s)}
+        futures[key] = pooled_cross_validation.submit(key[0], key[1], cv_refs, settings.evaluation.cross_validation,
+                                                      settings.models, registry)
     done, failures = {}, []
     for key, future in futures.items():
         future.wait()
@@ -71,11 +77,13 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     plan = models_to_evaluate(list(refs), per_symbol + pooled, registry)
     cv, cv_failures = _pooled_cross_validation(plan.models, refs, settings, registry)
     jobs = [j for j in plan.models if not is_pooled(j.model_type) or (j.model_type, j.version) in cv]
+    later = cross_section_updates([(j.model_type, j.version) for j in jobs], registry,
+                                  open_feature_store(settings.data))
     futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                                [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),
                                unmapped(models), unmapped(registry),
                                [cv[(j.model_type, j.version)][j.symbol] if is_pooled(j.model_type) else None
-                                for j in jobs])
+                                for j in jobs], [later.get((j.model_type, j.version)) for j in jobs])
     fanout = gather(list(futures), jobs, name="evaluation-pipeline",
                     describe=lambda p: f"predicted: rmse {p.prediction.rmse:.6f} "
                                        f"DM p {p.against_baseline.p_value:.3f}",

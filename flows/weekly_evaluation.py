@@ -27,6 +27,7 @@ from schemas import JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
 from stores.factory import open_feature_store, open_registry
 from tasks.evaluation.drift import WindowAssessment, assess_window
+from tasks.evaluation.pooled import cross_section_updates
 from tasks.operations.caching import io_options
 from tasks.operations.monitor import Anomaly, failed_jobs
 from tasks.operations.notify import notifiers, notify
@@ -90,14 +91,15 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
     if (off := disabled_schedule(cfg.enabled, "weekly_evaluation")) is not None:
         print(off)
         return WeeklyOutcome(run_id, None, [], [], [])
-    registry = open_registry(settings.models)
-    targets = production_targets(symbols, registry, open_feature_store(settings.data))
+    registry, feature_store = open_registry(settings.models), open_feature_store(settings.data)
+    targets = production_targets(symbols, registry, feature_store)
+    later = cross_section_updates([(t.model_type, t.version) for t in targets], registry, feature_store)
     futures = assess_window.map([t.symbol for t in targets], [t.model_type for t in targets],
                                 [t.version for t in targets], [t.ref for t in targets], unmapped(cfg.window_days),
                                 unmapped(settings.evaluation), unmapped(settings.models),
                                 unmapped(settings.model_selection.weights),
                                 [settings.markets.of(t.symbol) for t in targets], unmapped(registry),
-                                unmapped(cfg.drift_days))
+                                unmapped(cfg.drift_days), [later.get((t.model_type, t.version)) for t in targets])
     fanout = gather(list(futures), targets, name="weekly-evaluation",
                     describe=lambda a: f"composite {a.composite:.4f} worst PSI {a.drift.worst_psi:.3f}",
                     failure=lambda t, error: JobFailure(t.symbol, t.model_type, "evaluate", error))

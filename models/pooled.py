@@ -1,9 +1,15 @@
 """Pooled forecasters: one model of a type fitted on the train rows of many symbols at once.
 
-A symbol's features are normalised on that symbol's own train rows (mean 0, std 1) and its label divided by its
-train label std, so symbols of different price levels and volatilities share one scale; predictions are scaled
-back with the symbol's label std. The symbol is not a feature. Sequence models build their windows within each
-symbol, never across two (Forecaster.fit_segments).
+Two normalisations (`models.pooled_normalisation`):
+- `symbol`: a symbol's features are normalised on that symbol's own train rows (mean 0, std 1) and its label
+  divided by its train label std.
+- `zscore` (cross-sectional, qlib's CSZScoreNorm): each feature is z-scored per date across the model's symbols
+  (clipped to +-3) and the label demeaned per date across them, then divided by the symbol's train std of that
+  excess label. The model learns what sets a symbol apart from the others that day; the market's move drops
+  out. Each date's statistics read that date's features only, so no later row leaks in; the model keeps them
+  (CrossSection) for every date it was given, and `extend` adds later dates from newer feature sets.
+Either way predictions are scaled back with the symbol's label std. The symbol is not a feature. Sequence
+models build their windows within each symbol, never across two (Forecaster.fit_segments).
 
 Feature selection runs per symbol, so symbols keep different features. A pooled model reads the features kept
 by the most symbols (at most `max_features`); a symbol that did not keep one of them reads it as 0, its train
@@ -27,12 +33,16 @@ from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matr
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["POOLED_FOLDER", "POOLED_SUFFIX", "PooledForecaster", "SymbolScale", "base_type", "is_pooled",
-           "pooled_features", "pooled_type", "symbol_features"]
+__all__ = ["CLIP", "CROSS_SECTION_FILE", "POOLED_FOLDER", "POOLED_SUFFIX", "CrossSection", "PooledForecaster",
+           "SymbolScale", "base_type", "is_pooled", "normalisation_of", "pooled_features", "pooled_type",
+           "symbol_features"]
 
 POOLED_SUFFIX = "-pooled"
 POOLED_FOLDER = "_POOLED_"
 """the registry folder of pooled versions, in place of a symbol: no symbol can take this name."""
+CROSS_SECTION_FILE = "cross_section.parquet"
+CLIP = 3.0
+"""cross-sectional z-scores are clipped to [-CLIP, CLIP]: one symbol's outlier day cannot dominate."""
 
 
 def pooled_type(model_type: str) -> str:
@@ -55,6 +65,11 @@ def symbol_features(description: Mapping[str, Any], symbol: str) -> list[str]:
     if symbol not in scales:
         raise ModelError(f"{description.get('model_type')}: not fitted on {symbol}")
     return [str(f) for f in scales[symbol]["features"]]
+
+
+def normalisation_of(description: Mapping[str, Any]) -> str:
+    """How a pooled model saved as `description` (its model.json) normalises: "zscore" or "symbol"."""
+    return str(description.get("state", {}).get("normalisation", "symbol"))
 
 
 def pooled_features(kept: Mapping[str, Sequence[str]], max_features: int) -> tuple[str, ...]:
@@ -102,6 +117,81 @@ class SymbolScale:
                    tuple(float(v) for v in state["std"]), float(state["label_std"]))
 
 
+def _columns(frame: pl.DataFrame, features: Sequence[str]) -> list[pl.Expr]:
+    return [pl.col(f).cast(pl.Float64) if f in frame.columns else pl.lit(None, pl.Float64).alias(f)
+            for f in features]
+
+
+@dataclass(frozen=True)
+class CrossSection:
+    """Per date, the mean and population std of each feature over the symbols with a value that day.
+
+    `stats` has a `date` column, then `<feature>:mean` and `<feature>:std` for each feature, one row per date.
+    """
+
+    features: tuple[str, ...]
+    stats: pl.DataFrame
+
+    @classmethod
+    def of(cls, frames: Mapping[str, pl.DataFrame], features: Sequence[str]) -> CrossSection:
+        """The statistics of every date of `frames` (symbol -> rows with `date` and some of `features`)."""
+        names = tuple(features)
+        long = pl.concat([frame.select(pl.col("date"), *_columns(frame, names)) for frame in frames.values()])
+        stats = long.group_by("date").agg(
+            *(pl.col(f).mean().alias(f"{f}:mean") for f in names),
+            *(pl.col(f).std(ddof=0).alias(f"{f}:std") for f in names)).sort("date")
+        return cls(names, stats)
+
+    @property
+    def last_date(self) -> Any:
+        return self.stats["date"].max()
+
+    def extend(self, newer: CrossSection) -> CrossSection:
+        """These statistics, plus `newer`'s for the dates these lack; the dates these have are kept as they are."""
+        if newer.features != self.features:
+            raise ModelError("cross-sections of different features cannot be merged")
+        added = newer.stats.join(self.stats.select("date"), on="date", how="anti")
+        return CrossSection(self.features, pl.concat([self.stats, added]).sort("date"))
+
+    def apply(self, frame: pl.DataFrame, present: Sequence[str]) -> pl.DataFrame:
+        """`frame`'s date with each feature z-scored against its date's statistics and clipped; 0 (the day's
+        mean) where the symbol has not got the feature, the value is missing or the day's std is 0.
+
+        Raises:
+            ModelError: a date of `frame` has no statistics.
+        """
+        unknown = frame.select("date").join(self.stats.select("date"), on="date", how="anti")
+        if unknown.height:
+            dates = unknown["date"].sort()
+            raise ModelError(f"no cross-section for {unknown.height} date(s) {dates[0]}..{dates[-1]}: the model "
+                             f"z-scores features across its symbols per date and knows dates up to "
+                             f"{self.last_date}; extend it from the current feature sets or retrain it")
+        joined = frame.select("date", *_columns(frame, present)).join(self.stats, on="date", how="left",
+                                                                      maintain_order="left")
+        columns = []
+        for f in self.features:
+            if f in present:
+                z = (pl.col(f) - pl.col(f"{f}:mean")) / pl.col(f"{f}:std")
+                columns.append(pl.when(pl.col(f"{f}:std") > 0).then(z.clip(-CLIP, CLIP)).fill_null(0.0).alias(f))
+            else:
+                columns.append(pl.lit(0.0).alias(f))
+        return joined.select("date", *columns)
+
+
+def _label_means(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    """Per date, the mean label over the symbols' rows of that date (these rows' labels only)."""
+    return pl.concat([f.select("date", pl.col(LABEL).cast(pl.Float64)) for f in frames]).group_by("date").agg(
+        pl.col(LABEL).mean().alias("__day_mean"))
+
+
+def _excess(frame: pl.DataFrame, label_means: pl.DataFrame | None) -> pl.DataFrame:
+    """`frame` with its label minus that date's mean label over the symbols (as is without `label_means`)."""
+    if label_means is None:
+        return frame
+    return frame.join(label_means, on="date", how="left", maintain_order="left").with_columns(
+        (pl.col(LABEL) - pl.col("__day_mean")).alias(LABEL)).drop("__day_mean")
+
+
 class PooledForecaster(Forecaster):
     """One `base` model over many symbols (see the module docstring). Subclasses name the base type."""
 
@@ -115,6 +205,8 @@ class PooledForecaster(Forecaster):
         self.inner = self.base(self.pooled, self.params, horizon=horizon, seed=seed, threads=threads)
         self.scales: dict[str, SymbolScale] = {}
         self.symbol: str | None = None
+        self.cross_section: CrossSection | None = None
+        """None: each symbol normalised on its own train rows; else z-scores across symbols per date."""
 
     @classmethod
     def suggest(cls, trial: optuna.trial.BaseTrial) -> ModelParams:
@@ -125,19 +217,48 @@ class PooledForecaster(Forecaster):
         """The symbols the model was fitted on, sorted."""
         return tuple(sorted(self.scales))
 
-    def fit_symbols(self, train: Mapping[str, pl.DataFrame], val: Mapping[str, pl.DataFrame]) -> Self:
-        """Fit on every symbol's train rows at once (`val` for early stopping), each normalised on its own."""
+    def fit_symbols(self, train: Mapping[str, pl.DataFrame], val: Mapping[str, pl.DataFrame],
+                    cross_section: CrossSection | None = None) -> Self:
+        """Fit on every symbol's train rows at once (`val` for early stopping).
+
+        Args:
+            cross_section: None normalises each symbol on its own train rows; else the per-date statistics of
+                the pooled features over the symbols (CrossSection.of), covering every date the model will be
+                asked about: features are z-scored per date and the label demeaned per date.
+        """
         if not train:
             raise ModelError(f"{self.model_type}: no symbols to fit on")
         if set(train) != set(val):
             raise ModelError(f"{self.model_type}: train and val name different symbols")
-        self.scales = {s: SymbolScale.fit(train[s], self.pooled) for s in sorted(train)}
+        if cross_section is not None and cross_section.features != self.pooled:
+            raise ModelError(f"{self.model_type}: the cross-section covers other features than the model reads")
+        self.cross_section = cross_section
+        label_means = None if cross_section is None else _label_means([*train.values(), *val.values()])
+        self.scales = {s: SymbolScale.fit(_excess(train[s], label_means), self.pooled) for s in sorted(train)}
         if not any(scale.features for scale in self.scales.values()):
             raise ModelError(f"{self.model_type}: none of the symbols has any of the pooled features")
-        self.inner.fit_segments([self.scales[s].apply(train[s], self.pooled, label=True) for s in self.symbols],
-                                [self.scales[s].apply(val[s], self.pooled, label=True) for s in self.symbols])
-        self.fitted, self.symbol, self.features = True, None, self.pooled
+        self.symbol = None
+        self.inner.fit_segments([self._inputs(s, _excess(train[s], label_means), label=True) for s in self.symbols],
+                                [self._inputs(s, _excess(val[s], label_means), label=True) for s in self.symbols])
+        self.fitted, self.features = True, self.pooled
         return self
+
+    def extend(self, newer: CrossSection) -> Self:
+        """Add the statistics of dates the model has not seen (from newer feature sets); known dates keep theirs."""
+        if self.cross_section is None:
+            raise ModelError(f"{self.model_type}: normalised per symbol, it has no cross-section to extend")
+        self.cross_section = self.cross_section.extend(newer)
+        return self
+
+    def _inputs(self, symbol: str, frame: pl.DataFrame, label: bool) -> pl.DataFrame:
+        """`frame` as the inner model reads it: date, every pooled feature normalised (and the scaled label)."""
+        scale = self.scales[symbol]
+        if self.cross_section is None:
+            return scale.apply(frame, self.pooled, label)
+        rows = self.cross_section.apply(frame, scale.features)
+        if label:
+            rows = rows.with_columns((frame[LABEL].cast(pl.Float64) / scale.label_std).alias(LABEL))
+        return rows
 
     def bind(self, symbol: str) -> Self:
         """Predict for `symbol` from now on: its scaling, and `features` narrowed to the ones it has."""
@@ -155,14 +276,17 @@ class PooledForecaster(Forecaster):
         if self.symbol is None:
             raise ModelError(f"{self.model_type}: bind(symbol) before predicting: the model serves "
                              f"{len(self.scales)} symbols")
-        scale = self.scales[self.symbol]
-        rows = scale.apply(frame, self.pooled, label=False)
-        history = scale.apply(context, self.pooled, label=False) if context is not None and context.height else None
-        return self.inner.predict(rows, history) * scale.label_std
+        rows = self._inputs(self.symbol, frame, label=False)
+        history = self._inputs(self.symbol, context, label=False) if context is not None and context.height \
+            else None
+        return self.inner.predict(rows, history) * self.scales[self.symbol].label_std
 
     def _save(self, directory: Path) -> dict[str, Any]:
+        if self.cross_section is not None:
+            self.cross_section.stats.write_parquet(directory / CROSS_SECTION_FILE)
         return {"inner": self.inner._save(directory), "pooled_features": list(self.pooled),
-                "symbols": {s: scale.to_state() for s, scale in self.scales.items()}}
+                "symbols": {s: scale.to_state() for s, scale in self.scales.items()},
+                "normalisation": "symbol" if self.cross_section is None else "zscore"}
 
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         self.pooled = tuple(state["pooled_features"])
@@ -172,6 +296,8 @@ class PooledForecaster(Forecaster):
         self.inner._load(directory, state["inner"])
         self.inner.fitted = True
         self.scales = {s: SymbolScale.from_state(v) for s, v in state["symbols"].items()}
+        self.cross_section = CrossSection(self.pooled, pl.read_parquet(directory / CROSS_SECTION_FILE)) \
+            if state.get("normalisation") == "zscore" else None
 
     def save(self, directory: Path) -> None:
         """Write the model with every symbol's scaling; `features` in model.json are all pooled ones."""

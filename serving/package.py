@@ -2,8 +2,10 @@
 
 Layout: `manifest.json` (what the package is, plus the sha256 of every other member), `model/<files of
 the registry version>` and `features.parquet` (feature rows in date order: the server's context and the
-source of "latest"). No pickles: the model files are the Forecaster's own formats. `read_package`
-trusts nothing in the archive until every member has been checked.
+source of "latest"); for a cross-sectional pooled model whose own per-date statistics end before the feature
+rows do, `cross_section.parquet` holds those of the later dates (the server extends the model with them).
+No pickles: the model files are the Forecaster's own formats. `read_package` trusts nothing in the archive
+until every member has been checked.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from schemas import validate_symbol
 from stores.files import atomic_writer
 
 __all__ = [
+    "EXTRA_CROSS_SECTION_FILE",
     "FEATURES_FILE",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
@@ -40,6 +43,7 @@ __all__ = [
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 FEATURES_FILE = "features.parquet"
+EXTRA_CROSS_SECTION_FILE = "cross_section.parquet"
 MODEL_DIR = "model"
 MAX_MEMBERS = 1000
 _SHA256 = r"^[0-9a-f]{64}$"
@@ -111,7 +115,7 @@ def _check_name(name: str) -> PurePosixPath:
         raise PackageError(f"member {name!r}: '..' in path")
     if "\\" in name or "\x00" in name or not path.parts or path.parts[0] == ".":
         raise PackageError(f"member {name!r}: unsupported characters or empty path")
-    if path.parts[0] not in (MANIFEST_FILE, FEATURES_FILE, MODEL_DIR) or (
+    if path.parts[0] not in (MANIFEST_FILE, FEATURES_FILE, EXTRA_CROSS_SECTION_FILE, MODEL_DIR) or (
             path.parts[0] != MODEL_DIR and len(path.parts) > 1):
         raise PackageError(f"member {name!r}: not part of the package layout")
     return path
@@ -119,13 +123,14 @@ def _check_name(name: str) -> PurePosixPath:
 
 # -- building ---------------------------------------------------------------------------------------
 def build_package(version_dir: Path, history: pl.DataFrame, *, symbol: str, model_type: str, version: int,
-                  data_hash: str, out: Path) -> Path:
+                  data_hash: str, out: Path, cross_section: pl.DataFrame | None = None) -> Path:
     """Write a package of the registry version in `version_dir` and its feature `history`.
 
     Args:
         version_dir: `<registry>/<type>/<SYMBOL>/v<N>/` (model files + metadata.json).
         history: feature rows with a `date` column (and the label where known); sorted here by date.
         out: the archive path, or an existing folder to write `<SYMBOL>-<type>-v<N>.tar.gz` into.
+        cross_section: a cross-sectional pooled model's statistics of dates after its own (CrossSection.stats).
 
     Returns:
         The archive's path.
@@ -156,6 +161,10 @@ def build_package(version_dir: Path, history: pl.DataFrame, *, symbol: str, mode
     buffer = io.BytesIO()
     history.write_parquet(buffer, compression="zstd", statistics=True)
     members[FEATURES_FILE] = buffer.getvalue()
+    if cross_section is not None:
+        buffer = io.BytesIO()
+        cross_section.write_parquet(buffer)
+        members[EXTRA_CROSS_SECTION_FILE] = buffer.getvalue()
 
     manifest = PackageManifest(
         format_version=FORMAT_VERSION, symbol=symbol, model_type=model_type, version=version,

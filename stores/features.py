@@ -166,6 +166,10 @@ class FeatureStore:
                      ref.manifest_path.read_text(encoding="utf-8"))
         return ref
 
+    def has(self, symbol: str) -> bool:
+        """Whether `symbol` has a current snapshot."""
+        return (self.root / validate_symbol(symbol) / "manifest.json").is_file()
+
     def current(self, symbol: str) -> FeatureSetRef:
         """The reference to `symbol`'s current snapshot."""
         path = self.root / validate_symbol(symbol) / "manifest.json"

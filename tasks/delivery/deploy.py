@@ -20,12 +20,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.base import Forecaster
+from models.pooled import CrossSection
 from schemas import FeatureSetRef, JobFailure
 from settings import DeploymentSettings
 from stores.features import history_before, read_split
 from stores.metrics import MetricsHistory
 from stores.registry import ModelRegistry, PendingPromotion, RegistryError
 from tasks.evaluation.choose import Decision
+from tasks.evaluation.evaluate import loaded
 from tasks.operations.monitor import resource_logged
 
 __all__ = [
@@ -134,8 +136,9 @@ def stage_champions(decisions: list[Decision], registry: ModelRegistry) -> list[
 @task(name="package", task_run_name="package-{decision.symbol}", cache_policy=NO_CACHE)
 @resource_logged
 def package_champion(decision: Decision, ref: FeatureSetRef, registry: ModelRegistry,
-                     packages_path: Path) -> PackageRef:
-    """Build the deployment archive of a champion: its registry files and the symbol's feature history."""
+                     packages_path: Path, cross_section: CrossSection | None = None) -> PackageRef:
+    """Build the deployment archive of a champion: its registry files and the symbol's feature history (and a
+    cross-sectional pooled model's statistics of dates after its training, `cross_section`)."""
     from serving.package import build_package
 
     assert decision.model_type is not None and decision.version is not None
@@ -144,7 +147,8 @@ def package_champion(decision: Decision, ref: FeatureSetRef, registry: ModelRegi
     out = packages_path / f"{decision.symbol}-{decision.model_type}-v{decision.version}.tar.gz"
     history = read_split(ref, "all")
     build_package(entry.path, history, symbol=decision.symbol, model_type=decision.model_type,
-                  version=decision.version, data_hash=entry.metadata.data_hash, out=out)
+                  version=decision.version, data_hash=entry.metadata.data_hash, out=out,
+                  cross_section=None if cross_section is None else cross_section.stats)
     return PackageRef(decision.symbol, decision.model_type, decision.version, entry.metadata.data_hash, out)
 
 
@@ -208,7 +212,7 @@ def _latency(symbol: str, ref: FeatureSetRef, features: tuple[str, ...], endpoin
 @task(name="deployment-tests", task_run_name="deployment-tests-{package.symbol}", cache_policy=NO_CACHE)
 @resource_logged
 def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg: DeploymentSettings,
-                     registry: ModelRegistry) -> tuple[DeploymentCheck, ...]:
+                     registry: ModelRegistry, cross_section: CrossSection | None = None) -> tuple[DeploymentCheck, ...]:
     """Health, deployed version, prediction parity, p95 latency and bad-symbol handling on a server."""
     checks = []
     try:
@@ -218,7 +222,7 @@ def deployment_tests(package: PackageRef, ref: FeatureSetRef, endpoint: str, cfg
         expected = {"model_type": package.model_type, "version": package.version, "data_hash": package.data_hash}
         actual = {k: (listed or {}).get(k) for k in expected}
         checks.append(_check("deployed_version", actual == expected, f"server has {actual}, package {expected}"))
-        model, _ = registry.load(package.model_type, package.symbol, package.version)  # a pooled one: bound
+        model = loaded(registry, package.model_type, package.symbol, package.version, 1, cross_section)
         checks.append(_parity(package, model, ref, endpoint, cfg))
         checks.append(_latency(package.symbol, ref, model.features, endpoint, cfg))
         bad = httpx.post(f"{endpoint}/v1/predict", json={"symbol": "NOSUCHSYMBOL", "rows": "latest"},

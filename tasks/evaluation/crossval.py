@@ -11,7 +11,7 @@ import polars as pl
 from scipy.stats import rankdata
 
 from models.base import LABEL, ModelParams
-from models.pooled import PooledForecaster
+from models.pooled import CrossSection, PooledForecaster
 from models.registry import model_class
 from tasks.data.split import walk_forward_folds
 
@@ -126,15 +126,17 @@ def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFra
 
 
 def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Mapping[str, pl.DataFrame],
-                                features: Sequence[str], horizon: int, folds: int, seed: int,
-                                threads: int) -> dict[str, list[PredictionMetrics]]:
+                                features: Sequence[str], horizon: int, folds: int, seed: int, threads: int,
+                                normalisation: str = "symbol") -> dict[str, list[PredictionMetrics]]:
     """`walk_forward_metrics` for a pooled type: fold i fits one model on fold i's fit rows of every symbol
     (each symbol's rows cut into folds on its own), then scores each symbol's block after them.
+    `normalisation` "zscore": per-date statistics over the symbols of `frames` (each date's own rows only).
 
     Returns:
         symbol -> one PredictionMetrics per fold, oldest first.
     """
     cls = model_class(model_type)
+    cross_section = CrossSection.of(frames, features) if normalisation == "zscore" else None
     cuts = {s: walk_forward_folds(frame.height, folds, horizon) for s, frame in frames.items()}
     out: dict[str, list[PredictionMetrics]] = {s: [] for s in frames}
     for i in range(folds):
@@ -148,7 +150,7 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
         model = cls(features, params, horizon=horizon, seed=seed, threads=threads)
         if not isinstance(model, PooledForecaster):
             raise ValueError(f"{model_type} is not a pooled model type")
-        model.fit_symbols(fit_parts, stop_parts)
+        model.fit_symbols(fit_parts, stop_parts, cross_section)
         for symbol, frame in frames.items():
             score_rows = cuts[symbol][i][1]
             scored = frame.slice(score_rows.start, len(score_rows))

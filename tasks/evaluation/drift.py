@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL
+from models.pooled import CrossSection
 from schemas import FeatureSetRef
 from settings import EvaluationSettings, Market, ModelsSettings, WeightSettings
 from stores.features import read_split
@@ -20,7 +21,7 @@ from stores.registry import ModelRegistry
 from tasks.data.split import PART
 from tasks.evaluation.backtest import Window
 from tasks.evaluation.crossval import PredictionMetrics, prediction_metrics
-from tasks.evaluation.evaluate import EvaluationError, backtest_settings, trade_and_score
+from tasks.evaluation.evaluate import EvaluationError, backtest_settings, loaded, trade_and_score
 from tasks.evaluation.risk import PerformanceMetrics
 from tasks.operations.monitor import resource_logged
 
@@ -107,14 +108,16 @@ class WindowAssessment:
 @resource_logged
 def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef, window_days: int,
                   evaluation: EvaluationSettings, models: ModelsSettings, weights: WeightSettings,
-                  market: Market, registry: ModelRegistry, drift_days: int = 120) -> WindowAssessment:
+                  market: Market, registry: ModelRegistry, drift_days: int = 120,
+                  cross_section: CrossSection | None = None) -> WindowAssessment:
     """Score `model_type` v`version` on the newest `window_days` labelled rows of `ref`, and measure drift
-    of its features over the newest `drift_days` rows against the train split.
+    of its features over the newest `drift_days` rows against the train split. `cross_section`: a
+    cross-sectional pooled model's statistics of dates after its training.
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or too few labelled rows exist.
     """
-    model, _ = registry.load(model_type, symbol, version, threads=models.threads)
+    model = loaded(registry, model_type, symbol, version, models.threads, cross_section)
     missing = [f for f in model.features if f not in ref.features]  # a pooled model: the symbol's features
     if missing:
         raise EvaluationError(f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "

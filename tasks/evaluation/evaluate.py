@@ -20,8 +20,8 @@ import numpy as np
 import polars as pl
 from prefect import task
 
-from models.base import LABEL
-from models.pooled import is_pooled
+from models.base import LABEL, Forecaster
+from models.pooled import CrossSection, PooledForecaster, is_pooled
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
 from settings import (
@@ -251,6 +251,16 @@ def _require(frame: pl.DataFrame, columns: tuple[str, ...], what: str) -> None:
         raise EvaluationError(f"{what} lacks column(s) {', '.join(missing)}")
 
 
+def loaded(registry: ModelRegistry, model_type: str, symbol: str, version: int, threads: int,
+           cross_section: CrossSection | None = None) -> Forecaster:
+    """A registered version, ready for `symbol`: a cross-sectional pooled one extended by `cross_section` (the
+    statistics of dates after its training, tasks.evaluation.pooled.cross_section_updates)."""
+    model, _ = registry.load(model_type, symbol, version, threads=threads)
+    if cross_section is not None and isinstance(model, PooledForecaster) and model.cross_section is not None:
+        model.extend(cross_section)
+    return model
+
+
 def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
     """The rows walk-forward CV may read: up to the last validation row; the embargo after val is left out,
     its labels read test closes."""
@@ -261,13 +271,13 @@ def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
 
 def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
              cross_validation: CrossValidationSettings, models: ModelsSettings, registry: ModelRegistry,
-             cv: CVSummary | None = None) -> Predicted:
+             cv: CVSummary | None = None, cross_section: CrossSection | None = None) -> Predicted:
     entry = registry.get(model_type, symbol, version)
     horizon = int(read_manifest(ref)["horizon"])
     if entry.metadata.horizon != horizon:
         raise EvaluationError(f"{model_type} v{version} for {symbol} predicts {entry.metadata.horizon}-day "
                               f"returns; feature set {ref.content_hash[:12]} labels {horizon}-day returns")
-    model, _ = registry.load(model_type, symbol, version, threads=models.threads)
+    model = loaded(registry, model_type, symbol, version, models.threads, cross_section)
     missing = [f for f in model.features if f not in ref.features]  # a pooled model: the symbol's features
     if missing:
         raise EvaluationError(
@@ -332,24 +342,25 @@ _CACHE = ContentInputs() + ModuleSources(modules=(
 @resource_logged
 def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
                  cross_validation: CrossValidationSettings, models: ModelsSettings,
-                 registry: ModelRegistry, cv: CVSummary | None = None) -> Predicted:
+                 registry: ModelRegistry, cv: CVSummary | None = None,
+                 cross_section: CrossSection | None = None) -> Predicted:
     """Predict the test split of `ref` with registered `model_type` v`version` of `symbol`; score everything
     but the backtest (backtest_candidates does that for many candidates at once).
 
     `cv`: a pooled model's walk-forward summary for `symbol` (pooled_cross_validation); a per-symbol model's
-    is computed here.
+    is computed here. `cross_section`: a cross-sectional pooled model's statistics of later dates (`loaded`).
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return _predict(symbol, model_type, version, ref, cross_validation, models, registry, cv)
+    return _predict(symbol, model_type, version, ref, cross_validation, models, registry, cv, cross_section)
 
 
 @task(name="evaluate", task_run_name="evaluate-{model_type}-{symbol}", cache_policy=_CACHE)
 @resource_logged
 def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
              models: ModelsSettings, weights: WeightSettings, market: Market,
-             registry: ModelRegistry) -> EvaluationResult:
+             registry: ModelRegistry, cross_section: CrossSection | None = None) -> EvaluationResult:
     """Score registered `model_type` v`version` of `symbol` on the test split of `ref`, in `market`'s lots.
 
     One candidate with its own backtest: evaluation-pipeline runs predict_test and backtest_candidates
@@ -358,8 +369,8 @@ def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, eva
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, models, registry),
-                     evaluation, weights, market)
+    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, models, registry,
+                              cross_section=cross_section), evaluation, weights, market)
 
 
 def score_one(candidate: Predicted, evaluation: EvaluationSettings, weights: WeightSettings,

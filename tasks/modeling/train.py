@@ -22,7 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL, ModelError
-from models.pooled import POOLED_FOLDER, PooledForecaster, is_pooled, pooled_features, pooled_type
+from models.pooled import POOLED_FOLDER, CrossSection, PooledForecaster, is_pooled, pooled_features, pooled_type
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef, JobFailure
 from settings import ModelsSettings
@@ -238,7 +238,10 @@ def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tune
                 threads=models.threads)
     if not isinstance(model, PooledForecaster):
         raise ModelError(f"{job.model_type} is not a pooled model type")
-    model.fit_symbols(train_rows, val_rows)
+    # zscore: every date of the feature sets, so the model predicts their test and latest rows too
+    cross_section = CrossSection.of({s: read_split(ref, "all") for s, ref in refs.items()}, features) \
+        if models.pooled_normalisation == "zscore" else None
+    model.fit_symbols(train_rows, val_rows, cross_section)
     duration = time.perf_counter() - started
     predicted = [model.bind(s).predict(val_rows[s], context=history_before(refs[s], val_rows[s])) for s in refs]
     actual = np.concatenate([val_rows[s][LABEL].to_numpy() for s in refs])

@@ -176,7 +176,7 @@ def _pooled_objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Opti
         frames = {s: read_split(refs[s], "train") for s in symbols}
         features = pooled_features({s: refs[s].features for s in symbols}, models.pooled_max_features)
         scores = pooled_walk_forward_metrics(model_type, params, frames, features, horizon, cfg.folds, models.seed,
-                                             models.threads)
+                                             models.threads, models.pooled_normalisation)
         return float(np.mean([m.rmse for folds in scores.values() for m in folds]))
 
     return objective

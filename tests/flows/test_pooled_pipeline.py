@@ -9,12 +9,14 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import polars as pl
 import pytest
 
 from flows.data_pipeline import data_pipeline
 from flows.deployment_pipeline import deployment_pipeline
 from flows.evaluation_pipeline import evaluation_pipeline
 from flows.model_pipeline import model_pipeline
+from models.pooled import CrossSection, PooledForecaster
 from serving import ServerProcess
 from settings import Settings, load_settings
 from stores.base import SourceInfo
@@ -50,11 +52,17 @@ def pooled_settings(tmp_path: Path, servers: dict[str, str]) -> Settings:
         "deployment": {"staging_endpoint": servers["staging"], "production_endpoint": servers["production"],
                        "token": TOKEN, "packages_path": str(tmp_path / "packages"), "retries": 0,
                        "max_p95_ms": 2000}})
-    store = ParquetPriceStore(settings.data.prices_path)
-    market = synthetic_market(SYMBOLS, 500, seed=3, end=date(2026, 10, 30), reversal=0.04)
-    for symbol, bars in market.items():
-        store.upsert(symbol, bars, SourceInfo(kind="synthetic", detail="planted reversal", synthetic=True))
+    add_days(settings, 0, 500)
     return settings
+
+
+def add_days(settings: Settings, start: int, stop: int) -> None:
+    """Store rows start..stop of a 520-day market (later calls add the days after the earlier ones)."""
+    store = ParquetPriceStore(settings.data.prices_path)
+    market = synthetic_market(SYMBOLS, 520, seed=3, end=date(2026, 10, 30), reversal=0.04)
+    for symbol, bars in market.items():
+        store.upsert(symbol, bars.slice(start, stop - start),
+                     SourceInfo(kind="synthetic", detail="planted reversal", synthetic=True))
 
 
 def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_any(
@@ -105,3 +113,28 @@ def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_a
     assert check.model == "catboost-pooled v1" and check.deployment_score == pytest.approx(champion.composite)
     assert np.isfinite(assessed.composite)
     assert assessed.drift.psi and set(assessed.drift.psi) <= set(refs["BBB"].features)
+
+    # A cross-sectional pooled version whose per-date statistics end before its symbols' feature sets do (as when
+    # new days arrive and the model is not retrained): every step that predicts a later date takes that date's
+    # statistics from the current feature sets of its symbols; the registry version stays as it was stored.
+    model, _ = registry.load("catboost-pooled", "_POOLED_", 1)
+    assert isinstance(model, PooledForecaster) and model.cross_section is not None
+    cut = min(read_split(ref, "val")["date"].max() for ref in refs.values())
+    early = PooledForecaster.__new__(type(model))
+    early.__dict__.update(model.__dict__)
+    early.cross_section = CrossSection(model.pooled, model.cross_section.stats.filter(pl.col("date") <= cut))
+    v2 = registry.register(early, "_POOLED_", metrics={}, data_hash=pooled.metadata.data_hash, code_version="c",
+                           duration_seconds=0.0)
+    stored = {p.name: p.read_bytes() for p in v2.path.iterdir()}
+    later = evaluation_pipeline(refs, settings)
+    assert not later.failures
+    [ccc] = [r for r in later.results if (r.symbol, r.model_type, r.version) == ("CCC", "catboost-pooled", 2)]
+    # Statistics added from the feature sets equal those stored with v1, so v2 predicts as v1 did.
+    np.testing.assert_allclose(ccc.curves.predicted, candidates[("CCC", "catboost-pooled")].curves.predicted,
+                               rtol=0, atol=1e-12)
+    [deployed] = deployment_pipeline([Decision("CCC", "promote", "catboost-pooled", 2, ccc.composite, ("x",))],
+                                     refs, settings)
+    assert deployed.status == "production", deployed.reason
+    weekly = weekly_evaluation(symbols=["CCC"], settings=settings)
+    assert not weekly.failures and weekly.assessments[0].window_end > cut
+    assert {p.name: p.read_bytes() for p in v2.path.iterdir()} == stored
