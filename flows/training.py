@@ -36,6 +36,7 @@ from tasks.delivery.deploy import DeploymentResult, stage_champions
 from tasks.delivery.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
 from tasks.delivery.summaries import format_leaderboard, report_sections, run_failures
 from tasks.evaluation.choose import Decision, choose
+from tasks.evaluation.pooled import PooledScore, pooled_scores
 from tasks.operations.caching import io_options
 from tasks.operations.monitor import Anomaly
 from tasks.operations.notify import notifiers, notify
@@ -57,6 +58,8 @@ class TrainingOutcome:
     alerts: list[Anomaly] = field(default_factory=list)
     jobs: int = 0
     """training, evaluation and deployment jobs run, failed ones included."""
+    pooled: list[PooledScore] = field(default_factory=list)
+    """each pooled version over all the symbols it was evaluated for."""
 
 
 @flow(name="training", log_prints=True)
@@ -73,6 +76,7 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%S%fZ")
     data = models = evaluation = sources = deployments = None
+    pooled: list[PooledScore] = []
     step = "data-pipeline"
     try:
         price_store = open_price_store(settings.data)
@@ -89,7 +93,11 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         step = "evaluation-pipeline"
         evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings)
         step = "choose"
-        decisions = choose(evaluation.results, evaluation.production, settings.model_selection.significance_level)
+        level = settings.model_selection.significance_level
+        decisions = choose(evaluation.results, evaluation.production, level)
+        evaluated = {(r.symbol, r.model_type, r.version): r for r in
+                     [*evaluation.results, *(p for p in evaluation.production.values() if p)]}
+        pooled = pooled_scores(list(evaluated.values()), level)
         stage_champions.with_options(**io_options(settings.execution))(decisions, open_registry(settings.models))
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
@@ -97,10 +105,10 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         step = "report"
         failures = run_failures(models, evaluation, deployments)
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
-                         report_sections(data, models, evaluation, sources, deployments), failures)
+                         report_sections(data, models, evaluation, sources, deployments, pooled), failures)
     except Exception as exc:
         failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
-                                             report_sections(data, models, evaluation, sources, deployments),
+                                             report_sections(data, models, evaluation, sources, deployments, pooled),
                                              run_failures(models, evaluation, deployments))
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
                                failed_report.html_path)
@@ -114,7 +122,7 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
                                                           notifiers(settings.monitoring))
     outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
                               failures, deployments or [], alerts,
-                              jobs=models.jobs + evaluation.jobs + len(deployments or []))
+                              jobs=models.jobs + evaluation.jobs + len(deployments or []), pooled=pooled)
     if failures:
         raise RunFailed(failed_jobs_message(failures, outcome.jobs), outcome)
     return outcome
@@ -142,14 +150,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_outcome(outcome: TrainingOutcome, settings: Settings) -> int:
     print(format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
-                             outcome.report.html_path))
+                             outcome.report.html_path, outcome.pooled))
     return 0
 
 
 def _print_failed_run(exc: RunFailed) -> int:
     outcome = exc.outcome
     print(format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
-                             outcome.report.html_path))
+                             outcome.report.html_path, outcome.pooled))
     print(f"training failed: {exc}", file=sys.stderr)
     return 1
 

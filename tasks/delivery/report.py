@@ -176,6 +176,9 @@ def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: l
         f"<b>{html.escape(d['status'])}</b> ({html.escape(d['reason'])})</li>" for d in content.get("deployment") or [])
     if deployments:
         sections.insert(0, f"<h2>Deployment</h2><ul>{deployments}</ul>")
+    pooled = "".join(f"<li>{html.escape(p['line'])}</li>" for p in content.get("pooled") or [])
+    if pooled:
+        sections.insert(0, f"<h2>Pooled models across their symbols</h2><ul>{pooled}</ul>")
     return _page(content, f"<h2>Leaderboard</h2><table>{table}</table>{''.join(sections)}")
 
 

@@ -3,6 +3,7 @@ print."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 from schemas import DataSummary, JobFailure
 from tasks.delivery.deploy import DeploymentResult
 from tasks.evaluation.choose import Decision
+from tasks.evaluation.pooled import PooledScore
 from tasks.modeling.train import TrainResult
 
 __all__ = ["format_leaderboard", "format_summary", "report_sections", "run_failures"]
@@ -26,8 +28,8 @@ class _Trained(_Evaluated, Protocol):
 
 
 def report_sections(data: list[DataSummary] | None, models: _Trained | None, evaluation: _Evaluated | None,
-                    sources: dict[str, Any] | None, deployments: list[DeploymentResult] | None = None
-                    ) -> dict[str, Any]:
+                    sources: dict[str, Any] | None, deployments: list[DeploymentResult] | None = None,
+                    pooled: Sequence[PooledScore] = ()) -> dict[str, Any]:
     """The report's record of every step that finished (None for a step that did not)."""
     return {
         "data_source": sources or {},
@@ -37,6 +39,7 @@ def report_sections(data: list[DataSummary] | None, models: _Trained | None, eva
         "training": {"results": models.results, "failures": models.failures} if models else None,
         "evaluation_failures": evaluation.failures if evaluation else [],
         "deployment": deployments,
+        "pooled": [{**dataclasses.asdict(p), "line": p.line()} for p in pooled],
     }
 
 
@@ -49,8 +52,9 @@ def run_failures(models: _Trained | None, evaluation: _Evaluated | None,
 
 def format_leaderboard(leaderboard: list[dict[str, Any]], decisions: Sequence[Decision],
                        failures: Sequence[JobFailure], deployments: Sequence[DeploymentResult],
-                       report_path: Path) -> str:
-    """The console leaderboard: the main metrics per (symbol, model), the decisions, failures, deployments."""
+                       report_path: Path, pooled: Sequence[PooledScore] = ()) -> str:
+    """The console leaderboard: the main metrics per (symbol, model), each pooled version across its symbols,
+    the decisions, failures, deployments."""
     columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "dm_p", "r2", "dir_acc", "sharpe",
                "psr", "max_dd", "total_return", "bh_return", "price_move", "chosen")
     lines = [" ".join(f"{c:>12}" for c in columns)]
@@ -58,6 +62,7 @@ def format_leaderboard(leaderboard: list[dict[str, Any]], decisions: Sequence[De
         lines.append(" ".join(
             f"{row[c]:>12.4f}" if isinstance(row[c], float) else f"{'' if row[c] is None else str(row[c]):>12}"
             for c in columns))
+    lines += [f"pooled {p.line()}" for p in pooled]
     for d in decisions:
         target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
         lines.append(f"{d.symbol}: {d.action} ({target})")

@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
+from scipy.stats import spearmanr
 
 from flows.data_pipeline import data_pipeline
 from flows.deployment_pipeline import deployment_pipeline
@@ -25,6 +26,7 @@ from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.data.ingest import synthetic_market
 from tasks.evaluation.choose import Decision
+from tasks.evaluation.pooled import pooled_scores
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 TOKEN = "test-token-0123456789"
@@ -91,6 +93,20 @@ def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_a
         offline = model.predict(test, context=read_split(refs[symbol], "all").filter(
             read_split(refs[symbol], "all")["date"] < test["date"].min()))
         np.testing.assert_allclose(result.curves.predicted, offline, rtol=0, atol=1e-12)
+
+    # Across its symbols: the mean daily rank IC of its test predictions, and how many pass the gate.
+    [score] = pooled_scores(evaluated.results, 0.05, min_symbols=3)
+    pooled_rows = [candidates[(s, "catboost-pooled")] for s in SYMBOLS]
+    by_date: dict[date, list[tuple[float, float]]] = {}
+    for r in pooled_rows:
+        for d, p, a in zip(r.curves.dates, r.curves.predicted, r.curves.actual, strict=True):
+            by_date.setdefault(d, []).append((p, a))
+    ics = [spearmanr(*zip(*pairs, strict=True)).statistic for pairs in by_date.values() if len(pairs) >= 3]
+    ics = [ic for ic in ics if np.isfinite(ic)]
+    assert (score.model_type, score.version, score.symbols, score.dates) == ("catboost-pooled", 1, 4, len(ics))
+    assert score.mean_ic == pytest.approx(np.mean(ics), abs=1e-12)
+    assert score.ic_t == pytest.approx(np.mean(ics) / np.std(ics, ddof=1) * np.sqrt(len(ics)), abs=1e-9)
+    assert score.passing == sum(r.against_baseline.p_value < 0.05 for r in pooled_rows)
 
     champion = candidates[("BBB", "catboost-pooled")]
     decision = Decision("BBB", "promote", "catboost-pooled", 1, champion.composite, ("pooled won",))
