@@ -4,6 +4,7 @@ console."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import sys
@@ -115,6 +116,7 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
     """
     from settings import ConfigError, load_settings
 
+    faulthandler.enable()  # a crash in native code (a model library) prints every thread's Python stack
     expected: tuple[type[Exception], ...] = (ConfigError, ValueError, *input_errors)
     try:
         settings = load_settings(args.config, overrides)

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from prefect import flow
 
+from models.pooled import is_pooled
 from schemas import FeatureSetRef, RunFailed, failed_jobs_message, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.factory import open_feature_store, open_registry
@@ -62,8 +63,8 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
     send = push.with_options(retries=cfg.retries, retry_delay_seconds=[3**i for i in range(cfg.retries)])
     results = []
     promoted = [d for d in decisions if d.action == "promote"]
-    later = cross_section_updates([(d.model_type, d.version) for d in promoted if d.model_type and d.version],
-                                  registry, open_feature_store(settings.data)) if promoted else {}
+    pooled = [(d.model_type, d.version) for d in promoted if d.model_type and d.version and is_pooled(d.model_type)]
+    later = cross_section_updates(pooled, registry, open_feature_store(settings.data)) if pooled else {}
     for decision in promoted:
         cross_section = later.get((decision.model_type, decision.version))  # type: ignore[arg-type]
         package = package_champion(decision, refs[decision.symbol], registry, cfg.packages_path, cross_section)

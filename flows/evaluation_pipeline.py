@@ -77,8 +77,8 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     plan = models_to_evaluate(list(refs), per_symbol + pooled, registry)
     cv, cv_failures = _pooled_cross_validation(plan.models, refs, settings, registry)
     jobs = [j for j in plan.models if not is_pooled(j.model_type) or (j.model_type, j.version) in cv]
-    later = cross_section_updates([(j.model_type, j.version) for j in jobs], registry,
-                                  open_feature_store(settings.data))
+    pooled_jobs = [(j.model_type, j.version) for j in jobs if is_pooled(j.model_type)]
+    later = cross_section_updates(pooled_jobs, registry, open_feature_store(settings.data)) if pooled_jobs else {}
     futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                                [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),
                                unmapped(models), unmapped(registry),

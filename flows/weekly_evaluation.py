@@ -23,6 +23,7 @@ from prefect import flow, unmapped
 
 from flows.daily_retrain import DailyRetrainOutcome, daily_retrain
 from flows.fanout import error_text, gather
+from models.pooled import is_pooled
 from schemas import JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
 from stores.factory import open_feature_store, open_registry
@@ -93,7 +94,8 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
         return WeeklyOutcome(run_id, None, [], [], [])
     registry, feature_store = open_registry(settings.models), open_feature_store(settings.data)
     targets = production_targets(symbols, registry, feature_store)
-    later = cross_section_updates([(t.model_type, t.version) for t in targets], registry, feature_store)
+    pooled_targets = [(t.model_type, t.version) for t in targets if is_pooled(t.model_type)]
+    later = cross_section_updates(pooled_targets, registry, feature_store) if pooled_targets else {}
     futures = assess_window.map([t.symbol for t in targets], [t.model_type for t in targets],
                                 [t.version for t in targets], [t.ref for t in targets], unmapped(cfg.window_days),
                                 unmapped(settings.evaluation), unmapped(settings.models),
