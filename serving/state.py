@@ -236,10 +236,10 @@ class ModelSlots:
         model = Forecaster.load(slot_dir / MODEL_DIR, threads=self.threads)
         if isinstance(model, PooledForecaster):
             model.bind(symbol)  # its scaling and features for this symbol
-            if (slot_dir / EXTRA_CROSS_SECTION_FILE).is_file():  # statistics of dates after the model's own
-                if model.cross_section is None:
-                    raise PackageError(f"{EXTRA_CROSS_SECTION_FILE}: the model is not cross-sectional")
-                model.extend(CrossSection(model.pooled, pl.read_parquet(slot_dir / EXTRA_CROSS_SECTION_FILE)))
+        if (slot_dir / EXTRA_CROSS_SECTION_FILE).is_file():  # statistics of dates after the model's own
+            if not isinstance(model, PooledForecaster) or model.cross_section is None:
+                raise PackageError(f"{EXTRA_CROSS_SECTION_FILE}: the model is not cross-sectional")
+            model.extend(CrossSection(model.pooled, pl.read_parquet(slot_dir / EXTRA_CROSS_SECTION_FILE)))
         if (model.model_type, model.features, model.horizon) != (
                 manifest.model_type, manifest.features, manifest.horizon):
             raise PackageError("model.json disagrees with the manifest on model type, features or horizon")

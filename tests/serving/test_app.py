@@ -178,6 +178,16 @@ def test_bad_packages_are_refused(client: TestClient, packages: tuple[Packaged, 
     assert client.get("/v1/models").json()["models"][SYMBOL]["version"] == 1
     assert len(list((state_dir / "slots" / SYMBOL).iterdir())) == 1
 
+    # Per-date statistics only extend a cross-sectional pooled model; beside any other model they are refused.
+    files = members(packages[1].archive)
+    files["cross_section.parquet"] = b"PAR1 statistics PAR1"
+    manifest = json.loads(files["manifest.json"])
+    manifest["files"]["cross_section.parquet"] = hashlib.sha256(files["cross_section.parquet"]).hexdigest()
+    files["manifest.json"] = json.dumps(manifest).encode()
+    stray = client.post("/v1/deployments", content=make_archive(files), headers={**AUTH, **GZIP})
+    assert stray.status_code == 400 and "cross_section.parquet: the model is not cross-sectional" in stray.text
+    assert client.get("/v1/models").json()["models"][SYMBOL]["version"] == 1
+
 
 def test_large_and_hostile_bodies_get_short_answers(client: TestClient) -> None:
     """Nothing sent is echoed back, and a body over the limit is refused before it is parsed."""
