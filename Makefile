@@ -7,6 +7,7 @@ VENV ?= $(ROOT).venv
 PYTHON := $(VENV)/bin/python
 SYMBOLS ?= VCB,VIC,VHM
 DAYS ?= 1500
+EDGE ?= reversal
 STAGING_PORT ?= 8001
 PRODUCTION_PORT ?= 8002
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
@@ -36,7 +37,7 @@ demo: export STOCK_AI_DEPLOYMENT__TOKEN ?= $(DEMO_TOKEN)
 demo: export STOCK_AI_DEPLOYMENT__STAGING_ENDPOINT = http://127.0.0.1:$(STAGING_PORT)
 demo: export STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT = http://127.0.0.1:$(PRODUCTION_PORT)
 demo: $(VENV)/.installed
-	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --days $(DAYS) --seed 7
+	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --days $(DAYS) --seed 7 --edge $(EDGE)
 	@mkdir -p $(SERVING)
 	@$(PYTHON) -m serving --stage staging --port $(STAGING_PORT) --state-dir $(SERVING)/staging >$(SERVING)/staging.log 2>&1 & s=$$!; \
 	$(PYTHON) -m serving --stage production --port $(PRODUCTION_PORT) --state-dir $(SERVING)/production >$(SERVING)/production.log 2>&1 & p=$$!; \

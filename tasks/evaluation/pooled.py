@@ -90,19 +90,24 @@ class PooledScore:
     version: int
     symbols: int
     dates: int
-    """test dates with predictions for MIN_CROSS_SECTION symbols or more: those the IC is averaged over."""
+    """test dates with predictions for `min_symbols` symbols or more: those the IC is averaged over."""
     mean_ic: float | None
     """mean over those dates of the Spearman rank correlation of predicted and actual returns across symbols."""
     ic_t: float | None
     """mean_ic over its standard error across dates."""
     passing: int
     """symbols on whose own test window it beats the best naive baseline significantly (the gate)."""
+    min_symbols: int = 5
+    """symbols a date needs to count in the IC."""
 
     def line(self) -> str:
-        ic = "n/a" if self.mean_ic is None else f"{self.mean_ic:+.4f}" + (
-            "" if self.ic_t is None else f" (t {self.ic_t:+.1f})")
-        return (f"{self.model_type} v{self.version}: over {self.symbols} symbols, mean daily IC {ic} on {self.dates} "
-                f"test dates; passes the gate on {self.passing} of {self.symbols} symbols")
+        if self.mean_ic is None:
+            ic = f"mean daily IC n/a (no test date with {self.min_symbols} symbols or more)"
+        else:
+            t = "" if self.ic_t is None else f" (t {self.ic_t:+.1f})"
+            ic = f"mean daily IC {self.mean_ic:+.4f}{t} on {self.dates} test dates"
+        return (f"{self.model_type} v{self.version}: over {self.symbols} symbols, {ic}; passes the gate on "
+                f"{self.passing} of {self.symbols} symbols")
 
 
 MIN_CROSS_SECTION = 5
@@ -130,5 +135,5 @@ def pooled_scores(results: Sequence[EvaluationResult], level: float,
         t = float(mean / (ics.std(ddof=1) / math.sqrt(ics.size))) if mean is not None and ics.size > 2 and \
             ics.std(ddof=1) > 0 else None
         scores.append(PooledScore(model_type, version, len(group), int(ics.size), mean, t,
-                                  sum(r.against_baseline.p_value < level for r in group)))
+                                  sum(r.against_baseline.p_value < level for r in group), min_symbols))
     return scores
