@@ -116,7 +116,10 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
     """
     from settings import ConfigError, load_settings
 
-    faulthandler.enable()  # a crash in native code (a model library) prints every thread's Python stack
+    try:  # a crash in native code (a model library) prints every thread's Python stack
+        faulthandler.enable()
+    except (AttributeError, ValueError, OSError):  # stderr without a file descriptor (captured, closed)
+        pass
     expected: tuple[type[Exception], ...] = (ConfigError, ValueError, *input_errors)
     try:
         settings = load_settings(args.config, overrides)

@@ -82,6 +82,10 @@ def cross_section_updates(versions: list[tuple[str, int]], registry: ModelRegist
     return updates
 
 
+MIN_CROSS_SECTION = 5
+"""symbols a test date needs to count in a pooled version's daily IC."""
+
+
 @dataclass(frozen=True)
 class PooledScore:
     """One pooled version over every symbol it was evaluated for: what no single symbol's test window can show."""
@@ -97,7 +101,7 @@ class PooledScore:
     """mean_ic over its standard error across dates."""
     passing: int
     """symbols on whose own test window it beats the best naive baseline significantly (the gate)."""
-    min_symbols: int = 5
+    min_symbols: int = MIN_CROSS_SECTION
     """symbols a date needs to count in the IC."""
 
     def line(self) -> str:
@@ -108,9 +112,6 @@ class PooledScore:
             ic = f"mean daily IC {self.mean_ic:+.4f}{t} on {self.dates} test dates"
         return (f"{self.model_type} v{self.version}: over {self.symbols} symbols, {ic}; passes the gate on "
                 f"{self.passing} of {self.symbols} symbols")
-
-
-MIN_CROSS_SECTION = 5
 
 
 def pooled_scores(results: Sequence[EvaluationResult], level: float,
