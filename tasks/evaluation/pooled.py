@@ -110,8 +110,9 @@ class PooledScore:
         else:
             t = "" if self.ic_t is None else f" (t {self.ic_t:+.1f})"
             ic = f"mean daily IC {self.mean_ic:+.4f}{t} on {self.dates} test dates"
-        return (f"{self.model_type} v{self.version}: over {self.symbols} symbols, {ic}; passes the gate on "
-                f"{self.passing} of {self.symbols} symbols")
+        symbols = f"{self.symbols} symbol{'' if self.symbols == 1 else 's'}"
+        gate = f"passes the gate on {self.passing} of {symbols}"
+        return f"{self.model_type} v{self.version}: over {symbols}, {ic}; {gate}"
 
 
 def pooled_scores(results: Sequence[EvaluationResult], level: float,
