@@ -14,6 +14,7 @@ from models.pooled import POOLED_FOLDER, is_pooled
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message
 from settings import Settings
 from stores.factory import open_feature_store, open_registry
+from stores.features import FeatureStore
 from stores.registry import ModelRegistry
 from tasks.evaluation.candidates import ModelRef, challengers_and_production, models_to_evaluate
 from tasks.evaluation.crossval import CVSummary
@@ -37,15 +38,14 @@ class EvaluationOutcome:
 
 
 def _pooled_cross_validation(jobs: list[ModelRef], refs: dict[str, FeatureSetRef], settings: Settings,
-                             registry: ModelRegistry) -> tuple[dict[tuple[str, int], dict[str, CVSummary]],
-                                                               list[JobFailure]]:
+                             registry: ModelRegistry, feature_store: FeatureStore
+                             ) -> tuple[dict[tuple[str, int], dict[str, CVSummary]], list[JobFailure]]:
     """One walk-forward run per pooled version to evaluate, refitted over every symbol it was fitted on (the
     current feature sets of those outside `refs`), as the version itself was; a failed run fails the evaluations
     of its version."""
     groups: dict[tuple[str, int], list[str]] = {}
     for job in (j for j in jobs if is_pooled(j.model_type)):
         groups.setdefault((job.model_type, job.version), []).append(job.symbol)
-    feature_store = open_feature_store(settings.data)
     futures = {}
     for key, symbols in groups.items():
         fitted_on = registry.get(key[0], POOLED_FOLDER, key[1]).metadata.symbols
@@ -75,10 +75,11 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     registry = open_registry(models)
     per_symbol, pooled = job_types(models)
     plan = models_to_evaluate(list(refs), per_symbol + pooled, registry)
-    cv, cv_failures = _pooled_cross_validation(plan.models, refs, settings, registry)
+    feature_store = open_feature_store(settings.data)
+    cv, cv_failures = _pooled_cross_validation(plan.models, refs, settings, registry, feature_store)
     jobs = [j for j in plan.models if not is_pooled(j.model_type) or (j.model_type, j.version) in cv]
     pooled_jobs = [(j.model_type, j.version) for j in jobs if is_pooled(j.model_type)]
-    later = cross_section_updates(pooled_jobs, registry, open_feature_store(settings.data)) if pooled_jobs else {}
+    later = cross_section_updates(pooled_jobs, registry, feature_store) if pooled_jobs else {}
     futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                                [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),
                                unmapped(models), unmapped(registry),

@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 from prefect import task
@@ -18,7 +19,7 @@ from models.pooled import POOLED_FOLDER, CrossSection, PooledForecaster, is_pool
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
 from settings import CrossValidationSettings, ModelsSettings
-from stores.features import FeatureStore, read_split
+from stores.features import FeatureStore, read_manifest, read_split
 from stores.registry import ModelRegistry
 from tasks.evaluation.crossval import CVSummary, pooled_walk_forward_metrics, summarize
 from tasks.evaluation.evaluate import EvaluationResult, cv_history
@@ -57,7 +58,11 @@ def newer_cross_section(model: PooledForecaster, feature_store: FeatureStore) ->
     known = model.cross_section.last_date
     frames = {}
     for symbol in (s for s in model.symbols if feature_store.has(s)):
-        later = read_split(feature_store.current(symbol), "all").filter(pl.col("date") > known)
+        ref = feature_store.current(symbol)
+        newest = (read_manifest(ref).get("split_dates") or {}).get("all")
+        if newest and date.fromisoformat(newest[1]) <= known:  # nothing later: the files need not be read
+            continue
+        later = read_split(ref, "all").filter(pl.col("date") > known)
         if later.height:
             frames[symbol] = later
     return CrossSection.of(frames, model.pooled) if frames else None
