@@ -4,8 +4,13 @@ Labels are divided by their train standard deviation before fitting (daily retur
 1e-4, on which L-BFGS line searches fail) and forecasts multiplied back. A fit counts only when the
 optimizer converged and every AR and MA root lies clearly outside the unit circle (|root| >= 1.01): a
 near-unit root makes forecasts explode or the model non-invertible. Otherwise the next simpler order is
-fitted (the larger of p and q, q on a tie, less one), at most `max_fallbacks` times; then the fit fails
-with every order's reason. The order actually fitted is saved with the model.
+fitted, at most `max_fallbacks` times (`fallback_orders`); then the fit fails with every order's reason. The
+order actually fitted is saved with the model.
+
+The label is a return, the difference of log prices: a stationary series. Differencing it again (d = 1)
+puts a unit root into the MA polynomial, the textbook sign of over-differencing, and ARIMA(p, d, q) with
+that root is ARIMA(p, d - 1, q - 1). So the first simpler orders undo the differencing; then the larger of p
+and q drops.
 """
 
 from __future__ import annotations
@@ -47,10 +52,13 @@ class ArimaParams(ModelParams):
 
 
 def fallback_orders(p: int, d: int, q: int, fallbacks: int) -> list[tuple[int, int, int]]:
-    """(p, d, q), then up to `fallbacks` simpler orders: the larger of p and q less one, q on a tie."""
+    """(p, d, q), then up to `fallbacks` simpler orders: while d > 0, d and q less one (q not below 0); then the
+    larger of p and q less one, q on a tie."""
     orders = [(p, d, q)]
-    while len(orders) <= fallbacks and (p or q):
-        if q >= p:
+    while len(orders) <= fallbacks and (p or d or q):
+        if d:
+            d, q = d - 1, max(q - 1, 0)
+        elif q >= p:
             q -= 1
         else:
             p -= 1
