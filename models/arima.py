@@ -152,9 +152,13 @@ class ArimaForecaster(Forecaster):
 
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         saved = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
-        if tuple(saved["order"]) not in self._orders() or saved["trend"] != self.params.trend:
+        # Any order no larger than the tuned one in p, d and q: models saved under an earlier fallback rule
+        # (which kept d) still load.
+        order, tuned = tuple(saved["order"]), (self.params.p, self.params.d, self.params.q)
+        if len(order) != 3 or any(o > t for o, t in zip(order, tuned, strict=True)) \
+                or saved["trend"] != self.params.trend:
             raise ModelError(f"arima: {STATE_FILE} holds order {saved['order']} / trend {saved['trend']}, "
-                             f"model.json allows {self._orders()} / {self.params.trend}")
+                             f"model.json allows orders up to {tuned} / {self.params.trend}")
         self._fitted_order = tuple(saved["order"])  # type: ignore[assignment]
         self._scale = float(saved.get("label_scale", 1.0))  # models saved before labels were scaled
         if tuple(saved["exog"]) != self.features[:self.params.n_exog]:

@@ -163,6 +163,23 @@ def test_a_near_unit_root_falls_back_and_the_fallback_survives_save_and_load(tmp
                                   model.predict(test, context=context))
 
 
+def test_a_model_saved_under_the_earlier_fallback_rule_still_loads(tmp_path: Path) -> None:
+    # The earlier rule dropped q and kept d: params (0, 1, 1) fitted as (0, 1, 0). Such a model still loads;
+    # an order larger than the params' in any of p, d, q is refused.
+    frame = series_frame(np.random.default_rng(0).normal(0, 0.01, 500))
+    model = fitted(frame, p=0, d=1, q=0, max_fallbacks=0)
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
+    meta["params"].update(q=1, max_fallbacks=2)
+    (tmp_path / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    test, context = frame.slice(450, 50), frame.slice(0, 450)
+    np.testing.assert_array_equal(Forecaster.load(tmp_path).predict(test, context=context),
+                                  model.predict(test, context=context))
+    meta["params"].update(d=0)
+    (tmp_path / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"holds order \[0, 1, 0\].*allows orders up to \(0, 0, 1\)"):
+        Forecaster.load(tmp_path)
+
 def test_differenced_real_returns_fall_back_to_the_undifferenced_order() -> None:
     # GOOG's daily log returns: ARIMA(1, 1, 2) over-differences them. Holding d = 1 while dropping q ended at
     # ARIMA(1, 1, 0), whose forecasts missed by about 20 % more than forecasting 0; undoing the
