@@ -83,9 +83,10 @@ class ArimaForecaster(Forecaster):
 
     @classmethod
     def suggest(cls, trial: optuna.trial.BaseTrial) -> ArimaParams:
-        """Draw order, trend and the number of exogenous features."""
-        return ArimaParams(p=trial.suggest_int("p", 0, 3), d=trial.suggest_int("d", 0, 1),
-                           q=trial.suggest_int("q", 0, 2), trend=trial.suggest_categorical("trend", ["n", "c"]),
+        """Draw p, q, trend and the number of exogenous features; d stays 0, since the label is a return
+        (differencing it again only adds a unit MA root, which the fallbacks would undo)."""
+        return ArimaParams(p=trial.suggest_int("p", 0, 3), q=trial.suggest_int("q", 0, 2),
+                           trend=trial.suggest_categorical("trend", ["n", "c"]),
                            n_exog=trial.suggest_int("n_exog", 0, 5))
 
     def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None:

@@ -195,3 +195,10 @@ def test_differenced_real_returns_fall_back_to_the_undifferenced_order() -> None
         labels = test[LABEL].to_numpy()
         error = np.sqrt(np.mean((model.predict(test, context=frame.slice(0, start + 500)) - labels) ** 2))
         assert error < 1.05 * np.sqrt(np.mean(labels ** 2))
+
+
+def test_tuning_never_differences_the_returns() -> None:
+    import optuna
+
+    drawn = {"p": 2, "q": 1, "trend": "n", "n_exog": 3}  # a FixedTrial refuses any parameter not given here
+    assert ArimaForecaster.suggest(optuna.trial.FixedTrial(drawn)) == ArimaParams(d=0, **drawn)  # type: ignore[arg-type]
