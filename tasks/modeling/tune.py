@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,11 @@ def configured_params(model_type: str, models: ModelsSettings) -> ModelParams:
 
 
 def study_name(model_type: str, refs: dict[str, FeatureSetRef]) -> str:
-    """A name that changes with the feature data, so new data starts a new study."""
-    digest = hashlib.sha256("|".join(f"{s}:{r.content_hash}" for s, r in sorted(refs.items())).encode())
+    """A name that changes with the feature data and with the model's search space (the source of its
+    `suggest`), so new data or a new space starts a new study: trials drawn from another space would be
+    read back through this one's `suggest`, as parameters they were not scored with."""
+    space = inspect.getsource(model_class(model_type).suggest)
+    digest = hashlib.sha256("|".join([space, *(f"{s}:{r.content_hash}" for s, r in sorted(refs.items()))]).encode())
     return f"{model_type}-{digest.hexdigest()[:12]}"
 
 

@@ -96,3 +96,14 @@ def test_each_trial_is_scored_on_its_drawn_symbols_only(tmp_path: Path, monkeypa
 
     expected = [s for trial in range(3) for s in trial_symbols(sorted(refs), 2, models_cfg(tmp_path).seed, trial)]
     assert scored == expected and len(scored) == 6
+
+
+def test_a_new_search_space_starts_a_new_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.arima import ArimaForecaster, ArimaParams
+
+    refs = {"VCB": write_feature_set(tmp_path / "features", "VCB", seed=0)}
+    before = study_name("arima", refs)
+    assert study_name("arima", refs) == before and study_name("catboost", refs) != before
+    monkeypatch.setattr(ArimaForecaster, "suggest",
+                        classmethod(lambda cls, trial: ArimaParams(p=trial.suggest_int("p", 0, 1))))
+    assert study_name("arima", refs) != before
