@@ -53,11 +53,8 @@ def test_always_keep_goes_ahead_of_the_ranking_unless_constant_and_wins_against_
 
 
 def test_always_keep_naming_a_feature_that_is_not_engineered_is_an_error() -> None:
-    settings = load_settings(DEFAULT_CONFIG_FILE)
-    data = settings.data
-    prices = synthetic_market(["VCB"], 300, seed=5, end=date(2026, 10, 30))["VCB"]
-    engineered = engineer.fn(clean.fn(prices, "VCB", data.cleaning, settings.markets.of("VCB")), "VCB",
-                             data.features, data.split)
+    data = load_settings(DEFAULT_CONFIG_FILE).data
+    engineered = _engineered(synthetic_market(["VCB"], 300, seed=5, end=date(2026, 10, 30))["VCB"], "VCB")
     with pytest.raises(ValueError, match="not engineered: RET2"):
         select.fn(engineered, "VCB", data.features, data.split, SelectionSettings(always_keep=("RET1", "RET2")))
 
@@ -69,11 +66,8 @@ def test_max_features_keeps_the_highest_ic() -> None:
 
 
 def test_select_fits_on_the_train_rows_only_and_keeps_the_choice_on_every_row() -> None:
-    settings = load_settings(DEFAULT_CONFIG_FILE)
-    data = settings.data
-    prices = synthetic_market(["VCB"], 600, seed=5, end=date(2026, 10, 30))["VCB"]
-    engineered = engineer.fn(clean.fn(prices, "VCB", data.cleaning, settings.markets.of("VCB")), "VCB",
-                             data.features, data.split)
+    data = load_settings(DEFAULT_CONFIG_FILE).data
+    engineered = _engineered(synthetic_market(["VCB"], 600, seed=5, end=date(2026, 10, 30))["VCB"], "VCB")
     names = feature_names(data.features)
     train_end = fit_rows(engineered, "VCB", data.features, data.split)[1]["date"].max()
     in_train = pl.col("date") <= train_end
@@ -123,11 +117,16 @@ def assert_same_selection(train: pl.DataFrame, names: list[str], cfg: SelectionS
     assert list(actual.dropped.items()) == list(expected.dropped.items())
 
 
-def _engineered_train(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
+def _engineered(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
+    """`prices` cleaned and engineered with the default settings."""
     settings = load_settings(DEFAULT_CONFIG_FILE)
     cleaned = clean.fn(prices, symbol, settings.data.cleaning, settings.markets.of(symbol))
-    engineered = engineer.fn(cleaned, symbol, settings.data.features, settings.data.split)
-    return fit_rows(engineered, symbol, settings.data.features, settings.data.split)[1]
+    return engineer.fn(cleaned, symbol, settings.data.features, settings.data.split)
+
+
+def _engineered_train(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
+    data = load_settings(DEFAULT_CONFIG_FILE).data
+    return fit_rows(_engineered(prices, symbol), symbol, data.features, data.split)[1]
 
 
 @pytest.fixture(scope="module")
