@@ -1,13 +1,15 @@
 """Run, task and model-score history in one SQLite file, for slowness checks and retrain decisions.
 
-Each call opens its own connection, so one `MetricsHistory` may be shared by threads; WAL lets readers
-run while a writer commits. Times are stored as UTC ISO strings (a naive datetime is taken as UTC).
+Each call opens its own connection, so one `MetricsHistory` may be shared by threads and processes; WAL
+lets readers run while a writer commits. Times are stored as UTC ISO strings (a naive datetime is taken as UTC).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
@@ -34,6 +36,28 @@ CREATE TABLE IF NOT EXISTS scores (
     window_end TEXT NOT NULL, source TEXT NOT NULL, recorded_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS scores_symbol ON scores (symbol, window_end);
 """
+
+
+_BUSY_TIMEOUT = 30.0
+"""seconds a connection waits for another's write before giving up."""
+_FIRST_USE = threading.Lock()
+"""one thread of a process at a time sets a file up; other processes are met by `_use_wal`'s retries."""
+
+
+def _use_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the file in WAL mode, which the file keeps.
+
+    While another connection holds a write lock on a file not yet in WAL mode, SQLite refuses the switch
+    with "database is locked" at once, without waiting out the busy timeout; so it is retried until `timeout`.
+    """
+    deadline = time.monotonic() + timeout
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _rename_old_resource_columns(conn: sqlite3.Connection) -> None:
@@ -106,12 +130,13 @@ class MetricsHistory:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if not self._ready:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=30)) as conn:
+        with closing(sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT)) as conn:
             if not self._ready:
-                conn.execute("PRAGMA journal_mode=WAL")
-                _rename_old_resource_columns(conn)
-                conn.executescript(_SCHEMA)
-                self._ready = True
+                with _FIRST_USE:
+                    _use_wal(conn, _BUSY_TIMEOUT)
+                    _rename_old_resource_columns(conn)
+                    conn.executescript(_SCHEMA)
+                    self._ready = True
             with conn:  # one transaction: commit on success, roll back on error
                 yield conn
 

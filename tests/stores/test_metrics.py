@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -67,8 +68,10 @@ def test_scores_newest_window_first(tmp_path: Path) -> None:
 
 def test_threads_share_one_history(tmp_path: Path) -> None:
     history = MetricsHistory(tmp_path / "h.sqlite")
+    start = threading.Barrier(4)
 
     def write(worker: int) -> None:
+        start.wait()  # all four meet the new file at once
         for i in range(10):
             history.record_task(f"w{worker}-{i}", "train", 1.0, 1.0, 1.0)
 
@@ -78,6 +81,26 @@ def test_threads_share_one_history(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert len(history.recent_tasks("train", limit=100)) == 40
+
+
+def test_first_use_waits_out_another_connections_write(tmp_path: Path) -> None:
+    """SQLite refuses the switch to WAL at once while another connection holds a write lock."""
+    path = tmp_path / "h.sqlite"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+    commit = threading.Timer(0.3, other.execute, args=("COMMIT",))
+    commit.start()
+
+    MetricsHistory(path).record_task("r", "train", 1.0, 1.0, 1.0)
+
+    commit.join()
+    other.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM other").fetchone()[0] == 1
 
 
 def test_a_history_with_the_old_resource_columns_keeps_its_rows(tmp_path: Path) -> None:
