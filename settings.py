@@ -97,10 +97,16 @@ class MongoSettings(_Section):
 
 
 class SplitSettings(_Section):
+    """The run's calendar (tasks/data/calendar.py): boundaries are dates every symbol of a run shares."""
+
     train: float = Field(0.7, gt=0, lt=1)
     val: float = Field(0.15, gt=0, lt=1)
     test: float = Field(0.15, gt=0, lt=1)
     min_rows: int = Field(30, ge=1, description="fewest rows any split may have")
+    embargo: int | None = Field(None, ge=1, description="sessions left out between train and val and between val "
+                                "and test; None: features.horizon (fewer would let a label window cross a boundary)")
+    val_start: date | None = Field(None, description="first validation date instead of the fractions (with test_start)")
+    test_start: date | None = Field(None, description="first test date instead of the fractions (with val_start)")
 
     @model_validator(mode="after")
     def _fractions_sum_to_one(self) -> SplitSettings:
@@ -110,6 +116,10 @@ class SplitSettings(_Section):
                 f"fractions train+val+test must sum to 1, got "
                 f"{self.train}+{self.val}+{self.test}={total:g}"
             )
+        if (self.val_start is None) != (self.test_start is None):
+            raise ValueError("give val_start and test_start together, or neither (the fractions then cut the dates)")
+        if self.val_start is not None and self.test_start is not None and self.val_start >= self.test_start:
+            raise ValueError(f"val_start ({self.val_start}) must be before test_start ({self.test_start})")
         return self
 
 
@@ -154,9 +164,19 @@ class CleaningSettings(_Section):
                                   "between consecutive bars (markets.* decide the sessions)")
 
 
+VN30: tuple[str, ...] = (
+    "ACB", "BCM", "BID", "BVH", "CTG", "FPT", "GAS", "GVR", "HDB", "HPG", "LPB", "MBB", "MSN", "MWG", "PLX",
+    "SAB", "SHB", "SSB", "SSI", "STB", "TCB", "TPB", "VCB", "VHM", "VIB", "VIC", "VJC", "VNM", "VPB", "VRE")
+"""The 30 tickers of HOSE's VN30 index (composition of the first half of 2025; HOSE reviews it twice a year)."""
+
+
 class DataSettings(_Section):
     source: Literal["parquet", "mongodb"] = "parquet"
     symbols: tuple[str, ...] = ("VCB", "VIC", "VHM")
+    universe: str | None = Field(None, description="name of the universe (a key of `universes`) universe models are "
+                                 "fitted on; None: the watch list itself")
+    universes: dict[str, tuple[str, ...]] = Field(default_factory=lambda: {"VN30": VN30},
+                                                  description="named symbol lists")
     start_date: date = date(2020, 1, 1)
     end_date: date | None = None
     prices_path: Path = Path("data/prices")
@@ -172,13 +192,41 @@ class DataSettings(_Section):
     def _symbols_valid(cls, symbols: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(validate_symbol(s) for s in symbols)
 
+    @field_validator("universes")
+    @classmethod
+    def _universes_valid(cls, universes: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for name, members in universes.items():
+            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", name):
+                raise ValueError(f"universe name {name!r}: letters, digits, _ and - only, at most 32")
+            if len(set(members)) < 2:
+                raise ValueError(f"universe {name} lists {len(set(members))} symbol(s); a universe needs 2 or more")
+        return {name: tuple(dict.fromkeys(validate_symbol(s) for s in members)) for name, members in universes.items()}
+
     @model_validator(mode="after")
     def _dates_ordered(self) -> DataSettings:
         if self.end_date is not None and self.start_date > self.end_date:
             raise ValueError(
                 f"start_date ({self.start_date}) is after end_date ({self.end_date})"
             )
+        if self.split.embargo is not None and self.split.embargo < self.features.horizon:
+            raise ValueError(f"split.embargo ({self.split.embargo}) is shorter than features.horizon "
+                             f"({self.features.horizon}): a label window would cross into the next part")
+        if self.universe is not None:
+            self.universe_symbols(self.universe)
         return self
+
+    def universe_symbols(self, name: str | None) -> tuple[str, ...] | None:
+        """The symbols of universe `name` (None: None, the watch list is the universe).
+
+        Raises:
+            ValueError: no such universe (the known ones are named).
+        """
+        if name is None:
+            return None
+        if name not in self.universes:
+            known = ", ".join(sorted(self.universes)) or "none"
+            raise ValueError(f"unknown universe {name!r}: data.universes has {known}")
+        return self.universes[name]
 
 
 class RetrainingSettings(_Section):
@@ -383,8 +431,11 @@ class WeightSettings(_Section):
 
 class ModelSelectionSettings(_Section):
     weights: WeightSettings = WeightSettings()
-    significance_level: float = Field(0.05, gt=0, lt=1, description="largest Diebold-Mariano p-value with which "
-                                      "a challenger beats the best naive baseline, or production")
+    significance_level: float = Field(0.05, gt=0, lt=1, description="largest Holm-adjusted p-value with which a "
+                                      "challenger passes the gate (tasks/evaluation/gate.py), and largest "
+                                      "Diebold-Mariano p-value with which it beats production")
+    universe_min_symbols: int = Field(5, ge=2, description="symbols a test date needs to count in a universe model's "
+                                      "daily rank IC; a universe of fewer symbols gives its models no evidence")
 
 
 class ExecutionSettings(_Section):
