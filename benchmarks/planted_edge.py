@@ -2,6 +2,10 @@
 minus the past return against the forward return, from closes only, with the effect on and off side by side.
 
     python -m benchmarks.planted_edge [--symbols 50] [--days 1500] [--seed 7] [--horizon 1] [--lookback 1]
+        [--reversal R] [--structure]
+
+Without --structure the market holds nothing else to predict (the demo's `--edge reversal` and `null`); with it the
+market keeps its betas under regime drifts and its level pull (`--edge none` when off).
 
 The t-statistic is the mean IC over its standard error across dates (Newey-West with horizon - 1 lags, since
 forward returns over several days overlap). docs/synthetic_market.md quotes its output.
@@ -79,14 +83,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lookback", type=int, default=1, help="days of past return in the signal (default: 1)")
     parser.add_argument("--reversal", type=float, default=DEMO_REVERSAL,
                         help=f"planted reversal when on (default: the demo's {DEMO_REVERSAL})")
+    parser.add_argument("--structure", action="store_true",
+                        help="keep the market's own structure (betas under regime drifts, level pull)")
     args = parser.parse_args(argv)
 
-    print(f"{args.symbols} symbols x {args.days} days, seed {args.seed}; signal -r over {args.lookback} day(s), "
-          f"label r over the next {args.horizon} day(s)")
+    structure = "on" if args.structure else "off"
+    print(f"{args.symbols} symbols x {args.days} days, seed {args.seed}, structure {structure}; "
+          f"signal -r over {args.lookback} day(s), label r over the next {args.horizon} day(s)")
     print(f"{'':<22}{'mean daily IC':>14}{'t-stat':>9}{'dates':>7}{'seconds':>9}")
     for label, reversal in (("off (reversal 0)", 0.0), (f"on (reversal {args.reversal})", args.reversal)):
         start = time.perf_counter()
-        frames = synthetic_market(universe(args.symbols), args.days, args.seed, END, reversal=reversal)
+        frames = synthetic_market(universe(args.symbols), args.days, args.seed, END, reversal=reversal,
+                                  structure=args.structure)
         seconds = time.perf_counter() - start
         summary = summarize(daily_ic(frames, args.horizon, args.lookback), args.horizon)
         print(f"{label:<22}{summary.mean:>14.4f}{summary.t_stat:>9.1f}{summary.dates:>7}{seconds:>9.1f}", flush=True)

@@ -1,7 +1,8 @@
 """Fill the price store: `demo` writes a synthetic market, `csv` imports a real CSV or Parquet file.
 
 Usage:
-    python -m flows.ingest demo --symbols VCB,VIC,VHM --days 1500 --seed 7 [--edge reversal|none]
+    python -m flows.ingest demo --symbols VCB,VIC,VHM [--universe VN30] --days 1500 --seed 7
+        [--edge reversal|null|none]
     python -m flows.ingest csv prices.csv --symbol VCB
 """
 
@@ -59,14 +60,17 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common], help="write a synthetic demo market",
                                description="Write a deterministic synthetic market, marked synthetic. By default "
-                                           "it holds a weak planted 1-day reversal for models to find (--edge).")
+                                           "it holds a planted 1-day reversal for models to find and nothing else "
+                                           "(--edge).")
     demo.add_argument("--symbols", type=str, help="comma-separated symbols (default: data.symbols)")
+    demo.add_argument("--universe", metavar="NAME", help="also every symbol of this universe (data.universes)")
     demo.add_argument("--days", type=int, default=1500, help="business days per symbol (default: 1500)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     demo.add_argument("--end", type=_iso_date, default=None, help="last day, YYYY-MM-DD (default: today)")
     demo.add_argument("--edge", choices=list(PLANTED_EDGES), default="reversal",
-                      help="planted cross-sectional effect (default: reversal, a weak 1-day reversal of each "
-                           "symbol's idiosyncratic return; none: no effect; see docs/synthetic_market.md)")
+                      help="what there is to find (default: reversal, a 1-day reversal of each symbol's "
+                           "idiosyncratic return and nothing else; null: nothing at all; none: the market's own "
+                           "structure without the reversal; see docs/synthetic_market.md)")
 
     csv = commands.add_parser("csv", parents=[common], help="import a CSV or Parquet price file",
                               description="Import daily bars (date, open, high, low, close, volume) "
@@ -118,15 +122,18 @@ def _run(args: argparse.Namespace) -> None:
     try:
         if args.command == "demo":
             symbols = _symbol_list(args.symbols) if args.symbols is not None else list(settings.data.symbols)
+            symbols = list(dict.fromkeys([*symbols, *(settings.data.universe_symbols(args.universe) or ())]))
             end = args.end or min(_today(settings, s) for s in symbols)
-            reversal = PLANTED_EDGES[args.edge]
-            detail = f"synthetic demo market, seed={args.seed} days={args.days} end={end}; {planted_effect(reversal)}"
+            edge = PLANTED_EDGES[args.edge]
+            detail = (f"synthetic demo market, seed={args.seed} days={args.days} end={end}; "
+                      f"{planted_effect(edge.reversal, edge.structure)}")
             source = SourceInfo(kind="synthetic", detail=detail, synthetic=True,
                                 extra={"generator": "tasks.data.ingest.synthetic_market", "edge": args.edge,
-                                       "reversal": str(reversal)})
+                                       "reversal": str(edge.reversal), "structure": str(edge.structure)})
             for symbol in symbols:
                 _check_not_mixing(store, symbol, synthetic=True)
-            for symbol, bars in synthetic_market(symbols, args.days, args.seed, end, reversal=reversal).items():
+            for symbol, bars in synthetic_market(symbols, args.days, args.seed, end, reversal=edge.reversal,
+                                                 structure=edge.structure).items():
                 _write(store, symbol, bars, source, settings)
         else:
             symbol = validate_symbol(args.symbol.strip().upper())

@@ -16,7 +16,7 @@ import polars as pl
 from schemas import validate_symbol
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 
-__all__ = ["DEMO_REVERSAL", "DEMO_REVERSAL_IC", "PLANTED_EDGES", "SUPPORTED_SUFFIXES", "IncomingBars",
+__all__ = ["DEMO_REVERSAL", "DEMO_REVERSAL_IC", "PLANTED_EDGES", "SUPPORTED_SUFFIXES", "Edge", "IncomingBars",
            "check_incoming", "planted_effect", "read_price_file", "synthetic_market", "window_warning"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -39,13 +39,33 @@ _LIMIT = 0.07  # HOSE daily price band around the previous close
 _T_DF = 5  # Student-t shocks: fat tails like real daily returns
 _MEAN_REVERSION = 0.003  # pulls log price toward the symbol's level so long histories stay plausible
 
-DEMO_REVERSAL = 0.04
-"""The demo market's planted 1-day reversal: tomorrow's idiosyncratic return loads -DEMO_REVERSAL on today's."""
-DEMO_REVERSAL_IC = 0.038
+DEMO_REVERSAL = 0.08
+"""The demo market's planted 1-day reversal: tomorrow's idiosyncratic return loads -DEMO_REVERSAL on today's. Sized
+so that the universe gate finds it at the demo's shape (30 symbols x 1500 days) in at least 90 % of seeds
+(docs/synthetic_market.md); real markets' daily reversal is weaker."""
+DEMO_REVERSAL_IC = 0.081
 """Mean daily cross-sectional Spearman IC of -ln(close[t]/close[t-1]) against ln(close[t+1]/close[t]) at
-DEMO_REVERSAL: the average over seeds 0-7 of 50 symbols x 1500 days (benchmarks/planted_edge.py)."""
-PLANTED_EDGES: Mapping[str, float] = {"reversal": DEMO_REVERSAL, "none": 0.0}
-"""The demo command's --edge choices and the `reversal` each one plants."""
+DEMO_REVERSAL without other structure: the average over seeds 0-7 of 50 symbols x 1500 days
+(benchmarks/planted_edge.py)."""
+
+
+@dataclass(frozen=True)
+class Edge:
+    """What a demo market holds to be found."""
+
+    reversal: float
+    """the planted 1-day reversal of idiosyncratic returns (0: none)."""
+    structure: bool
+    """whether the market keeps its own predictable structure (betas under regime drifts, a level pull)."""
+
+
+PLANTED_EDGES: Mapping[str, Edge] = {
+    "reversal": Edge(DEMO_REVERSAL, structure=False),
+    "null": Edge(0.0, structure=False),
+    "none": Edge(0.0, structure=True),
+}
+"""The demo command's --edge choices: `reversal` plants the reversal in a market with nothing else to find;
+`null` has nothing to find at all; `none` keeps the market's own structure without the reversal."""
 
 
 def _stable_int(text: str) -> int:
@@ -96,8 +116,10 @@ def _student_t(rng: np.random.Generator, size: int) -> np.ndarray:
     return rng.standard_t(_T_DF, size) / math.sqrt(_T_DF / (_T_DF - 2))
 
 
-def _market(seed: int, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Shared market drift, return innovations and volatility (all symbols see the same regimes)."""
+def _market(seed: int, days: int, structure: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shared market drift, return innovations and volatility (all symbols see the same regimes).
+
+    Without `structure` the regimes scale the volatility only: the market's drift is 0 in every regime."""
     rng = np.random.default_rng([seed, _stable_int("market")])
     regimes = np.empty(days, dtype=np.int64)
     regimes[0] = 1
@@ -107,19 +129,25 @@ def _market(seed: int, days: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         regimes[t] = min(int(np.searchsorted(cumulative[regimes[t - 1]], uniforms[t])), 2)
     eps, sigma = _garch(_student_t(rng, days), long_run_vol=0.011, alpha=0.10, beta=0.88)
     scale = _VOL_SCALE[regimes]
-    return _DRIFT[regimes], eps * scale, sigma * scale
+    drift = _DRIFT[regimes] if structure else np.zeros(days)
+    return drift, eps * scale, sigma * scale
 
 
 def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 reversal: float) -> dict[str, list[float]]:
+                 reversal: float, structure: bool) -> dict[str, list[float]]:
     drift, market_eps, market_sigma = market
     days = len(drift)
     rng = np.random.default_rng([seed, _stable_int(symbol)])
     key = _stable_int(symbol)
     level = _LEVELS.get(symbol, 10.0 + (key % 9000) / 100.0)
-    beta = 0.7 + (key >> 16) % 600 / 1000.0
     traded_value = (80 + (key >> 32) % 320) * 1e9  # VND per day
-    idio_eps, idio_sigma = _garch(_student_t(rng, days), long_run_vol=0.012, alpha=0.08, beta=0.90)
+    if structure:  # betas under regime drifts, GARCH idiosyncratic volatility, a pull toward the level
+        beta, kappa = 0.7 + (key >> 16) % 600 / 1000.0, _MEAN_REVERSION
+        idio_eps, idio_sigma = _garch(_student_t(rng, days), long_run_vol=0.012, alpha=0.08, beta=0.90)
+    else:  # nothing to predict: one beta, i.i.d. idiosyncratic returns, no pull
+        beta, kappa = 1.0, 0.0
+        idio_sigma = np.full(days, 0.012)
+        idio_eps = idio_sigma * _student_t(rng, days)
     if reversal:
         idio_eps = _reversing(idio_eps, reversal)
     sigma = np.hypot(beta * market_sigma, idio_sigma)
@@ -131,7 +159,7 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
     prev = _to_tick(level * math.exp(rng.normal(0, 0.1)), "nearest")
     for t in range(days):
         band = (_to_tick(prev * (1 - _LIMIT), "up"), _to_tick(prev * (1 + _LIMIT), "down"))
-        pull = _MEAN_REVERSION * math.log(prev / level)
+        pull = kappa * math.log(prev / level)
         close = _in_band(prev * math.exp(returns[t] - pull), "nearest", band)
         # The open carries part of the day's news plus overnight noise.
         open_ = _in_band(prev * math.exp(0.3 * returns[t] + 0.3 * sigma[t] * gap_noise[t]), "nearest", band)
@@ -147,17 +175,20 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
 
 
 def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
-                     reversal: float = 0.0) -> dict[str, pl.DataFrame]:
+                     reversal: float = 0.0, structure: bool = True) -> dict[str, pl.DataFrame]:
     """A deterministic synthetic HOSE-like market: `days` business days ending at `end`, per symbol.
 
     Regimes (bull / sideways / bear) follow a Markov chain shared by all symbols; returns have GARCH(1,1)
     volatility clustering and fat tails; closes move at most 7% a day and sit on the HOSE tick grid.
-    A symbol's bars depend only on (symbol, days, seed, end, reversal), not on the other symbols asked for.
+    A symbol's bars depend only on (symbol, days, seed, end, reversal, structure), not on the other symbols
+    asked for.
 
     Args:
         reversal: the planted short-horizon reversal, 0 (none) to below 1: each symbol's idiosyncratic
-            return follows x[t] = e[t] - reversal * x[t-1]. DEMO_REVERSAL gives a mean daily rank IC of
-            about DEMO_REVERSAL_IC, as described in docs/synthetic_market.md.
+            return follows x[t] = e[t] - reversal * x[t-1] (docs/synthetic_market.md).
+        structure: the market's own predictable structure: betas of 0.7 to 1.3 under the regimes' drifts,
+            GARCH idiosyncratic volatility and a slow pull toward each symbol's price level. False leaves
+            nothing to predict but the planted reversal: one beta, no drift, i.i.d. idiosyncratic returns.
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
@@ -166,20 +197,24 @@ def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
     names = [validate_symbol(s) for s in symbols]
     last = np.busday_offset(np.datetime64(end, "D"), 0, roll="backward")
     dates = pl.Series("date", np.busday_offset(last, np.arange(-(days - 1), 1)), dtype=pl.Date)
-    market = _market(seed, days)
+    market = _market(seed, days, structure)
     frames = {}
     for symbol in dict.fromkeys(names):
-        bars = _symbol_bars(symbol, seed, market, reversal)
+        bars = _symbol_bars(symbol, seed, market, reversal, structure)
         frames[symbol] = pl.DataFrame({"date": dates, **bars}, schema=PRICE_SCHEMA)
     return frames
 
 
-def planted_effect(reversal: float) -> str:
-    """The planted effect in words, for the price store's source detail and the report."""
+def planted_effect(reversal: float, structure: bool = True) -> str:
+    """The planted effect, and the market's own structure, in words (the price store's source detail, the report)."""
     if not reversal:
-        return "planted effect: none"
-    strength = f", mean daily IC about {DEMO_REVERSAL_IC}" if reversal == DEMO_REVERSAL else ""
-    return f"planted effect: 1-day reversal of idiosyncratic returns (reversal {reversal}{strength})"
+        effect = "planted effect: none"
+    else:
+        strength = f", mean daily IC about {DEMO_REVERSAL_IC}" if reversal == DEMO_REVERSAL and not structure else ""
+        effect = f"planted effect: 1-day reversal of idiosyncratic returns (reversal {reversal}{strength})"
+    if structure:
+        return f"{effect}; the market's own structure kept (betas under regime drifts, a level pull)"
+    return f"{effect}; nothing else to predict (one beta, no drift, i.i.d. idiosyncratic returns, no level pull)"
 
 
 _ALIASES = {"datetime": "date", "timestamp": "date", "time": "date", "trading_date": "date",

@@ -72,23 +72,35 @@ def parquet_config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edge, reversal, effect", [
-    (None, DEMO_REVERSAL, "planted effect: 1-day reversal"),
-    ("reversal", DEMO_REVERSAL, "planted effect: 1-day reversal"),
-    ("none", 0.0, "planted effect: none"),
+@pytest.mark.parametrize("edge, reversal, structure, effect", [
+    (None, DEMO_REVERSAL, False, "planted effect: 1-day reversal"),
+    ("reversal", DEMO_REVERSAL, False, "planted effect: 1-day reversal"),
+    ("null", 0.0, False, "planted effect: none; nothing else to predict"),
+    ("none", 0.0, True, "planted effect: none; the market's own structure kept"),
 ])
 def test_demo_edge_option_plants_the_effect_and_names_it(
-    parquet_config: Path, edge: str | None, reversal: float, effect: str
+    parquet_config: Path, edge: str | None, reversal: float, structure: bool, effect: str
 ) -> None:
     argv = ["demo", "--symbols", "VCB,FPT", "--days", "60", "--seed", "3", "--end", "2024-06-28"]
     assert main([*argv, *(["--edge", edge] if edge else []), "--config", str(parquet_config)]) == 0
     store = open_price_store(load_settings(parquet_config).data)
-    expected = synthetic_market(["VCB", "FPT"], 60, 3, date(2024, 6, 28), reversal=reversal)
+    expected = synthetic_market(["VCB", "FPT"], 60, 3, date(2024, 6, 28), reversal=reversal, structure=structure)
     for symbol in ("VCB", "FPT"):
         assert_frame_equal(store.load(symbol), expected[symbol])
         info = store.source_info(symbol)
         assert info is not None and info.synthetic and info.detail.startswith("synthetic demo market, seed=3")
         assert effect in info.detail and info.extra["reversal"] == str(reversal)
+        assert info.extra["structure"] == str(structure)
+
+
+def test_demo_universe_option_writes_the_universe_too(parquet_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["demo", "--symbols", "VCB,FPT", "--universe", "VN30", "--days", "40", "--end", "2024-06-28",
+            "--config", str(parquet_config)]
+    assert main(argv) == 0
+    store = open_price_store(load_settings(parquet_config).data)
+    assert store.symbols() == sorted({"FPT", *load_settings(parquet_config).data.universes["VN30"]})
+    assert main([*argv[:4], "NOPE", *argv[5:]]) == 2
+    assert "unknown universe 'NOPE': data.universes has VN30" in capsys.readouterr().err
 
 
 def test_unknown_edge_is_refused(parquet_config: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -138,8 +138,9 @@ def test_with_the_planted_reversal_a_symbol_still_depends_only_on_itself() -> No
 def daily_ics() -> dict[str, np.ndarray]:
     """Per-date rank ICs of -r[t] against r[t+1] on 50 symbols x 800 days, by --edge choice."""
     symbols = universe(50)
-    return {edge: daily_ic(synthetic_market(symbols, days=800, seed=7, end=END, reversal=reversal))
-            for edge, reversal in PLANTED_EDGES.items()}
+    return {name: daily_ic(synthetic_market(symbols, days=800, seed=7, end=END, reversal=edge.reversal,
+                                            structure=edge.structure))
+            for name, edge in PLANTED_EDGES.items()}
 
 
 def test_the_planted_reversal_has_the_documented_ic(daily_ics: dict[str, np.ndarray]) -> None:
@@ -147,21 +148,38 @@ def test_the_planted_reversal_has_the_documented_ic(daily_ics: dict[str, np.ndar
     error = on.mean / on.t_stat  # about 0.14 / sqrt(799 dates) for 50 symbols
     assert error < 0.006
     assert abs(on.mean - DEMO_REVERSAL_IC) < 3 * error
-    # On and off share every shock but the planted one, so their difference by date is the effect alone,
-    # with a much smaller standard error (about 0.001) than either market's IC.
-    assert len(daily_ics["reversal"]) == len(daily_ics["none"])
-    effect = summarize(daily_ics["reversal"] - daily_ics["none"])
-    assert 0.03 < effect.mean < 0.045 and effect.t_stat > 20
+    # The reversal market and the null one share every shock but the planted one, so their difference by date is
+    # the effect alone, with a much smaller standard error than either market's IC.
+    assert len(daily_ics["reversal"]) == len(daily_ics["null"])
+    effect = summarize(daily_ics["reversal"] - daily_ics["null"])
+    assert 0.07 < effect.mean < 0.09 and effect.t_stat > 20
 
 
-def test_without_the_planted_effect_the_ic_is_noise(daily_ics: dict[str, np.ndarray]) -> None:
-    off = summarize(daily_ics["none"])
+@pytest.mark.parametrize("edge", ["null", "none"])
+def test_without_the_planted_effect_the_ic_is_noise(daily_ics: dict[str, np.ndarray], edge: str) -> None:
+    off = summarize(daily_ics[edge])
     assert abs(off.t_stat) < 3  # |mean| within 3 standard errors of zero, about +/-0.015 here
 
 
-def test_the_planted_effect_is_named_with_its_strength() -> None:
-    assert planted_effect(0.0) == "planted effect: none"
-    text = planted_effect(DEMO_REVERSAL)
+def test_the_null_market_has_one_beta_no_drift_and_no_pull() -> None:
+    # Without structure every symbol moves with the market one for one: the cross-sectional spread of returns is
+    # the idiosyncratic part alone, the same for every symbol, and the log price wanders freely.
+    frames = synthetic_market(universe(20), days=1500, seed=3, end=END, structure=False)
+    returns = np.stack([np.diff(np.log(f["close"].to_numpy())) for f in frames.values()])  # (symbols, days - 1)
+    market = returns.mean(axis=0)
+    betas = [np.cov(r, market)[0, 1] / market.var(ddof=1) for r in returns]
+    assert max(abs(b - 1) for b in betas) < 0.1
+    with_structure = synthetic_market(universe(20), days=1500, seed=3, end=END)
+    spread = np.stack([np.diff(np.log(f["close"].to_numpy())) for f in with_structure.values()])
+    assert np.ptp([np.cov(r, spread.mean(axis=0))[0, 1] / spread.mean(axis=0).var(ddof=1) for r in spread]) > 0.3
+
+
+def test_the_planted_effect_and_the_structure_are_named() -> None:
+    assert planted_effect(0.0).startswith("planted effect: none; the market's own structure kept")
+    assert planted_effect(0.0, structure=False) == (
+        "planted effect: none; nothing else to predict (one beta, no drift, i.i.d. idiosyncratic returns, "
+        "no level pull)")
+    text = planted_effect(DEMO_REVERSAL, structure=False)
     assert "1-day reversal" in text and str(DEMO_REVERSAL) in text and f"mean daily IC about {DEMO_REVERSAL_IC}" in text
     assert "reversal 0.1" in planted_effect(0.1) and "IC" not in planted_effect(0.1)
 
