@@ -88,7 +88,7 @@ class FeatureSetRef:
     manifest_path: Path
     """the snapshot's manifest.json; the split files sit beside it."""
     content_hash: str
-    """sha256 over the split files: changes whenever any stored value changes."""
+    """sha256 over the split files and the symbol's selected features: changes whenever either changes."""
     features: tuple[str, ...]
     label: str
     rows: dict[str, int]

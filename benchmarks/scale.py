@@ -89,6 +89,7 @@ def _bare_data_work(symbols: list[str], settings: Any) -> tuple[float, float]:
 
     from stores.factory import open_price_store
     from stores.features import FeatureStore
+    from tasks.data.calendar import run_calendar
     from tasks.data.clean import clean
     from tasks.data.engineer import engineer
     from tasks.data.features import compute_features
@@ -101,12 +102,14 @@ def _bare_data_work(symbols: list[str], settings: Any) -> tuple[float, float]:
     prices, root = open_price_store(data), FeatureStore(Path(tempfile.mkdtemp(prefix="bare-features-")))
     started = time.perf_counter()
     cleaned_frames = []
+    calendar = run_calendar({s: prices.load(s, data.start_date, data.end_date)["date"].to_list() for s in symbols},
+                            data.features, data.split)
     for symbol in symbols:
         cleaned = clean.fn(load_prices.fn(symbol, data, prices), symbol, data.cleaning, settings.markets.of(symbol))
         selected = select.fn(engineer.fn(cleaned, symbol, data.features, data.split), symbol, data.features,
-                             data.split, data.selection)
-        store.fn(split.fn(selected, symbol, data.features, data.split), symbol, cleaned, selected, root,
-                 data.features.horizon)
+                             calendar, data.selection)
+        store.fn(split.fn(selected, symbol, data.features, data.split, calendar), symbol, cleaned, selected, root,
+                 data.features.horizon, calendar=calendar)
         cleaned_frames.append(cleaned.frame.with_columns(pl.lit(symbol).alias("symbol")))
     work = time.perf_counter() - started
     long = pl.concat(cleaned_frames)

@@ -21,6 +21,7 @@ import polars as pl
 from benchmarks.features import _timed
 from schemas import SelectionReport
 from settings import DEFAULT_CONFIG_FILE, SelectionSettings, load_settings
+from tasks.data.calendar import run_calendar
 from tasks.data.features import LABEL, feature_names
 from tasks.data.select import MAX_NULL_FRACTION, fit_rows, select, select_features
 
@@ -91,13 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         cleaned = clean.fn(market[symbol], symbol, data.cleaning, settings.markets.of(symbol))
         engineered, engineer_s = _timed(partial(engineer.fn, cleaned, symbol, data.features, data.split),
                                         args.repeat)
-        _, train = fit_rows(engineered, symbol, data.features, data.split)
+        calendar = run_calendar({symbol: engineered["date"].to_list()}, data.features, data.split)
+        _, train = fit_rows(engineered, data.features, calendar)
         rows = train.height
         old, old_s = _timed(partial(reference_select_features, train, names, data.selection), args.repeat)
         new, new_s = _timed(partial(select_features, train, names, data.selection), args.repeat)
         # The task body without Prefect or the resource logger: what a pipeline run pays per symbol.
         body = select.fn.__wrapped__  # type: ignore[attr-defined]
-        _, task_s = _timed(partial(body, engineered, symbol, data.features, data.split, data.selection),
+        _, task_s = _timed(partial(body, engineered, symbol, data.features, calendar, data.selection),
                            args.repeat)
         for step, one in zip(STEPS, (engineer_s, old_s, new_s, task_s), strict=True):
             seconds[step].append(one)

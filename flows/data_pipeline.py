@@ -1,6 +1,8 @@
 """Flow `data-pipeline`: load -> clean -> engineer -> select -> split -> store -> publish, per batch of symbols.
 
-CLI: python -m flows.data_pipeline --symbols VCB,VIC,VHM [--config FILE] [--source mongodb] [--refresh-cache]
+CLI: python -m flows.data_pipeline --symbols VCB,VIC,VHM [--universe VN30] [--config FILE] [--source mongodb]
+     [--refresh-cache]
+The symbols of one run share one calendar (tasks/data/calendar.py): build the watch list and its universe together.
 """
 
 from __future__ import annotations
@@ -135,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     args = data_parser().parse_args(argv)
 
     def run(settings: Settings, symbols: list[str]) -> list[DataSummary]:
+        members = settings.data.universe_symbols(args.universe or settings.data.universe) or ()
+        symbols = list(dict.fromkeys([*symbols, *members]))
         check_prices(symbols, settings.data)
         return data_pipeline(symbols=symbols, settings=settings, refresh_cache=args.refresh_cache)
 

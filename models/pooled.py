@@ -11,15 +11,14 @@ Two normalisations (`models.pooled_normalisation`):
 Either way predictions are scaled back with the symbol's label std. The symbol is not a feature. Sequence
 models build their windows within each symbol, never across two (Forecaster.fit_segments).
 
-Feature selection runs per symbol, so symbols keep different features. A pooled model reads the features kept
-by the most symbols (at most `max_features`); a symbol that did not keep one of them reads it as 0, its train
-mean after normalisation, at fit and predict time alike. A loaded pooled model predicts for one symbol at a
-time: `bind(symbol)` chooses that symbol's scaling and narrows `features` to the ones the symbol has.
+A pooled model reads the features selected over its universe (tasks/data/select_universe.py); a symbol whose
+feature set lacks one of them reads it as 0, its train mean after normalisation, at fit and predict time alike.
+A loaded pooled model predicts for one symbol at a time: `bind(symbol)` chooses that symbol's scaling and narrows
+`features` to the ones the symbol has.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,9 @@ from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matr
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["CLIP", "CROSS_SECTION_FILE", "POOLED_FOLDER", "POOLED_SUFFIX", "CrossSection", "PooledForecaster",
-           "SymbolScale", "base_type", "is_pooled", "normalisation_of", "pooled_features", "pooled_type",
+__all__ = ["CLIP", "CROSS_SECTION_FILE", "MIN_SYMBOLS", "POOLED_FOLDER", "POOLED_SUFFIX", "CrossSection",
+           "PooledForecaster",
+           "SymbolScale", "base_type", "is_pooled", "normalisation_of", "pooled_type",
            "symbol_features"]
 
 POOLED_SUFFIX = "-pooled"
@@ -43,6 +43,9 @@ POOLED_FOLDER = "_POOLED_"
 CROSS_SECTION_FILE = "cross_section.parquet"
 CLIP = 3.0
 """cross-sectional z-scores are clipped to [-CLIP, CLIP]: one symbol's outlier day cannot dominate."""
+MIN_SYMBOLS = 2
+"""symbols a pooled model needs; a cross-sectional one also fits only dates shared by this many (a date of one
+symbol has no spread: its features are 0 and its label, less the day's mean, is 0 too)."""
 
 
 def pooled_type(model_type: str) -> str:
@@ -70,12 +73,6 @@ def symbol_features(description: Mapping[str, Any], symbol: str) -> list[str]:
 def normalisation_of(description: Mapping[str, Any]) -> str:
     """How a pooled model saved as `description` (its model.json) normalises: "zscore" or "symbol"."""
     return str(description.get("state", {}).get("normalisation", "symbol"))
-
-
-def pooled_features(kept: Mapping[str, Sequence[str]], max_features: int) -> tuple[str, ...]:
-    """The features kept by the most symbols (ties: the name), at most `max_features`."""
-    counts = Counter(f for features in kept.values() for f in dict.fromkeys(features))
-    return tuple(sorted(counts, key=lambda f: (-counts[f], f))[:max_features])
 
 
 @dataclass(frozen=True)
@@ -184,6 +181,22 @@ def _label_means(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
         pl.col(LABEL).mean().alias("__day_mean"))
 
 
+def _shared_dates(frames: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """Each symbol's rows on dates that at least MIN_SYMBOLS of `frames` share; symbols left without rows go.
+
+    Raises:
+        ModelError: fewer than MIN_SYMBOLS symbols keep any row.
+    """
+    counts = pl.concat([f.select("date") for f in frames.values()]).group_by("date").len()
+    shared = counts.filter(pl.col("len") >= MIN_SYMBOLS).select("date")
+    kept = {s: f.join(shared, on="date", how="semi", maintain_order="left") for s, f in frames.items()}
+    kept = {s: f for s, f in kept.items() if f.height}
+    if len(kept) < MIN_SYMBOLS:
+        raise ModelError(f"no date is shared by {MIN_SYMBOLS} of the {len(frames)} symbols: a cross-sectional "
+                         "pooled model has nothing to compare")
+    return kept
+
+
 def _excess(frame: pl.DataFrame, label_means: pl.DataFrame | None) -> pl.DataFrame:
     """`frame` with its label minus that date's mean label over the symbols (as is without `label_means`)."""
     if label_means is None:
@@ -232,6 +245,15 @@ class PooledForecaster(Forecaster):
             raise ModelError(f"{self.model_type}: train and val name different symbols")
         if cross_section is not None and cross_section.features != self.pooled:
             raise ModelError(f"{self.model_type}: the cross-section covers other features than the model reads")
+        if len(train) < MIN_SYMBOLS:
+            raise ModelError(f"{self.model_type}: {len(train)} symbol(s) to fit on; a pooled model needs {MIN_SYMBOLS}")
+        if cross_section is not None:
+            train, val = _shared_dates(train), _shared_dates(val)
+            both = set(train) & set(val)
+            if len(both) < MIN_SYMBOLS:
+                raise ModelError(f"{self.model_type}: {len(both)} symbol(s) have train and val rows on dates shared "
+                                 f"with another symbol; a pooled model needs {MIN_SYMBOLS}")
+            train, val = {s: train[s] for s in both}, {s: val[s] for s in both}
         self.cross_section = cross_section
         label_means = None if cross_section is None else _label_means([*train.values(), *val.values()])
         self.scales = {s: SymbolScale.fit(_excess(train[s], label_means), self.pooled) for s in sorted(train)}

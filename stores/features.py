@@ -24,7 +24,8 @@ import polars as pl
 from schemas import FeatureSetRef, validate_symbol
 from stores.files import atomic_write, sha256_file
 
-__all__ = ["SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split"]
+__all__ = ["SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split",
+           "stored_features"]
 
 SPLITS = ("train", "val", "test", "latest", "all")
 KEEP_SNAPSHOTS = 3
@@ -74,6 +75,13 @@ def read_split(ref: FeatureSetRef, split: str) -> pl.DataFrame:
     return pl.read_parquet(_checked(ref, split, read_manifest(ref)))
 
 
+def stored_features(ref: FeatureSetRef) -> tuple[str, ...]:
+    """Every feature column the snapshot holds: the symbol's own selection (`ref.features`) and the other
+    engineered features, which universe models select from."""
+    extra = read_manifest(ref).get("engineered_features") or ()
+    return tuple(dict.fromkeys([*ref.features, *extra]))
+
+
 def history_before(ref: FeatureSetRef, frame: pl.DataFrame) -> pl.DataFrame:
     """Every stored row (embargo rows included) dated before `frame`'s first row: a model's context."""
     return read_split(ref, "all").filter(pl.col("date") < frame["date"].min())
@@ -103,9 +111,10 @@ class FeatureStore:
                 stat = path.stat()
                 files[name] = {"sha256": sha256_file(path), "rows": parts[name].height, "bytes": stat.st_size,
                                "mtime_ns": stat.st_mtime_ns}
-            content_hash = hashlib.sha256(
-                json.dumps({n: f["sha256"] for n, f in files.items()}, sort_keys=True).encode()
-            ).hexdigest()
+            # The files hold every engineered feature; the symbol's own selection is part of the content too.
+            content_hash = hashlib.sha256(json.dumps(
+                {"files": {n: f["sha256"] for n, f in files.items()}, "features": list(features)}, sort_keys=True
+            ).encode()).hexdigest()
             snapshot = symbol_dir / content_hash[:16]
             manifest = {
                 "symbol": symbol,

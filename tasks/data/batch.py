@@ -28,6 +28,7 @@ from schemas import CalendarGap, CleaningReport, DataSummary, FeatureSetRef, Sel
 from settings import DataSettings, Market
 from stores.base import PriceStore, PriceStoreUnavailable
 from stores.features import FeatureStore, FeatureStoreError
+from tasks.data.calendar import RunCalendar, run_calendar
 from tasks.data.clean import Cleaned, clean
 from tasks.data.features import SYMBOL, compute_features
 from tasks.data.select import Selected, select
@@ -55,6 +56,8 @@ class Batch:
     """symbol -> input key: price fingerprint, data settings, market and pipeline code."""
     found: dict[str, FeatureSetRef]
     """symbol -> an intact snapshot built from its key, where there is one."""
+    calendar: RunCalendar
+    """the run's split dates, shared by every batch."""
 
     @property
     def fresh(self) -> bool:
@@ -99,11 +102,13 @@ def _each(step: str, stage: Stage[T], work: Callable[[str, T], U],
 
 
 
-def input_key(symbol: str, fingerprint: str, data: DataSettings, market: Market) -> str:
-    """What a symbol's feature set is built from: its bars, the data settings, its market and the code."""
+def input_key(symbol: str, fingerprint: str, data: DataSettings, market: Market, calendar: RunCalendar) -> str:
+    """What a symbol's feature set is built from: its bars, the data settings, its market, the run's split dates and
+    the code (a new day of another symbol changes the key only if it moves a split date)."""
     return str(hash_objects(symbol, fingerprint, stable_token((data.start_date, data.end_date, data.cleaning,
                                                                 data.features, data.split, data.selection)),
-                            stable_token(market), code_version(PIPELINE_MODULES), raise_on_failure=True))
+                            stable_token(market), stable_token(calendar.boundaries), code_version(PIPELINE_MODULES),
+                            raise_on_failure=True))
 
 
 def _built_from(feature_store: FeatureStore, symbol: str, key: str) -> FeatureSetRef | None:
@@ -123,17 +128,33 @@ def _built_from(feature_store: FeatureStore, symbol: str, key: str) -> FeatureSe
     return None
 
 
+def run_dates(symbols: list[str], price_store: PriceStore, data: DataSettings) -> RunCalendar:
+    """The run's split dates, shared by every symbol: from the union of the symbols' trading dates in the window
+    (a symbol the store cannot read is left out here; `load` reports it)."""
+    dates = {}
+    for symbol in symbols:
+        try:
+            dates[symbol] = price_store.load(symbol, data.start_date, data.end_date)["date"].sort().to_list()
+        except PriceStoreUnavailable:
+            raise
+        except Exception:  # reported by load_batch
+            continue
+    return run_calendar(dates, data.features, data.split)
+
+
 @task(name="plan-batches", task_run_name="plan-batches", cache_policy=NO_CACHE)
 @resource_logged
 def plan_batches(symbols: list[str], price_store: PriceStore, feature_store: FeatureStore, data: DataSettings,
                  markets: dict[str, Market], size: int, workers: int = 1) -> list[Batch]:
-    """Cut `symbols` into even batches of at most `size` (at least `workers` of them while there are symbols
-    enough, so the batches run side by side), keyed on each symbol's price fingerprint; find the snapshots
-    already built from those keys.
+    """Set the run's calendar (`run_dates`), cut `symbols` into even batches of at most `size` (at least `workers`
+    of them while there are symbols enough, so the batches run side by side), keyed on each symbol's price
+    fingerprint and the calendar's split dates; find the snapshots already built from those keys.
 
     A symbol the store cannot fingerprint (unknown, unreachable) gets a key of its own making it stale, so
     its batch runs and `load` reports the real error.
     """
+    calendar = run_dates(symbols, price_store, data)
+    print(f"calendar: {calendar.describe()}")
     keys: dict[str, str] = {}
     for symbol in symbols:
         try:
@@ -142,12 +163,12 @@ def plan_batches(symbols: list[str], price_store: PriceStore, feature_store: Fea
             raise  # already retried within data.mongodb.max_wait_seconds: the run fails, saying so
         except Exception as exc:  # reported by load_batch
             fingerprint = f"unavailable: {type(exc).__name__}"
-        keys[symbol] = input_key(symbol, fingerprint, data, markets[symbol])
+        keys[symbol] = input_key(symbol, fingerprint, data, markets[symbol], calendar)
     count = max(-(-len(symbols) // size), min(workers, len(symbols)))  # never fewer batches than workers
     groups = [symbols[i * len(symbols) // count:(i + 1) * len(symbols) // count] for i in range(count)]
     found = {s: ref for s in symbols if (ref := _built_from(feature_store, s, keys[s])) is not None}
     return [Batch(n, len(groups), tuple(group), {s: keys[s] for s in group},
-                  {s: found[s] for s in group if s in found})
+                  {s: found[s] for s in group if s in found}, calendar)
             for n, group in enumerate(groups, start=1)]
 
 
@@ -187,13 +208,15 @@ def engineer_batch(stage: Stage[Cleaned], data: DataSettings) -> Stage[pl.DataFr
 @task(name="select-batch", task_run_name="select-batch-{stage.batch.label}", cache_policy=NO_CACHE)
 @resource_logged
 def select_batch(stage: Stage[pl.DataFrame], data: DataSettings) -> Stage[Selected]:
-    return _each("select", stage, lambda s, frame: select.fn(frame, s, data.features, data.split, data.selection))
+    calendar = stage.batch.calendar
+    return _each("select", stage, lambda s, frame: select.fn(frame, s, data.features, calendar, data.selection))
 
 
 @task(name="split-batch", task_run_name="split-batch-{stage.batch.label}", cache_policy=NO_CACHE)
 @resource_logged
 def split_batch(stage: Stage[Selected], data: DataSettings) -> Stage[Splits]:
-    return _each("split", stage, lambda s, selected: split.fn(selected, s, data.features, data.split))
+    calendar = stage.batch.calendar
+    return _each("split", stage, lambda s, selected: split.fn(selected, s, data.features, data.split, calendar))
 
 
 @task(name="store-batch", task_run_name="store-batch-{stage.batch.label}", cache_policy=NO_CACHE,
@@ -205,7 +228,7 @@ def store_batch(stage: Stage[Splits], cleaned: Stage[Cleaned], selected: Stage[S
     fails the task run, to be retried: writing the same content again keeps the snapshot already there."""
     def write(symbol: str, splits: Splits) -> FeatureSetRef:
         return store.fn(splits, symbol, cleaned.values[symbol], selected.values[symbol], feature_store,
-                        data.features.horizon, input_key=stage.batch.keys[symbol])
+                        data.features.horizon, input_key=stage.batch.keys[symbol], calendar=stage.batch.calendar)
 
     return _each("store", stage, write, outages=(PriceStoreUnavailable, OSError))
 

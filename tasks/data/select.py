@@ -13,10 +13,10 @@ import polars as pl
 from prefect import task
 
 from schemas import SelectionReport
-from settings import FeatureSettings, SelectionSettings, SplitSettings
+from settings import FeatureSettings, SelectionSettings
 from stores.base import PRICE_COLUMNS
+from tasks.data.calendar import InsufficientHistoryError, RunCalendar, assign_parts
 from tasks.data.features import LABEL, feature_names
-from tasks.data.split import bounds_or_raise
 from tasks.operations.caching import ContentInputs, ModuleSources
 from tasks.operations.monitor import resource_logged
 
@@ -27,7 +27,8 @@ MAX_NULL_FRACTION = 0.05
 
 @dataclass(frozen=True)
 class Selected:
-    """Warm-up-free rows with the kept features (nulls filled causally) and the selection report."""
+    """Warm-up-free rows with every engineered feature (nulls filled causally) and the selection report (the
+    features this symbol keeps for its own models)."""
 
     frame: pl.DataFrame
     report: SelectionReport
@@ -102,13 +103,12 @@ def _rank_ic(ranks: np.ndarray, label_rank: np.ndarray) -> np.ndarray:
     return np.clip(cov / np.sqrt(var) / np.sqrt(var_label), -1, 1)
 
 
-def fit_rows(engineered: pl.DataFrame, symbol: str, features: FeatureSettings,
-             split: SplitSettings) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The warm-up-free rows, and of those the labelled train rows that the selection is fitted on."""
+def fit_rows(engineered: pl.DataFrame, features: FeatureSettings,
+             calendar: RunCalendar) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The warm-up-free rows, and of those the train rows of the run's calendar that the selection is fitted on."""
     frame = engineered.slice(features.warmup)
-    labelled = frame.filter(pl.col(LABEL).is_not_null())
-    bounds = bounds_or_raise(labelled.height, symbol, features, split)
-    return frame, labelled.slice(0, bounds.train[1])
+    parts = assign_parts(frame.select("date", LABEL), calendar, features.horizon, label=LABEL)["part"]
+    return frame, frame.filter(parts == "train")
 
 
 @task(
@@ -117,16 +117,21 @@ def fit_rows(engineered: pl.DataFrame, symbol: str, features: FeatureSettings,
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.data.select",)),
 )
 @resource_logged
-def select(engineered: pl.DataFrame, symbol: str, features: FeatureSettings, split: SplitSettings,
+def select(engineered: pl.DataFrame, symbol: str, features: FeatureSettings, calendar: RunCalendar,
            cfg: SelectionSettings) -> Selected:
-    """Drop the warm-up rows, fit the selection on the train part, keep the chosen features everywhere."""
+    """Drop the warm-up rows, fit the selection on the train part, keep every feature (nulls filled causally).
+
+    The report's `kept` are this symbol's own choice, what its per-symbol models read; the other features stay
+    in the frame for models fitted across a universe, which select their own (tasks/data/select_universe.py).
+    """
     names = feature_names(features)
     unknown = [name for name in cfg.always_keep if name not in names]
     if unknown:
         raise ValueError(f"selection.always_keep names feature(s) that are not engineered: {', '.join(unknown)}")
-    frame, train = fit_rows(engineered, symbol, features, split)
+    frame, train = fit_rows(engineered, features, calendar)
+    if not train.height:
+        raise InsufficientHistoryError(f"{symbol} has no train rows on the run's calendar ({calendar.describe()})")
     report = select_features(train, names, cfg)
-    kept = list(report.kept)
     # Forward fill is causal, so a filled value at day t still uses only data <= t.
-    out = frame.select(*PRICE_COLUMNS, pl.col(kept).fill_null(strategy="forward").fill_null(0.0), LABEL)
+    out = frame.select(*PRICE_COLUMNS, pl.col(names).fill_null(strategy="forward").fill_null(0.0), LABEL)
     return Selected(frame=out, report=report, engineered=len(names))

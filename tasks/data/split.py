@@ -1,6 +1,7 @@
-"""split: chronological train / val / test with an embargo of `horizon` rows between parts.
+"""split: tag one symbol's rows train / embargo / val / test / latest by the run's calendar (tasks/data/calendar.py).
 
-Rows whose label is not known yet (the last `horizon` days) go to a separate `latest` part for inference.
+The boundaries are dates shared by every symbol of the run; rows whose label is not known yet (the last
+`horizon` days) go to a separate `latest` part for inference.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import polars as pl
 from prefect import task
 
 from settings import FeatureSettings, SplitSettings
+from tasks.data.calendar import InsufficientHistoryError, RunCalendar, assign_parts
 from tasks.data.features import LABEL
 from tasks.operations.caching import ContentInputs, ModuleSources
 from tasks.operations.monitor import resource_logged
@@ -24,20 +26,15 @@ __all__ = [
     "InsufficientHistoryError",
     "SplitBounds",
     "Splits",
-    "bounds_or_raise",
     "check_history",
     "required_rows",
     "split",
     "split_bounds",
-    "walk_forward_folds",
 ]
 
 
 PART = "part"
-
-
-class InsufficientHistoryError(ValueError):
-    """A symbol has too few rows for the feature warm-up, the label horizon and the splits."""
+_PARTS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -101,57 +98,34 @@ def check_history(rows: int, symbol: str, features: FeatureSettings, cfg: SplitS
         )
 
 
-def bounds_or_raise(labelled: int, symbol: str, features: FeatureSettings, cfg: SplitSettings) -> SplitBounds:
-    """split_bounds, or InsufficientHistoryError naming the symbol and the rows needed."""
-    bounds = split_bounds(labelled, cfg, features.horizon)
-    if bounds is None:
-        needed = required_rows(features, cfg) - features.warmup - features.horizon
-        raise InsufficientHistoryError(
-            f"{symbol} has {labelled} labelled rows after the warm-up; the splits need at least {needed}"
-        )
-    return bounds
-
-
 @task(
     name="split",
     task_run_name="split-{symbol}",
-    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.data.split",)),
+    cache_policy=ContentInputs() + ModuleSources(modules=("tasks.data.split", "tasks.data.calendar")),
 )
 @resource_logged
-def split(selected: Selected, symbol: str, features: FeatureSettings, cfg: SplitSettings) -> Splits:
-    """Cut the selected feature rows (warm-up already dropped) into chronological parts."""
+def split(selected: Selected, symbol: str, features: FeatureSettings, cfg: SplitSettings,
+          calendar: RunCalendar) -> Splits:
+    """Cut the selected feature rows (warm-up already dropped) into parts by the run's calendar.
+
+    Raises:
+        InsufficientHistoryError: a part of this symbol has fewer than cfg.min_rows rows (named, with its dates).
+    """
     frame = selected.frame
     labelled = int(frame[LABEL].is_not_null().sum())
     if frame.head(labelled)[LABEL].null_count():
         raise ValueError(f"{symbol}: labels are missing before the last {features.horizon} rows")
-    bounds = bounds_or_raise(labelled, symbol, features, cfg)
-    row = pl.int_range(pl.len())
-    tagged = frame.with_columns(
-        pl.when(pl.col(LABEL).is_null()).then(pl.lit("latest"))
-        .when(row < bounds.train[1]).then(pl.lit("train"))
-        .when(row < bounds.val[0]).then(pl.lit("embargo"))
-        .when(row < bounds.val[1]).then(pl.lit("val"))
-        .when(row < bounds.test[0]).then(pl.lit("embargo"))
-        .otherwise(pl.lit("test")).alias(PART)
-    )
-    body = tagged.drop(PART)  # the parts are contiguous row ranges: slices, not filters
-    return Splits(train=body.slice(0, bounds.train[1]), val=body.slice(bounds.val[0], bounds.val[1] - bounds.val[0]),
-                  test=body.slice(bounds.test[0], bounds.test[1] - bounds.test[0]), latest=body.slice(labelled),
-                  all=tagged)
-
-
-def walk_forward_folds(rows: int, folds: int, embargo: int) -> list[tuple[range, range]]:
-    """Expanding-window folds over `rows` chronological rows: (fit rows, score rows) per fold.
-
-    The rows are cut into `folds + 1` equal blocks; fold i fits on blocks 0..i and scores block i+1,
-    minus `embargo` rows at its start so no label window crosses from fit into score.
-    """
-    block = rows // (folds + 1)
-    if block <= embargo + 1:
+    tagged = assign_parts(frame, calendar, features.horizon, label=LABEL, part=PART)
+    counts = dict(tagged.group_by(PART).len().iter_rows())
+    short = [name for name in _PARTS if counts.get(name, 0) < cfg.min_rows]
+    if short:
+        first, last = frame["date"].min(), frame["date"].max()
+        why = (f"its rows end on {last}, before the run's last date {calendar.last} (a stale feed or a delisting?)"
+               if last < calendar.last else f"its rows {first}..{last} start too late for this run's dates")
         raise InsufficientHistoryError(
-            f"{rows} rows are too few for {folds} walk-forward folds with an embargo of {embargo}")
-    out = []
-    for i in range(1, folds + 1):
-        end = rows if i == folds else (i + 1) * block
-        out.append((range(0, i * block), range(i * block + embargo, end)))
-    return out
+            f"{symbol} has {', '.join(f'{counts.get(n, 0)} {n}' for n in short)} row(s) on the run's calendar "
+            f"({calendar.describe()}); each part needs data.split.min_rows {cfg.min_rows}: {why}")
+    body = tagged.drop(PART)
+    part = tagged[PART]
+    return Splits(train=body.filter(part == "train"), val=body.filter(part == "val"),
+                  test=body.filter(part == "test"), latest=body.filter(part == "latest"), all=tagged)

@@ -10,19 +10,21 @@ from prefect import State, task
 from prefect.cache_policies import NO_CACHE
 
 from schemas import FeatureSetRef
+from stores.base import PRICE_COLUMNS
 from stores.features import FeatureStore
+from tasks.data.calendar import RunCalendar
 from tasks.data.clean import Cleaned
 from tasks.data.features import LABEL
 from tasks.data.select import Selected
-from tasks.data.split import Splits
+from tasks.data.split import PART, Splits
 from tasks.operations.caching import ContentInputs, ModuleSources, code_version
 from tasks.operations.monitor import resource_logged
 
 __all__ = ["PIPELINE_MODULES", "current_feature_sets", "file_system_error", "publish", "store"]
 
 PIPELINE_MODULES = ("tasks.data.load", "tasks.data.clean", "tasks.data.sessions", "tasks.data.features",
-                    "tasks.data.engineer", "tasks.data.select", "tasks.data.split", "tasks.data.store",
-                    "stores.features")
+                    "tasks.data.engineer", "tasks.data.select", "tasks.data.calendar", "tasks.data.split",
+                    "tasks.data.store", "stores.features")
 
 
 def file_system_error(task: Any, task_run: Any, state: State) -> bool:
@@ -41,10 +43,11 @@ def file_system_error(task: Any, task_run: Any, state: State) -> bool:
 )
 @resource_logged
 def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, feature_store: FeatureStore,
-          horizon: int, input_key: str | None = None) -> FeatureSetRef:
+          horizon: int, input_key: str | None = None, calendar: RunCalendar | None = None) -> FeatureSetRef:
     """Write the splits atomically as a snapshot (not yet the current one) and return a small reference to it.
 
-    `input_key` records what the snapshot was built from (tasks/data/batch.py), so an unchanged rerun can skip it.
+    `input_key` records what the snapshot was built from (tasks/data/batch.py), so an unchanged rerun can skip it;
+    `calendar` the run's split dates it was cut by.
     """
     prices = cleaned.frame
     metadata = {
@@ -58,6 +61,8 @@ def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, fea
                       "dropped": selected.report.dropped},
         "split_dates": {name: [str(part["date"].min()), str(part["date"].max())] if part.height else None
                         for name, part in splits.parts().items()},
+        "calendar": calendar.to_json() if calendar else None,
+        "engineered_features": [c for c in splits.all.columns if c not in (*PRICE_COLUMNS, LABEL, PART)],
     }
     return feature_store.write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
 

@@ -1,19 +1,26 @@
-"""Prediction metrics and walk-forward cross-validation: refit on an expanding window, score the next block."""
+"""Prediction metrics and walk-forward cross-validation: refit on an expanding window, score the next block.
+
+Folds are cut by date (tasks/data/calendar.py): a pooled model's folds share their dates across its symbols, so no
+fold fits one symbol on dates another symbol is scored on. A pooled fold with fewer symbols than a pooled model
+needs is skipped and said; a symbol without rows in a fold's scored block has no score for that fold.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
 from scipy.stats import rankdata
 
 from models.base import LABEL, ModelParams
-from models.pooled import CrossSection, PooledForecaster
+from models.pooled import MIN_SYMBOLS, CrossSection, PooledForecaster
 from models.registry import model_class
-from tasks.data.split import walk_forward_folds
+from tasks.data.calendar import LABEL_END, DateFold, date_folds, with_label_end
 
 __all__ = [
     "EARLY_STOPPING_FRACTION",
@@ -24,6 +31,9 @@ __all__ = [
     "summarize",
     "walk_forward_metrics",
 ]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 EARLY_STOPPING_FRACTION = 0.2
 """the last fifth of each fit window is the early-stopping set."""
@@ -98,72 +108,105 @@ def prediction_metrics(predicted: np.ndarray, actual: np.ndarray) -> PredictionM
     )
 
 
+def _fold_parts(frame: pl.DataFrame, fold: DateFold) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One symbol's fitted, early-stopping and scored rows of `fold`; `frame` carries LABEL_END."""
+    day, end = pl.col("date"), pl.col(LABEL_END)
+    fitted = frame.filter((day < fold.stop_start) & (end < fold.stop_start))
+    stop = frame.filter((day >= fold.stop_start) & (day < fold.fit_end) & (end < fold.score_start))
+    scored = frame.filter((day >= fold.score_start) & ((day < fold.score_end) if fold.score_end else pl.lit(True)))
+    return fitted.drop(LABEL_END), stop.drop(LABEL_END), scored.drop(LABEL_END)
+
+
 def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFrame, features: Sequence[str],
                          horizon: int, folds: int, seed: int, threads: int) -> list[PredictionMetrics]:
     """Fit a fresh model per expanding-window fold of `frame` and score the block after it.
 
     Args:
-        frame: labelled rows in date order without gaps (embargo rows stay in: they are history).
+        frame: labelled rows in date order (embargo rows stay in: they are history).
         horizon: label horizon; also the embargo between fitted and scored rows, and between the
             fitted rows and the early-stopping rows inside each fit window.
-        folds: number of folds (see tasks.data.split.walk_forward_folds).
+        folds: number of folds (see tasks.data.calendar.date_folds, over the frame's dates).
 
     Returns:
         One PredictionMetrics per fold, oldest first. The rows before each scored block are its context.
     """
     cls = model_class(model_type)
+    dated = with_label_end(frame, horizon)
     out = []
-    for fit_rows, score_rows in walk_forward_folds(frame.height, folds, horizon):
-        fit = frame.slice(fit_rows.start, len(fit_rows))
-        cut = int(fit.height * (1 - EARLY_STOPPING_FRACTION))
-        model = cls(features, params, horizon=horizon, seed=seed, threads=threads)
-        # `horizon` rows before the early-stopping set are dropped so no fitted label window overlaps it.
-        model.fit(fit.head(cut - horizon), fit.slice(cut))
-        scored = frame.slice(score_rows.start, len(score_rows))
-        predicted = model.predict(scored, context=frame.head(score_rows.start))
+    for fold in date_folds(frame["date"], folds, horizon, EARLY_STOPPING_FRACTION):
+        fitted, stop, scored = _fold_parts(dated, fold)
+        model = cls(features, params, horizon=horizon, seed=seed, threads=threads).fit(fitted, stop)
+        predicted = model.predict(scored, context=frame.filter(pl.col("date") < fold.score_start))
         out.append(prediction_metrics(predicted, scored[LABEL].to_numpy()))
     return out
 
 
 def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Mapping[str, pl.DataFrame],
                                 features: Sequence[str], horizon: int, folds: int, seed: int, threads: int,
-                                normalisation: str = "symbol") -> dict[str, list[PredictionMetrics]]:
-    """`walk_forward_metrics` for a pooled type: fold i fits one model on fold i's fit rows of every symbol
-    (each symbol's rows cut into folds on its own), then scores each symbol's block after them.
+                                normalisation: str = "symbol", log: Callable[[str], None] = print
+                                ) -> dict[str, list[PredictionMetrics]]:
+    """`walk_forward_metrics` for a pooled type: fold i fits one model on fold i's fit rows of every symbol, then
+    scores each symbol's block after them. The folds are cut on the union of the symbols' dates, so every symbol
+    shares them, and fit side by side (a pooled fit is long). A fold where fewer than MIN_SYMBOLS symbols have fit,
+    early-stopping and scored rows is skipped (`log` says so); a symbol lacking rows in a fold sits that fold out.
     `normalisation` "zscore": per-date statistics over the symbols of `frames` (each date's own rows only).
 
     Returns:
-        symbol -> one PredictionMetrics per fold, oldest first.
+        symbol -> one PredictionMetrics per fold it was scored in, oldest first (empty when none).
     """
     cls = model_class(model_type)
     cross_section = CrossSection.of(frames, features) if normalisation == "zscore" else None
-    cuts = {s: walk_forward_folds(frame.height, folds, horizon) for s, frame in frames.items()}
-    out: dict[str, list[PredictionMetrics]] = {s: [] for s in frames}
-    for i in range(folds):
-        fit_parts: dict[str, pl.DataFrame] = {}
-        stop_parts: dict[str, pl.DataFrame] = {}
-        for symbol, frame in frames.items():
-            fit_rows = cuts[symbol][i][0]
-            fit = frame.slice(fit_rows.start, len(fit_rows))
-            cut = int(fit.height * (1 - EARLY_STOPPING_FRACTION))
-            fit_parts[symbol], stop_parts[symbol] = fit.head(cut - horizon), fit.slice(cut)
+    dated = {s: with_label_end(frame, horizon) for s, frame in frames.items()}
+    cuts = date_folds(pl.concat([frame.select("date") for frame in frames.values()])["date"], folds, horizon,
+                      EARLY_STOPPING_FRACTION)
+    runnable = []
+    for i, fold in enumerate(cuts, start=1):
+        parts = {s: _fold_parts(frame, fold) for s, frame in dated.items()}
+        usable = {s: p for s, p in parts.items() if all(part.height for part in p)}
+        if len(usable) < MIN_SYMBOLS:
+            log(f"{model_type} walk-forward fold {i} of {len(cuts)} (scoring from {fold.score_start}) skipped: "
+                f"{len(usable)} symbol(s) have fit, early-stopping and scored rows, a pooled model needs "
+                f"{MIN_SYMBOLS}")
+        else:
+            runnable.append((fold, usable))
+
+    def one(job: tuple[DateFold, dict[str, tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]]
+            ) -> dict[str, PredictionMetrics]:
+        fold, usable = job
         model = cls(features, params, horizon=horizon, seed=seed, threads=threads)
         if not isinstance(model, PooledForecaster):
             raise ValueError(f"{model_type} is not a pooled model type")
-        model.fit_symbols(fit_parts, stop_parts, cross_section)
-        for symbol, frame in frames.items():
-            score_rows = cuts[symbol][i][1]
-            scored = frame.slice(score_rows.start, len(score_rows))
-            predicted = model.bind(symbol).predict(scored, context=frame.head(score_rows.start))
-            out[symbol].append(prediction_metrics(predicted, scored[LABEL].to_numpy()))
+        model.fit_symbols({s: p[0] for s, p in usable.items()}, {s: p[1] for s, p in usable.items()},
+                          cross_section)
+        scores = {}
+        for symbol, (_, _, scored) in usable.items():
+            context = frames[symbol].filter(pl.col("date") < fold.score_start)
+            predicted = model.bind(symbol).predict(scored, context=context)
+            scores[symbol] = prediction_metrics(predicted, scored[LABEL].to_numpy())
+        return scores
+
+    out: dict[str, list[PredictionMetrics]] = {s: [] for s in frames}
+    for scores in _side_by_side(one, runnable):
+        for symbol, metrics in scores.items():
+            out[symbol].append(metrics)
     return out
 
 
+def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """`work` on every item in threads, results in the items' order. The folds' fits are independent and seeded;
+    networks train in worker processes (models/sequence.py), other models release the GIL while they fit."""
+    if len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="fold") as pool:
+        return list(pool.map(work, items))
+
+
 def summarize(metrics: Sequence[PredictionMetrics]) -> CVSummary:
-    """Mean and standard deviation of every metric over the folds."""
-    if not metrics:
-        raise ValueError("no folds to summarise")
+    """Mean and standard deviation of every metric over the folds; NaN (null in reports) without any fold."""
     names = [f.name for f in fields(PredictionMetrics)]
+    if not metrics:
+        missing = PredictionMetrics(**dict.fromkeys(names, math.nan))
+        return CVSummary(folds=0, mean=missing, std=missing, per_fold=())
     table = np.array([[getattr(m, name) for name in names] for m in metrics], dtype=np.float64)
     mean, std = table.mean(axis=0), table.std(axis=0)
     return CVSummary(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -33,7 +33,7 @@ def by_symbol(summaries: list) -> dict:
     return {s.ref.symbol: s for s in summaries}
 
 
-def test_rerun_skips_unchanged_batches_and_a_new_day_recomputes_only_its_batch(
+def test_rerun_skips_unchanged_batches_and_a_changed_bar_recomputes_only_its_batch(
         small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("flows.data_pipeline.os.cpu_count", lambda: 1)
     settings = seeded(small_config)  # batches of at most two, split evenly: [VCB], [VIC, VHM]
@@ -49,21 +49,59 @@ def test_rerun_skips_unchanged_batches_and_a_new_day_recomputes_only_its_batch(
 
     store = ParquetPriceStore(settings.data.prices_path)
     bars = store.load("VHM")
-    new_day = bars.tail(1).with_columns(pl.col("date") + timedelta(days=1), pl.col("close") * 1.01,
-                                        pl.col("high") * 1.01)
-    assert store.upsert("VHM", new_day, SourceInfo(kind="csv")) == 1
+    changed = bars.tail(1).with_columns(pl.col("close") * 1.01, pl.col("high") * 1.01)
+    assert store.upsert("VHM", changed, SourceInfo(kind="csv")) == 0  # a corrected bar: no new date
 
     third = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
     assert third["VHM"].cached_tasks == third["VIC"].cached_tasks == 0  # VHM's batch ran again
     assert third["VHM"].ref.content_hash != first["VHM"].ref.content_hash
     assert third["VIC"].ref == first["VIC"].ref  # same content: the same snapshot
-    assert third["VHM"].cleaning.rows_out == first["VHM"].cleaning.rows_out + 1
     assert third["VCB"].cached_tasks == 6
 
     manifest = FeatureStore(settings.data.feature_store_path).manifest(third["VHM"].ref)
-    assert manifest["data_watermark"] == str(new_day["date"].item())
     assert manifest["features"] == list(third["VHM"].selection.kept)
-    assert set(manifest) >= {"content_hash", "code_version", "rows", "files", "cleaning", "horizon"}
+    assert set(manifest) >= {"content_hash", "code_version", "rows", "files", "cleaning", "horizon", "calendar"}
+    assert manifest["calendar"]["symbols"] == 3 and manifest["calendar"]["source"] == "fractions"
+    assert set(manifest["engineered_features"]) > set(manifest["features"])  # every feature, for universe models
+
+
+def test_new_days_move_the_split_dates_of_every_symbol_unless_they_are_configured(
+        small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("flows.data_pipeline.os.cpu_count", lambda: 1)
+    settings = seeded(small_config)
+    settings = settings.model_copy(update={"execution": settings.execution.model_copy(update={"batch_size": 2})})
+    first = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    store = ParquetPriceStore(settings.data.prices_path)
+    bars = store.load("VHM")
+    later = pl.concat([bars.tail(1).with_columns(pl.col("date") + timedelta(days=7 + day)) for day in range(5)])
+    assert store.upsert("VHM", later, SourceInfo(kind="csv")) == 5
+
+    # Fractions of the union of dates: VHM's 5 new days move the split dates, so every symbol is cut again, and
+    # all of them still share one test start.
+    moved = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    assert all(s.cached_tasks == 0 for s in moved.values())
+    starts = {s: read_split(m.ref, "test")["date"].min() for s, m in moved.items()}
+    assert len(set(starts.values())) == 1 and starts["VCB"] > read_split(first["VCB"].ref, "test")["date"].min()
+
+    # Dates given in the configuration do not move: a new day reruns its own batch only.
+    fixed_split = settings.data.split.model_copy(update={"val_start": starts["VCB"] - timedelta(days=60),
+                                                          "test_start": starts["VCB"]})
+    fixed = settings.model_copy(update={"data": settings.data.model_copy(update={"split": fixed_split})})
+    before = by_symbol(data_pipeline(symbols=SYMBOLS, settings=fixed))
+    newest = store.load("VHM").tail(1).with_columns(pl.col("date") + timedelta(days=7))
+    assert store.upsert("VHM", newest, SourceInfo(kind="csv")) == 1
+    after = by_symbol(data_pipeline(symbols=SYMBOLS, settings=fixed))
+    assert after["VCB"].cached_tasks == 6 and after["VIC"].ref == before["VIC"].ref
+    assert after["VHM"].ref.rows["test"] == before["VHM"].ref.rows["test"] + 1
+
+    # A symbol whose feed stopped while the others went on has too few test rows on their dates: said.
+    for _ in range(6):
+        newest = store.load("VHM").tail(5).with_columns(pl.col("date") + timedelta(days=7))
+        store.upsert("VHM", newest, SourceInfo(kind="csv"))
+    stale = (r"VCB has \d+ test row\(s\) on the run's calendar .*its rows end on \d{4}-\d\d-\d\d, before the run's "
+             r"last date .* \(a stale feed or a delisting\?\)")
+    with pytest.raises(DataPipelineError, match=stale):
+        data_pipeline(symbols=SYMBOLS, settings=settings)
 
 
 def test_bad_symbols_fail_clearly_and_stored_sets_survive(small_config: Path) -> None:
@@ -216,6 +254,7 @@ def test_a_failing_symbol_leaves_the_rest_of_its_batch_stored(small_config: Path
 
 
 def test_batched_steps_store_what_the_per_symbol_steps_store(small_config: Path) -> None:
+    from tasks.data.batch import run_dates
     from tasks.data.clean import clean
     from tasks.data.engineer import engineer
     from tasks.data.load import load_prices
@@ -227,12 +266,13 @@ def test_batched_steps_store_what_the_per_symbol_steps_store(small_config: Path)
     data = settings.data
     prices, alone = ParquetPriceStore(data.prices_path), FeatureStore(small_config.parent / "alone")
     batched = by_symbol(data_pipeline(symbols=SYMBOLS, settings=settings))
+    calendar = run_dates(SYMBOLS, prices, data)
     for symbol in SYMBOLS:  # the per-symbol steps, one after another, into a store of their own
         cleaned = clean.fn(load_prices.fn(symbol, data, prices), symbol, data.cleaning, settings.markets.of(symbol))
         selected = select.fn(engineer.fn(cleaned, symbol, data.features, data.split), symbol, data.features,
-                             data.split, data.selection)
-        ref = store.fn(split.fn(selected, symbol, data.features, data.split), symbol, cleaned, selected,
-                       alone, data.features.horizon)
+                             calendar, data.selection)
+        ref = store.fn(split.fn(selected, symbol, data.features, data.split, calendar), symbol, cleaned, selected,
+                       alone, data.features.horizon, calendar=calendar)
         assert ref.content_hash == batched[symbol].ref.content_hash and ref.features == batched[symbol].ref.features
 
 
@@ -244,16 +284,17 @@ def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_confi
     from stores.base import PriceStoreUnavailable
     from stores.mongo import MongoPriceStore
     from tasks.data.batch import Batch, load_batch
+    from tasks.data.calendar import run_calendar
     from tests.mongo_fixtures import free_port
 
     calls = []
-    fingerprint = MongoPriceStore.fingerprint
+    load = MongoPriceStore.load
 
-    def counted(self: MongoPriceStore, *args: object) -> str:
+    def counted(self: MongoPriceStore, *args: object) -> object:
         calls.append(1)
-        return fingerprint(self, *args)  # type: ignore[arg-type]
+        return load(self, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(MongoPriceStore, "fingerprint", counted)
+    monkeypatch.setattr(MongoPriceStore, "load", counted)
     settings = load_settings(small_config)
     mongo = MongoSettings(uri=SecretStr(f"mongodb://127.0.0.1:{free_port()}"), timeout_ms=50, retries=1)
     data = settings.data.model_copy(update={"source": "mongodb", "mongodb": mongo})
@@ -261,7 +302,9 @@ def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_confi
     with pytest.raises(PriceStoreUnavailable, match="is unreachable"):
         data_pipeline(symbols=["VCB", "VIC", "VHM", "FPT"], settings=settings.model_copy(update={"data": data}))
     assert len(calls) == 1
-    batch = Batch(1, 1, ("VCB", "VIC"), {}, {})
+    calendar = run_calendar({"VCB": [date(2024, 1, 1) + timedelta(days=i) for i in range(200)]},
+                            settings.data.features, settings.data.split)
+    batch = Batch(1, 1, ("VCB", "VIC"), {}, {}, calendar)
     with pytest.raises(PriceStoreUnavailable):  # inside a batch too: not recorded per symbol
         load_batch.fn(batch, MongoPriceStore(mongo), data)
 

@@ -10,6 +10,7 @@ from backtesting.test import GOOG
 from benchmarks.select import reference_select_features
 from settings import DEFAULT_CONFIG_FILE, SelectionSettings, load_settings
 from stores.base import PRICE_COLUMNS
+from tasks.data.calendar import RunCalendar, run_calendar
 from tasks.data.clean import clean
 from tasks.data.engineer import engineer
 from tasks.data.features import LABEL, feature_names
@@ -56,7 +57,8 @@ def test_always_keep_naming_a_feature_that_is_not_engineered_is_an_error() -> No
     data = load_settings(DEFAULT_CONFIG_FILE).data
     engineered = _engineered(synthetic_market(["VCB"], 300, seed=5, end=date(2026, 10, 30))["VCB"], "VCB")
     with pytest.raises(ValueError, match="not engineered: RET2"):
-        select.fn(engineered, "VCB", data.features, data.split, SelectionSettings(always_keep=("RET1", "RET2")))
+        select.fn(engineered, "VCB", data.features, own_calendar(engineered),
+                  SelectionSettings(always_keep=("RET1", "RET2")))
 
 
 def test_max_features_keeps_the_highest_ic() -> None:
@@ -69,7 +71,9 @@ def test_select_fits_on_the_train_rows_only_and_keeps_the_choice_on_every_row() 
     data = load_settings(DEFAULT_CONFIG_FILE).data
     engineered = _engineered(synthetic_market(["VCB"], 600, seed=5, end=date(2026, 10, 30))["VCB"], "VCB")
     names = feature_names(data.features)
-    train_end = fit_rows(engineered, "VCB", data.features, data.split)[1]["date"].max()
+    calendar = own_calendar(engineered)
+    train_end = fit_rows(engineered, data.features, calendar)[1]["date"].max()
+    assert train_end == calendar.train_end
     in_train = pl.col("date") <= train_end
     # `leader` is the label itself on train rows and null after them; `latecomer` is flat on train rows and the
     # label after them. Fitted on train rows only, leader ranks first and latecomer is constant; fitted on more
@@ -79,19 +83,20 @@ def test_select_fits_on_the_train_rows_only_and_keeps_the_choice_on_every_row() 
                                       pl.when(in_train).then(1.0).otherwise(pl.col(LABEL)).alias(latecomer))
     before = crafted.clone()
 
-    selected = select.fn(crafted, "VCB", data.features, data.split, data.selection)
+    selected = select.fn(crafted, "VCB", data.features, calendar, data.selection)
 
     assert selected.report.kept[:2] == (*data.selection.always_keep, leader)  # always_keep first, then the ranking
     assert selected.report.dropped[latecomer] == "constant on train"
     assert selected.report == select_features(crafted.slice(data.features.warmup).filter(in_train & pl.col(LABEL)
                                               .is_not_null()), names, data.selection)
     assert selected.engineered == len(names)
-    # The choice applies to every warm-up-free row, train or not; nulls after train are filled causally.
+    # Every feature stays on every warm-up-free row, train or not (universe models select their own); nulls after
+    # train are filled causally.
     out = selected.frame
-    assert out.columns == [*PRICE_COLUMNS, *selected.report.kept, LABEL]
+    assert out.columns == [*PRICE_COLUMNS, *names, LABEL]
     assert out["date"].to_list() == engineered["date"].to_list()[data.features.warmup:]
     assert out.filter(pl.col("date") > train_end).height > 0
-    assert out.select(pl.col(selected.report.kept).null_count()).sum_horizontal().item() == 0
+    assert out.select(pl.col(names).null_count()).sum_horizontal().item() == 0
     last_train_label = crafted.filter(in_train)[LABEL][-1]
     assert out.filter(~in_train)[leader].to_list() == [last_train_label] * out.filter(~in_train).height
     assert crafted.equals(before)  # input untouched
@@ -117,6 +122,12 @@ def assert_same_selection(train: pl.DataFrame, names: list[str], cfg: SelectionS
     assert list(actual.dropped.items()) == list(expected.dropped.items())
 
 
+def own_calendar(engineered: pl.DataFrame) -> RunCalendar:
+    """The calendar of a run of this one symbol."""
+    data = load_settings(DEFAULT_CONFIG_FILE).data
+    return run_calendar({"X": engineered["date"].to_list()}, data.features, data.split)
+
+
 def _engineered(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
     """`prices` cleaned and engineered with the default settings."""
     settings = load_settings(DEFAULT_CONFIG_FILE)
@@ -126,7 +137,8 @@ def _engineered(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
 
 def _engineered_train(prices: pl.DataFrame, symbol: str) -> pl.DataFrame:
     data = load_settings(DEFAULT_CONFIG_FILE).data
-    return fit_rows(_engineered(prices, symbol), symbol, data.features, data.split)[1]
+    engineered = _engineered(prices, symbol)
+    return fit_rows(engineered, data.features, own_calendar(engineered))[1]
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,29 @@ import pytest
 
 from schemas import SelectionReport
 from settings import FeatureSettings, SplitSettings
+from tasks.data.calendar import RunCalendar, run_calendar
 from tasks.data.select import Selected
 from tasks.data.split import InsufficientHistoryError, check_history, required_rows, split, split_bounds
 
 FEATURES = FeatureSettings(windows=(5, 10), horizon=3)
 SPLIT = SplitSettings(train=0.6, val=0.2, test=0.2, min_rows=10)
+START = date(2024, 1, 1)
 
 
-def selected_frame(rows: int, horizon: int) -> Selected:
+def selected_frame(rows: int, horizon: int, start: date = START) -> Selected:
     frame = pl.DataFrame({
-        "date": [date(2024, 1, 1) + timedelta(days=i) for i in range(rows)],
+        "date": [start + timedelta(days=i) for i in range(rows)],
         "x": [float(i) for i in range(rows)],
         "label": [float(i) if i < rows - horizon else None for i in range(rows)],
     })
     return Selected(frame=frame, report=SelectionReport(kept=("x",)), engineered=1)
+
+
+def calendar_of(*frames: Selected) -> RunCalendar:
+    """The run calendar of symbols whose warm-up-free rows are `frames` (their bars start `warmup` days earlier)."""
+    bars = {str(i): [f.frame["date"].min() - timedelta(days=FEATURES.warmup - k) for k in range(FEATURES.warmup)]
+            + f.frame["date"].to_list() for i, f in enumerate(frames)}
+    return run_calendar(bars, FEATURES, SPLIT)
 
 
 def test_bounds_are_chronological_with_embargo() -> None:
@@ -32,7 +41,8 @@ def test_bounds_are_chronological_with_embargo() -> None:
 
 
 def test_split_parts_embargo_and_latest() -> None:
-    parts = split.fn(selected_frame(109, 3), "VCB", FEATURES, SPLIT)
+    # One symbol alone: the calendar's fractions of its own dates are the row fractions of split_bounds.
+    parts = split.fn(selected_frame(109, 3), "VCB", FEATURES, SPLIT, calendar_of(selected_frame(109, 3)))
     assert (parts.train.height, parts.val.height, parts.test.height, parts.latest.height) == (60, 20, 20, 3)
     # The embargo keeps every train label window (t .. t+horizon) before the first val day.
     assert parts.val["x"][0] - parts.train["x"][-1] == 3 + 1
@@ -50,8 +60,10 @@ def test_too_short_history_says_how_many_rows_are_needed() -> None:
     check_history(needed, "VHM", FEATURES, SPLIT)
     with pytest.raises(InsufficientHistoryError, match=f"VHM has {needed - 1} rows.*at least {needed}"):
         check_history(needed - 1, "VHM", FEATURES, SPLIT)
-    with pytest.raises(InsufficientHistoryError, match="VHM has 20 labelled rows"):
-        split.fn(selected_frame(23, 3), "VHM", FEATURES, SPLIT)
+    # A symbol whose history ends early has too few rows on a calendar set by a longer one.
+    short, long = selected_frame(60, 3), selected_frame(109, 3)
+    with pytest.raises(InsufficientHistoryError, match=r"VHM has 0 val, 0 test row\(s\) on the run's calendar"):
+        split.fn(short, "VHM", FEATURES, SPLIT, calendar_of(short, long))
 
 
 def test_required_rows_is_the_exact_minimum() -> None:
@@ -61,11 +73,14 @@ def test_required_rows_is_the_exact_minimum() -> None:
     assert split_bounds(labelled - 1, SPLIT, FEATURES.horizon) is None
 
 
-def test_walk_forward_folds_expand_and_respect_the_embargo() -> None:
-    from tasks.data.split import walk_forward_folds
+def test_walk_forward_folds_by_date_expand_and_respect_the_embargo() -> None:
+    from tasks.data.calendar import date_folds
 
-    folds = walk_forward_folds(100, folds=3, embargo=2)
-    assert [(f.start, f.stop, s.start, s.stop) for f, s in folds] == [
-        (0, 25, 27, 50), (0, 50, 52, 75), (0, 75, 77, 100)]
+    days = [START + timedelta(days=i) for i in range(100)]
+    folds = date_folds(days, folds=3, embargo=2, stop_fraction=0.2)
+    assert [(f.fit_end, f.score_start, f.score_end, f.stop_start) for f in folds] == [
+        (days[25], days[27], days[50], days[20]), (days[50], days[52], days[75], days[40]),
+        (days[75], days[77], None, days[60])]
+    assert date_folds(days + days[::-1], folds=3, embargo=2, stop_fraction=0.2) == folds  # distinct dates, any order
     with pytest.raises(InsufficientHistoryError, match="too few for 3 walk-forward folds"):
-        walk_forward_folds(10, folds=3, embargo=2)
+        date_folds(days[:10], folds=3, embargo=2, stop_fraction=0.2)

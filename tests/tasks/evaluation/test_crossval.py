@@ -14,7 +14,13 @@ import pytest
 
 from models.base import LABEL, Forecaster, ModelParams
 from models.registry import MODEL_CLASSES, model_class
-from tasks.evaluation.crossval import PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
+from tasks.evaluation.crossval import (
+    PredictionMetrics,
+    pooled_walk_forward_metrics,
+    prediction_metrics,
+    summarize,
+    walk_forward_metrics,
+)
 from tests.models.test_contract import FEATURES, ar1_frame
 
 
@@ -65,8 +71,8 @@ def mean_model(monkeypatch: pytest.MonkeyPatch) -> type[MeanForecaster]:
     return MeanForecaster
 
 
-def frame(rows: int) -> pl.DataFrame:
-    rng = np.random.default_rng(0)
+def frame(rows: int, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
     return pl.DataFrame({"date": [date(2024, 1, 1) + timedelta(days=i) for i in range(rows)],
                          "x": rng.normal(size=rows), LABEL: rng.normal(size=rows)})
 
@@ -117,5 +123,34 @@ def test_summarize_mean_and_population_std() -> None:
     assert astuple(summary.mean) == pytest.approx((2.0, 1.0, 0.0, 0.6, 0.3, 0.2))
     assert summary.std.rmse == pytest.approx(1.0) and summary.std.ic == pytest.approx(0.1)
     assert summarize([a]).std == PredictionMetrics(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    with pytest.raises(ValueError, match="no folds"):
-        summarize([])
+    empty = summarize([])  # a symbol that sat out every fold: no numbers, not zeros
+    assert empty.folds == 0 and empty.per_fold == () and all(np.isnan(v) for v in astuple(empty.mean))
+
+
+def test_pooled_folds_are_cut_by_date_and_a_fold_with_one_symbol_is_skipped_and_said(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.pooled import PooledForecaster
+
+    long = frame(200)
+    short = frame(200, seed=1).slice(60)  # starts on the 61st date of the long one
+    fits: list[tuple[date, dict[str, list[date]]]] = []
+    original = PooledForecaster.fit_symbols
+
+    def spy(self: PooledForecaster, train: Any, val: Any, cross_section: Any = None) -> PooledForecaster:
+        fits.append((max(d for f in [*train.values(), *val.values()] for d in f["date"]),
+                     {s: f["date"].to_list() for s, f in train.items()}))
+        return original(self, train, val, cross_section)
+
+    monkeypatch.setattr(PooledForecaster, "fit_symbols", spy)
+    said: list[str] = []
+    params = model_class("catboost-pooled").params_type.model_validate({"iterations": 20})
+    scores = pooled_walk_forward_metrics("catboost-pooled", params, {"LONG": long, "SHORT": short}, ["x"], 1, 3,
+                                         seed=0, threads=1, normalisation="zscore", log=said.append)
+    dates = long["date"].to_list()
+    # Blocks of 50 shared dates: fold 1 fits before the 51st date, when only LONG has rows: skipped, said.
+    [message] = said
+    assert "fold 1 of 3 (scoring from " + str(dates[51]) + ") skipped: 1 symbol(s)" in message
+    assert len(fits) == 2 and [len(v) for v in scores.values()] == [2, 2]
+    for (last_fitted, train), score_start in zip(fits, (dates[101], dates[151]), strict=True):
+        assert last_fitted < score_start  # no symbol fits or stops early on a date another one is scored on
+        assert set(train) == {"LONG", "SHORT"}
