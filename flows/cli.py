@@ -146,6 +146,13 @@ def _symbols_and_config(parser: argparse.ArgumentParser, symbols_help: str = "de
     parser.add_argument("--config", help="YAML config file (default: $STOCK_AI_CONFIG or config/pipeline_config.yml)")
 
 
+def _universe(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--universe", metavar="NAME",
+                        help="universe (a key of data.universes, e.g. VN30) whose symbols universe models are fitted "
+                             "and judged on; --symbols get the per-symbol models, champions and deployments "
+                             "(default: data.universe; none: the --symbols themselves)")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -179,6 +186,7 @@ def data_parser() -> argparse.ArgumentParser:
         prog="python -m flows.data_pipeline",
         description="Run the data pipeline (load -> clean -> engineer -> select -> split -> store).")
     _symbols_and_config(parser)
+    _universe(parser)
     parser.add_argument("--source", choices=["parquet", "mongodb"], help="price store to load from")
     parser.add_argument("--refresh-cache", action="store_true", help="recompute every task, ignoring the cache")
     return parser
@@ -193,6 +201,7 @@ def models_parser() -> argparse.ArgumentParser:
         description="Tune (Optuna) and train every (symbol, model type) job on the stored feature sets, "
                     "registering each fitted model.")
     _symbols_and_config(parser)
+    _universe(parser)
     parser.add_argument("--model-type", action="append", choices=MODEL_TYPES,
                         help="model type to train; repeat for several (default: models.model_types)")
     parser.add_argument("--retrain", action="store_true",
@@ -209,6 +218,7 @@ def training_parser() -> argparse.ArgumentParser:
         description="Run the full pipeline: data -> models -> evaluation -> champion choice -> report; "
                     "prints the leaderboard and the report location.")
     _symbols_and_config(parser)
+    _universe(parser)
     parser.add_argument("--retrain-all", action="store_true",
                         help="retrain every model even if trained within models.retraining.min_hours_between")
     parser.add_argument("--no-optimize", action="store_true", help="skip Optuna; use models.params from the config")
@@ -242,6 +252,7 @@ def daily_retrain_parser() -> argparse.ArgumentParser:
         description="Retrain the symbols whose production model is missing or scores below "
                     "models.retraining.performance_threshold; retrain nothing while any price feed is stale.")
     _symbols_and_config(parser)
+    _universe(parser)
     parser.add_argument("--force", action="store_true", help="retrain every given symbol whose feed is fresh")
     return parser
 

@@ -1,6 +1,6 @@
 """Flow `daily-retrain`: check each symbol's feed and production score, retrain the ones that need it, notify.
 
-CLI: python -m flows.daily_retrain [--symbols VCB,VHM] [--config FILE] [--force]
+CLI: python -m flows.daily_retrain [--symbols VCB,VHM] [--universe VN30] [--config FILE] [--force]
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def _title(plan: RetrainPlan, outcome: TrainingOutcome | None) -> str:
 
 @flow(name="daily-retrain", log_prints=True)
 def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = None, config_file: str | None = None,
-                  force: bool = False, now: datetime | None = None) -> DailyRetrainOutcome:
-    """Retrain `symbols` (default: data.symbols) that need it, per the plan of `should_retrain`, then notify.
+                  force: bool = False, now: datetime | None = None, universe: str | None = None) -> DailyRetrainOutcome:
+    """Retrain `symbols` (default: data.symbols) that need it, per the plan of `should_retrain`, then notify; universe
+    models are refitted over `universe` (default: data.universe).
 
     Ends Failed (RunFailed carrying the outcome) when the training run it started failed.
     """
@@ -69,7 +70,7 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
     if plan.symbols:
         try:
             # The plan already decided: min_hours_between must not veto it.
-            outcome = training(symbols=plan.symbols, settings=settings, retrain_all=True)
+            outcome = training(symbols=plan.symbols, settings=settings, retrain_all=True, universe=universe)
         except Exception as exc:
             error, outcome = exc, getattr(exc, "outcome", None)
             alerts.append(Anomaly("failed_job", "training", f"{type(exc).__name__}: {exc}"))
@@ -84,7 +85,8 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
 def main(argv: list[str] | None = None) -> int:
     """Run the daily retrain from the command line; exit 2 on bad input, 1 if the run failed."""
     args = daily_retrain_parser().parse_args(argv)
-    return run_cli(args, lambda settings, symbols: daily_retrain(symbols=symbols, settings=settings, force=args.force),
+    return run_cli(args, lambda settings, symbols: daily_retrain(symbols=symbols, settings=settings, force=args.force,
+                                                                 universe=args.universe),
                    _print_outcome, failed="daily retrain")
 
 

@@ -1,8 +1,8 @@
 """Flow `model-pipeline`: plan the jobs, tune each model type that has a job to train (Optuna), then
 train the planned (symbol, model type) jobs: one task run per long fit, one per group of short fits.
 
-CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--retrain] [--no-optimize]
-     [--trials N] [--tuning-timeout SECONDS]
+CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--universe VN30] [--retrain]
+     [--no-optimize] [--trials N] [--tuning-timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from prefect.futures import PrefectFuture, as_completed
 
 from flows.fanout import Fanout, despite_failed_jobs, error_text
 from flows.runners import task_runner
-from models.pooled import POOLED_FOLDER, is_pooled
+from models.pooled import MIN_SYMBOLS, POOLED_FOLDER, is_pooled
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
 from stores.factory import open_feature_store, open_registry
 from stores.features import FeatureStoreError
+from tasks.data.select_universe import universe_selection
 from tasks.data.store import current_feature_sets
 from tasks.modeling.train import TrainBatch, TrainJob, TrainResult, job_types, plan_training, train, train_batch
 from tasks.modeling.tune import tune
@@ -93,22 +94,27 @@ def _gather_jobs(futures: list[PrefectFuture[Any]], units: list[TrainJob | Train
 @flow(name="model-pipeline", log_prints=True)
 def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | None = None,
                    settings: Settings | None = None, refs: dict[str, FeatureSetRef] | None = None,
-                   retrain_all: bool = False, optimize: bool | None = None) -> ModelPipelineResult:
-    """Train every (symbol, model type) job; `refs` defaults to the current feature sets in the store.
+                   retrain_all: bool = False, optimize: bool | None = None,
+                   universe: list[str] | None = None) -> ModelPipelineResult:
+    """Train the per-symbol jobs of `symbols` (the watch list) and the pooled jobs over `universe` (default: the
+    watch list); `refs` defaults to the current feature sets in the store.
 
     Ends Failed (RunFailed carrying the outcome) when any job failed, after every other job finished.
     """
     settings = settings or load_settings()
     symbols = [validate_symbol(s) for s in (symbols or list(refs or settings.data.symbols))]
+    universe = [validate_symbol(s) for s in dict.fromkeys(universe or symbols)]
     models = settings.models.model_copy(update={"model_types": tuple(model_types or settings.models.model_types)})
     per_symbol, pooled = job_types(models)
     optimize = settings.optimization.enabled if optimize is None else optimize
     registry = open_registry(settings.models)
-    refs = refs or current_feature_sets(symbols, open_feature_store(settings.data))
+    needed = list(dict.fromkeys([*symbols, *(universe if pooled else [])]))
+    refs = refs or current_feature_sets(needed, open_feature_store(settings.data))
     horizon = settings.data.features.horizon
 
-    if pooled and len(symbols) < 2:
-        print(f"no pooled models ({', '.join(pooled)}): a pooled model needs two symbols or more")
+    if pooled and len(universe) < MIN_SYMBOLS:
+        print(f"no pooled models ({', '.join(pooled)}): a pooled model needs {MIN_SYMBOLS} symbols or more in its "
+              f"universe (--universe NAME)")
         pooled = []
     jobs = [TrainJob(symbol, model_type) for symbol in symbols for model_type in per_symbol]
     jobs += [TrainJob(POOLED_FOLDER, model_type) for model_type in pooled]  # one model over every symbol
@@ -118,20 +124,27 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     if plan.skipped:
         print(f"{len(plan.skipped)} of {len(jobs)} jobs skipped, not tuned: `--retrain-all` (flows.training) or "
               "`--retrain` (flows.model_pipeline) trains them anyway")
+    # One feature selection over the universe for every pooled type that trains.
+    selection = universe_selection.with_options(**cache_options(settings.execution)).submit(
+        {s: refs[s] for s in universe}, settings.data.features, settings.data.selection,
+        settings.models.pooled_max_features) if any(is_pooled(job.model_type) for job in plan.to_train) else None
     # Only types with a job to train are tuned, each on the symbols it will train.
     tuned = {t: tune.with_options(**cache_options(settings.execution)).submit(
-        t, {s: refs[s] for s in (symbols if is_pooled(t) else plan.symbols(t))}, settings.optimization,
-        settings.models, horizon, optimize)
+        t, {s: refs[s] for s in (universe if is_pooled(t) else plan.symbols(t))}, settings.optimization,
+        settings.models, horizon, optimize, selection if is_pooled(t) else None)
         for t in dict.fromkeys(job.model_type for job in plan.to_train)}
     alone, batches = plan.grouped(settings.models.grouped_types, settings.models.group_size, os.cpu_count() or 1)
     futures: list[PrefectFuture[Any]] = [
         *train.map(alone, unmapped(refs), [tuned[job.model_type] for job in alone], unmapped(settings.models),
-                   unmapped(registry)),
+                   unmapped(registry), [selection if is_pooled(job.model_type) else None for job in alone]),
         *train_batch.map(batches, unmapped(refs), [tuned[b.model_type] for b in batches], unmapped(settings.models),
                          unmapped(registry))]
 
     def failure(job: TrainJob, error: str) -> JobFailure:  # a failed tuning is the real reason its jobs failed
         tuning = tuned[job.model_type]
+        if is_pooled(job.model_type) and selection is not None and selection.state.is_failed():
+            return JobFailure(job.symbol, job.model_type, "select-universe",
+                              error_text(selection.result(raise_on_failure=False)))
         if tuning.state.is_failed():
             return JobFailure(job.symbol, job.model_type, "tune", error_text(tuning.result(raise_on_failure=False)))
         return JobFailure(job.symbol, job.model_type, "train", error)
@@ -155,8 +168,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(settings: Settings, symbols: list[str]) -> ModelPipelineResult:
         pipeline = model_pipeline.with_options(task_runner=task_runner(settings.execution))
+        members = settings.data.universe_symbols(args.universe or settings.data.universe)
         return despite_failed_jobs(pipeline, symbols=symbols, model_types=args.model_type, settings=settings,
-                                   retrain_all=args.retrain, optimize=False if args.no_optimize else None)
+                                   retrain_all=args.retrain, optimize=False if args.no_optimize else None,
+                                   universe=list(members) if members else None)
 
     return run_cli(args, run, _print_outcome, input_errors=(FeatureStoreError,), overrides=tuning_overrides(args))
 

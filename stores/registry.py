@@ -63,6 +63,9 @@ class ModelMetadata(BaseModel):
     """file name -> sha256, checked on load."""
     symbols: list[str] = []
     """a pooled model's symbols (`symbol` is then models.pooled.POOLED_FOLDER); empty for a per-symbol one."""
+    details: dict[str, Any] = {}
+    """what training recorded beside the model: a universe model's feature selection (`selection`, with each
+    kept feature's evidence) and the dates it fitted and stopped early on (`fit_dates`)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ class ModelRegistry(Protocol):
     (stores/factory.py), so another backend drops in without touching them."""
 
     def register(self, model: Forecaster, symbol: str, *, metrics: dict[str, float], data_hash: str,
-                 code_version: str, duration_seconds: float) -> ModelVersion: ...
+                 code_version: str, duration_seconds: float,
+                 details: dict[str, Any] | None = None) -> ModelVersion: ...
 
     def get(self, model_type: str, symbol: str, version: int | None = None) -> ModelVersion: ...
 
@@ -147,8 +151,10 @@ class LocalModelRegistry:
 
     # -- versions ---------------------------------------------------------------------------------
     def register(self, model: Forecaster, symbol: str, *, metrics: dict[str, float], data_hash: str,
-                 code_version: str, duration_seconds: float) -> ModelVersion:
-        """Save `model` as the next version of (its type, symbol) and return that version."""
+                 code_version: str, duration_seconds: float,
+                 details: dict[str, Any] | None = None) -> ModelVersion:
+        """Save `model` as the next version of (its type, symbol) and return that version (`details`: see
+        ModelMetadata.details)."""
         folder = self._folder(_check_model_type(model.model_type), symbol)
         folder.mkdir(parents=True, exist_ok=True)
         pooled = model if isinstance(model, PooledForecaster) else None
@@ -161,6 +167,7 @@ class LocalModelRegistry:
                 metrics=metrics, features=list(pooled.pooled if pooled else model.features), data_hash=data_hash,
                 code_version=code_version, created_at=datetime.now(UTC), duration_seconds=duration_seconds,
                 files=files, horizon=model.horizon, seed=model.seed, symbols=list(pooled.symbols if pooled else ()),
+                details=details or {},
             )
             (tmp / METADATA_FILE).write_text(metadata.model_dump_json(indent=2), encoding="utf-8")
             version = self._claim_version(tmp, folder)

@@ -18,16 +18,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.base import LABEL, ModelError
-from models.pooled import POOLED_FOLDER, CrossSection, PooledForecaster, is_pooled, pooled_features, pooled_type
+from models.pooled import POOLED_FOLDER, CrossSection, PooledForecaster, is_pooled, pooled_type
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef, JobFailure
 from settings import ModelsSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import ModelRegistry
+from tasks.data.select_universe import UniverseSelection
 from tasks.modeling.tune import TuneResult
 from tasks.operations.caching import code_version
 from tasks.operations.monitor import measured, resource_logged
@@ -147,16 +149,17 @@ def plan_training(jobs: list[TrainJob], models: ModelsSettings, retrain_all: boo
 @task(name="train", task_run_name="train-{job.model_type}-{job.symbol}", cache_policy=NO_CACHE)
 @resource_logged
 def train(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
-          registry: ModelRegistry) -> TrainResult:
-    """Fit, score on validation, and register one model in `registry`."""
-    return _measured_job(job, refs, tuned, models, registry)
+          registry: ModelRegistry, selection: UniverseSelection | None = None) -> TrainResult:
+    """Fit, score on validation, and register one model in `registry` (a pooled one over `selection`'s symbols,
+    reading its features)."""
+    return _measured_job(job, refs, tuned, models, registry, selection)
 
 
 @task(name="train-batch", task_run_name="train-{batch.model_type}-batch-{batch.number}-of-{batch.of}",
       cache_policy=NO_CACHE)
 @resource_logged
 def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
-                registry: ModelRegistry) -> list[TrainResult | JobFailure]:
+                registry: ModelRegistry, selection: UniverseSelection | None = None) -> list[TrainResult | JobFailure]:
     """`train` each job of `batch` in turn; a job that fails becomes its JobFailure and the others go on.
 
     Returns:
@@ -166,7 +169,7 @@ def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneRe
     for done, job in enumerate(batch.jobs, start=1):
         outcome: TrainResult | JobFailure
         try:
-            result = _measured_job(job, refs, tuned, models, registry)
+            result = _measured_job(job, refs, tuned, models, registry, selection)
             outcome, line = result, f"trained: v{result.version}"
         except Exception as exc:  # a failed fit fails its job only (module docstring)
             outcome = JobFailure(job.symbol, job.model_type, "train", f"{type(exc).__name__}: {exc}")
@@ -177,10 +180,14 @@ def train_batch(batch: TrainBatch, refs: dict[str, FeatureSetRef], tuned: TuneRe
 
 
 def _measured_job(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult, models: ModelsSettings,
-                  registry: ModelRegistry) -> TrainResult:
+                  registry: ModelRegistry, selection: UniverseSelection | None) -> TrainResult:
     with measured() as usage:
         if is_pooled(job.model_type):
-            trained = _fit_and_register_pooled(job, refs, tuned, models, registry)
+            if selection is None:
+                raise ModelError(f"{job.model_type}: a pooled model reads the features selected over its universe; "
+                                 "none was given")
+            trained = _fit_and_register_pooled(job, {s: refs[s] for s in selection.symbols}, tuned, models,
+                                               registry, selection)
         else:
             trained = _fit_and_register(job, refs[job.symbol], tuned, models, registry)
     return dataclasses.replace(trained, wall_seconds=usage.wall_seconds,
@@ -223,15 +230,23 @@ def pooled_data_hash(refs: dict[str, FeatureSetRef]) -> str:
     return hashlib.sha256("".join(f"{s}:{refs[s].content_hash};" for s in sorted(refs)).encode()).hexdigest()
 
 
+def _span(frames: dict[str, pl.DataFrame]) -> list[str]:
+    """The first and last date of any of `frames`."""
+    dates = pl.concat([frame.select("date") for frame in frames.values()])["date"]
+    return [str(dates.min()), str(dates.max())]
+
+
 def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tuned: TuneResult,
-                             models: ModelsSettings, registry: ModelRegistry) -> TrainResult:
-    """One model of a pooled type over every symbol of `refs`, scored on every symbol's val rows."""
+                             models: ModelsSettings, registry: ModelRegistry,
+                             selection: UniverseSelection) -> TrainResult:
+    """One model of a pooled type over every symbol of `refs` (its universe), reading `selection`'s features,
+    scored on every symbol's val rows."""
     horizons = {int(read_manifest(ref)["horizon"]) for ref in refs.values()}
     if len(horizons) != 1:
         raise ModelError(f"{job.model_type}: the feature sets label different horizons {sorted(horizons)}")
     train_rows = {s: read_split(ref, "train") for s, ref in refs.items()}
     val_rows = {s: read_split(ref, "val") for s, ref in refs.items()}
-    features = pooled_features({s: ref.features for s, ref in refs.items()}, models.pooled_max_features)
+    features = selection.kept
     cls = model_class(job.model_type)
     started = time.perf_counter()
     model = cls(features, cls.params_type(**tuned.params), horizon=horizons.pop(), seed=models.seed,
@@ -243,13 +258,18 @@ def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tune
         if models.pooled_normalisation == "zscore" else None
     model.fit_symbols(train_rows, val_rows, cross_section)
     duration = time.perf_counter() - started
-    predicted = [model.bind(s).predict(val_rows[s], context=history_before(refs[s], val_rows[s])) for s in refs]
-    actual = np.concatenate([val_rows[s][LABEL].to_numpy() for s in refs])
+    fitted = model.symbols
+    predicted = [model.bind(s).predict(val_rows[s], context=history_before(refs[s], val_rows[s])) for s in fitted]
+    actual = np.concatenate([val_rows[s][LABEL].to_numpy() for s in fitted])
     metrics = {"val_rmse": rmse(np.concatenate(predicted), actual), "val_naive_rmse": rmse(np.zeros_like(actual),
                                                                                         actual)}
+    details = {"selection": selection.to_json(),
+               "fit_dates": {"train": _span({s: train_rows[s] for s in fitted}),
+                             "val": _span({s: val_rows[s] for s in fitted})}}
     version = registry.register(model, POOLED_FOLDER, metrics=metrics, data_hash=pooled_data_hash(refs),
                                 code_version=code_version((*MODEL_MODULES, "tasks.modeling.train")),
-                                duration_seconds=duration)
+                                duration_seconds=duration, details=details)
     return TrainResult(POOLED_FOLDER, job.model_type, "trained", version=version.version,
                        val_rmse=metrics["val_rmse"], val_naive_rmse=metrics["val_naive_rmse"],
-                       duration_seconds=duration, reason=f"{tuned.source} params, {len(refs)} symbols")
+                       duration_seconds=duration, reason=f"{tuned.source} params, {len(fitted)} symbols, "
+                                                          f"{len(features)} features")

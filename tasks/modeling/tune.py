@@ -19,11 +19,12 @@ import numpy as np
 from prefect import task
 
 from models.base import ModelError, ModelParams
-from models.pooled import base_type, is_pooled, pooled_features
+from models.pooled import base_type, is_pooled
 from models.registry import MODEL_MODULES, model_class
 from schemas import FeatureSetRef
 from settings import ModelsSettings, OptimizationSettings
 from stores.features import read_split
+from tasks.data.select_universe import UniverseSelection
 from tasks.evaluation.crossval import pooled_walk_forward_metrics, walk_forward_metrics
 from tasks.operations.caching import ContentInputs, ModuleSources
 from tasks.operations.monitor import resource_logged
@@ -149,12 +150,14 @@ def trial_symbols(symbols: list[str], per_trial: int | None, seed: int, trial: i
 
 
 def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings,
-               models: ModelsSettings, horizon: int) -> Any:
+               models: ModelsSettings, horizon: int, selection: UniverseSelection | None) -> Any:
     import optuna
 
     cls = model_class(model_type)
     if is_pooled(model_type):
-        return _pooled_objective(model_type, refs, cfg, models, horizon)
+        if selection is None:
+            raise ModelError(f"tuning {model_type}: a pooled model reads the features selected over its universe")
+        return _pooled_objective(model_type, refs, cfg, models, horizon, selection.kept)
 
     def objective(trial: optuna.Trial) -> float:
         params = cls.suggest(trial)
@@ -170,7 +173,7 @@ def _objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Optimizatio
 
 
 def _pooled_objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings,
-                      models: ModelsSettings, horizon: int) -> Any:
+                      models: ModelsSettings, horizon: int, features: tuple[str, ...]) -> Any:
     """Mean RMSE over every drawn symbol and walk-forward fold of a pooled model fitted per fold on all of them."""
     cls = model_class(model_type)
 
@@ -178,10 +181,12 @@ def _pooled_objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Opti
         params = cls.suggest(trial)
         symbols = trial_symbols(sorted(refs), cfg.symbols_per_trial, models.seed, trial.number)
         frames = {s: read_split(refs[s], "train") for s in symbols}
-        features = pooled_features({s: refs[s].features for s in symbols}, models.pooled_max_features)
         scores = pooled_walk_forward_metrics(model_type, params, frames, features, horizon, cfg.folds, models.seed,
                                              models.threads, models.pooled_normalisation)
-        return float(np.mean([m.rmse for folds in scores.values() for m in folds]))
+        errors = [m.rmse for folds in scores.values() for m in folds]
+        if not errors:
+            raise ModelError(f"{model_type}: no walk-forward fold of trial {trial.number} had two symbols to fit")
+        return float(np.mean(errors))
 
     return objective
 
@@ -190,12 +195,13 @@ def _pooled_objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Opti
     name="tune",
     task_run_name="tune-{model_type}",
     cache_policy=ContentInputs() + ModuleSources(
-        modules=("tasks.modeling.tune", "tasks.evaluation.crossval", "tasks.data.split", *MODEL_MODULES)),
+        modules=("tasks.modeling.tune", "tasks.evaluation.crossval", "tasks.data.calendar", *MODEL_MODULES)),
 )
 @resource_logged
 def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSettings, models: ModelsSettings,
-         horizon: int, enabled: bool) -> TuneResult:
-    """Best hyper-parameters for `model_type` (or the configured ones when `enabled` is False)."""
+         horizon: int, enabled: bool, selection: UniverseSelection | None = None) -> TuneResult:
+    """Best hyper-parameters for `model_type` (or the configured ones when `enabled` is False); a pooled type is
+    tuned on `selection`'s features over its universe `refs`."""
     if not enabled:
         return TuneResult(model_type, configured_params(model_type, models).model_dump(mode="json"), "config")
     import optuna
@@ -217,7 +223,7 @@ def tune(model_type: str, refs: dict[str, FeatureSetRef], cfg: OptimizationSetti
         print(f"tune-{model_type}: {remaining} trial(s) to run ({done} done before) in study {name}, "
               f"over {each}, stopping after {_duration(cfg.timeout)}")
         progress = TrialProgress(model_type, remaining, cfg.timeout, done)
-        study.optimize(_objective(model_type, refs, cfg, models, horizon), n_trials=remaining,
+        study.optimize(_objective(model_type, refs, cfg, models, horizon, selection), n_trials=remaining,
                        timeout=cfg.timeout, catch=(ModelError,), callbacks=[progress])
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from models.base import LABEL, Forecaster, ModelError
-from models.pooled import CLIP, CROSS_SECTION_FILE, CrossSection, PooledForecaster, SymbolScale, pooled_features
+from models.pooled import CLIP, CROSS_SECTION_FILE, CrossSection, PooledForecaster, SymbolScale
 from models.registry import model_class
 from models.sequence import WindowDataModule
 from stores.registry import LocalModelRegistry, RegistryError
@@ -46,12 +46,6 @@ def make(model_type: str) -> PooledForecaster:
     model = cls(FEATURES, cls.params_type(**FAST[model_type]), horizon=1, seed=5)
     assert isinstance(model, PooledForecaster)
     return model
-
-
-def test_pooled_features_are_the_most_kept_ones() -> None:
-    kept = {"A": ["x", "y"], "B": ["y", "z"], "C": ["y", "x", "x"]}
-    assert pooled_features(kept, 2) == ("y", "x")
-    assert pooled_features(kept, 10) == ("y", "x", "z")
 
 
 def test_a_symbol_is_scaled_on_its_train_rows_and_a_missing_feature_reads_zero() -> None:
