@@ -3,14 +3,25 @@
 A window ending at row t holds rows t - lookback + 1 .. t, so a prediction for row t never sees a later row.
 At predict time the window reaches back into `context`; where there is too little history (no context, or a
 short one) the window is padded at the front with zeros, which is the train mean once features are scaled.
+
+Networks train in a pool of worker processes, one per CPU core (`fit_workers`): torch's RNG, thread count and
+determinism flags are process-wide, so fits in threads of one process must take turns, while fits in processes
+run side by side. A fit returns its weights, bit for bit those it would have in this process. Where a process may
+not start children (a daemonic Dask or multiprocessing worker), or on one core, fits take turns here instead.
 """
 
 from __future__ import annotations
 
+import atexit
+import io
 import logging
+import multiprocessing
+import os
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +43,7 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = ["WEIGHTS_FILE", "Scaler", "SequenceForecaster", "SequenceParams", "SequenceRegressor",
-           "WindowDataModule", "sliding_windows", "with_history"]
+           "WindowDataModule", "fit_workers", "sliding_windows", "with_history"]
 
 WEIGHTS_FILE = "weights.pt"
 PREDICT_CHUNK = 4096  # windows per forward pass at predict time: bounds memory, same chunks on every call
@@ -200,6 +211,96 @@ def _torch_session(threads: int) -> Iterator[None]:
             torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])  # Trainer sets it
 
 
+@dataclass(frozen=True)
+class _FitJob:
+    """What a worker process needs to train one network: the forecaster class, its params and the scaled rows."""
+
+    cls: type[SequenceForecaster]
+    features: tuple[str, ...]
+    params: dict[str, Any]
+    horizon: int
+    seed: int
+    threads: int
+    train: list[Rows]
+    val: list[Rows]
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    weights: bytes
+    """the best epoch's state_dict, as torch.save writes it."""
+    summary: dict[str, Any]
+
+
+def _train(job: _FitJob) -> _Fitted:
+    """Train one network on `job`'s rows (in a worker process, or in this one) and return its best weights."""
+    model = job.cls(job.features, job.cls.params_type(**job.params), horizon=job.horizon, seed=job.seed,
+                    threads=job.threads)
+    p = model.params
+    data = WindowDataModule(job.train, job.val, p.lookback, p.batch_size, job.seed)
+    with _torch_session(job.threads), TemporaryDirectory(prefix="sequence-fit-") as scratch:
+        L.seed_everything(job.seed, workers=True, verbose=False)
+        regressor = SequenceRegressor(model._build_net(len(job.features)), p.learning_rate, p.weight_decay)
+        checkpoint = ModelCheckpoint(dirpath=scratch, monitor="val_loss", mode="min", save_weights_only=True)
+        trainer = L.Trainer(
+            accelerator="auto", devices=1, deterministic=True, max_epochs=p.max_epochs,
+            callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=p.patience), checkpoint],
+            logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=scratch)
+        trainer.fit(regressor, datamodule=data)
+        if not checkpoint.best_model_path:
+            raise ModelError(f"{model.model_type}: training produced no finite validation loss")
+        best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
+    regressor.load_state_dict(best["state_dict"])
+    buffer = io.BytesIO()
+    torch.save(regressor.net.cpu().state_dict(), buffer)
+    return _Fitted(buffer.getvalue(), {"epochs": int(trainer.current_epoch), "best_epoch": int(best["epoch"]),
+                                       "best_val_loss": float(cast(torch.Tensor, checkpoint.best_model_score))})
+
+
+_POOL: ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def fit_workers() -> int:
+    """Worker processes networks train in: one per CPU core available to this process; 0 where fits take turns in
+    this process (one core, or a daemonic process, which may not start children)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores < 2 or multiprocessing.current_process().daemon else cores
+
+
+def _worker_started() -> None:
+    import models  # noqa: F401  (silences the libraries' routine warnings in the worker too)
+
+    for name in _CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _pool() -> ProcessPoolExecutor | None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None and (workers := fit_workers()):
+            _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_worker_started)
+            atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+        return _POOL
+
+
+def _run_fit(job: _FitJob) -> _Fitted:
+    """`_train(job)` in a worker process, or here when there is no pool. A worker that died (killed, out of memory)
+    fails this fit with a ModelError and the pool is started afresh for the next one."""
+    global _POOL
+    pool = _pool()
+    if pool is None:
+        return _train(job)
+    try:
+        return pool.submit(_train, job).result()
+    except BrokenProcessPool as exc:
+        with _POOL_LOCK:
+            if _POOL is pool:
+                _POOL = None
+        raise ModelError(f"{job.cls.model_type}: the process training the network died ({exc})") from None
+
+
 class SequenceForecaster(Forecaster):
     """Fit / predict / save / load for any network that maps (batch, lookback, n_features) to (batch,)."""
 
@@ -232,26 +333,16 @@ class SequenceForecaster(Forecaster):
         train_rows = [(feature_matrix(t, self.features), t[LABEL].to_numpy().astype(np.float64)) for t in train]
         val_rows = [(feature_matrix(v, self.features), v[LABEL].to_numpy().astype(np.float64)) for v in val]
         scaler = Scaler.fit(np.concatenate([x for x, _ in train_rows]), np.concatenate([y for _, y in train_rows]))
-        data = WindowDataModule([(scaler.features(x), y / scaler.target_scale) for x, y in train_rows],
-                                [(scaler.features(x), y / scaler.target_scale) for x, y in val_rows],
-                                p.lookback, p.batch_size, self.seed)
-        with _torch_session(self.threads), TemporaryDirectory(prefix="sequence-fit-") as scratch:
-            L.seed_everything(self.seed, workers=True, verbose=False)
-            regressor = SequenceRegressor(self._build_net(len(self.features)), p.learning_rate, p.weight_decay)
-            checkpoint = ModelCheckpoint(dirpath=scratch, monitor="val_loss", mode="min", save_weights_only=True)
-            trainer = L.Trainer(
-                accelerator="auto", devices=1, deterministic=True, max_epochs=p.max_epochs,
-                callbacks=[EarlyStopping(monitor="val_loss", mode="min", patience=p.patience), checkpoint],
-                logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=scratch)
-            trainer.fit(regressor, datamodule=data)
-            if not checkpoint.best_model_path:
-                raise ModelError(f"{self.model_type}: training produced no finite validation loss")
-            best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
-        regressor.load_state_dict(best["state_dict"])
-        self._net = regressor.net.cpu().eval()
+        job = _FitJob(type(self), self.features, p.model_dump(), self.horizon, self.seed, self.threads,
+                      [(scaler.features(x), y / scaler.target_scale) for x, y in train_rows],
+                      [(scaler.features(x), y / scaler.target_scale) for x, y in val_rows])
+        fitted = _run_fit(job)
+        with _torch_session(self.threads):
+            net = self._build_net(len(self.features))
+            net.load_state_dict(torch.load(io.BytesIO(fitted.weights), map_location="cpu", weights_only=True))
+        self._net = net.eval()
         self._scaler = scaler
-        self.training_summary = {"epochs": int(trainer.current_epoch), "best_epoch": int(best["epoch"]),
-                                 "best_val_loss": float(cast(torch.Tensor, checkpoint.best_model_score))}
+        self.training_summary = fitted.summary
 
     def _predict(self, frame: pl.DataFrame, context: pl.DataFrame | None) -> np.ndarray:
         lookback = self.params.lookback

@@ -144,3 +144,20 @@ def test_weights_of_another_network_shape_fail_with_a_retrain_hint(tmp_path: Pat
 
     with pytest.raises(ModelError, match=r"weights.pt does not fit this network \(size mismatch for head.weight"):
         LSTMForecaster.load(tmp_path)
+
+
+def test_a_network_trained_in_a_worker_process_is_the_one_trained_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fits run in worker processes side by side; each returns exactly the weights an in-process fit gets."""
+    import models.sequence as sequence
+    from tests.models.test_contract import ar1_frame, make, parts
+
+    train, val, test, context = parts(ar1_frame())
+    assert sequence.fit_workers() >= 2  # the test machines have two cores or more
+    in_workers = {t: make(t).fit(train, val) for t in ("lstm", "transformer")}
+    assert sequence._POOL is not None
+    monkeypatch.setattr(sequence, "fit_workers", lambda: 0)
+    monkeypatch.setattr(sequence, "_POOL", None)
+    for model_type, model in in_workers.items():
+        here = make(model_type).fit(train, val)
+        np.testing.assert_array_equal(here.predict(test, context=context), model.predict(test, context=context))
+        assert here.training_summary == model.training_summary
