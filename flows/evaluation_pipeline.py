@@ -1,13 +1,16 @@
 """Flow `evaluation-pipeline`: predict_test.map over the newest version of every (symbol, model type), plus each
 symbol's production model on the same test window, so challengers and champions are compared like for like;
-then one backtest_candidates call backtests and scores them all together.
+then one backtest_candidates call backtests and scores them all together. Each universe (pooled) version also
+predicts the test rows of every symbol of its universe: the evidence its gate reads (universe_evidence).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prefect import flow, unmapped
+from prefect.futures import PrefectFuture
 
 from flows.fanout import error_text, gather
 from models.pooled import POOLED_FOLDER, is_pooled
@@ -17,10 +20,10 @@ from stores.factory import open_feature_store, open_registry
 from stores.features import FeatureStore
 from stores.registry import ModelRegistry
 from tasks.evaluation.candidates import ModelRef, challengers_and_production, models_to_evaluate
-from tasks.evaluation.crossval import CVSummary
 from tasks.evaluation.evaluate import EvaluationResult, predict_test
 from tasks.evaluation.pooled import cross_section_updates, pooled_cross_validation
 from tasks.evaluation.score import backtest_candidates
+from tasks.evaluation.universe import UniverseEvidence, universe_evidence
 from tasks.modeling.train import job_types
 
 __all__ = ["EvaluationOutcome", "evaluation_pipeline"]
@@ -35,39 +38,30 @@ class EvaluationOutcome:
     failures: list[JobFailure] = field(default_factory=list)
     jobs: int = 0
     """evaluations run, failed ones included."""
+    evidence: list[UniverseEvidence] = field(default_factory=list)
+    """each universe version's test predictions over its universe, as a cross-sectional ranking."""
 
 
-def _pooled_cross_validation(jobs: list[ModelRef], refs: dict[str, FeatureSetRef], settings: Settings,
-                             registry: ModelRegistry, feature_store: FeatureStore
-                             ) -> tuple[dict[tuple[str, int], dict[str, CVSummary]], list[JobFailure]]:
-    """One walk-forward run per pooled version to evaluate, refitted over every symbol it was fitted on (the
-    current feature sets of those outside `refs`), as the version itself was; a failed run fails the evaluations
-    of its version."""
-    groups: dict[tuple[str, int], list[str]] = {}
-    for job in (j for j in jobs if is_pooled(j.model_type)):
-        groups.setdefault((job.model_type, job.version), []).append(job.symbol)
-    futures = {}
-    for key, symbols in groups.items():
-        fitted_on = registry.get(key[0], POOLED_FOLDER, key[1]).metadata.symbols
-        cv_refs = {s: refs[s] if s in refs else feature_store.current(s) for s in sorted({*fitted_on, *symbols})
-                   if s in refs or feature_store.has(s)}
-        futures[key] = pooled_cross_validation.submit(key[0], key[1], cv_refs, settings.evaluation.cross_validation,
-                                                      settings.models, registry)
-    done, failures = {}, []
-    for key, future in futures.items():
-        future.wait()
-        if future.state.is_completed():
-            done[key] = future.result()
-        else:
-            error = error_text(future.state.result(raise_on_failure=False))
-            failures += [JobFailure(s, key[0], "evaluate", f"walk-forward CV failed: {error}") for s in groups[key]]
-    return done, failures
+def _universe_refs(model_type: str, version: int, refs: dict[str, FeatureSetRef], registry: ModelRegistry,
+                   feature_store: FeatureStore) -> dict[str, FeatureSetRef]:
+    """The feature sets of every symbol a pooled version was fitted on: the run's (`refs`), else the current ones in
+    the store (a symbol without one is left out)."""
+    fitted_on = registry.get(model_type, POOLED_FOLDER, version).metadata.symbols
+    return {s: refs[s] if s in refs else feature_store.current(s) for s in sorted(fitted_on)
+            if s in refs or feature_store.has(s)}
+
+
+def _failed(future: PrefectFuture[Any]) -> str | None:
+    """The error of a finished future that did not complete, else None."""
+    future.wait()
+    return None if future.state.is_completed() else error_text(future.state.result(raise_on_failure=False))
 
 
 @flow(name="evaluation-pipeline", log_prints=True)
-def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
-                        model_types: list[str] | None = None) -> EvaluationOutcome:
-    """Evaluate every candidate and production model of `refs`' symbols on their test split.
+def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings, model_types: list[str] | None = None,
+                        universe_refs: dict[str, FeatureSetRef] | None = None) -> EvaluationOutcome:
+    """Evaluate every candidate and production model of `refs`' symbols (the watch list) on their test split, and
+    each universe version over its universe (`universe_refs`, else the store's current feature sets).
 
     Ends Failed (RunFailed carrying the outcome) when any evaluation failed, after the others finished.
     """
@@ -76,25 +70,42 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings,
     per_symbol, pooled = job_types(models)
     plan = models_to_evaluate(list(refs), per_symbol + pooled, registry)
     feature_store = open_feature_store(settings.data)
-    cv, cv_failures = _pooled_cross_validation(plan.models, refs, settings, registry, feature_store)
-    jobs = [j for j in plan.models if not is_pooled(j.model_type) or (j.model_type, j.version) in cv]
-    pooled_jobs = [(j.model_type, j.version) for j in jobs if is_pooled(j.model_type)]
-    later = cross_section_updates(pooled_jobs, registry, feature_store) if pooled_jobs else {}
+    known = {**(universe_refs or {}), **refs}
+    jobs = plan.models
+    versions = list(dict.fromkeys((j.model_type, j.version) for j in jobs if is_pooled(j.model_type)))
+    later = cross_section_updates(versions, registry, feature_store) if versions else {}
+    # Every version's walk-forward CV and universe evidence, and every candidate's test predictions, start at once:
+    # a pooled candidate's predictions wait for its version's CV only.
+    universe = {key: _universe_refs(*key, known, registry, feature_store) for key in versions}
+    cv = {key: pooled_cross_validation.submit(
+        *key, universe[key] | {j.symbol: refs[j.symbol] for j in jobs if (j.model_type, j.version) == key},
+        settings.evaluation.cross_validation, settings.models, registry) for key in versions}
+    weighed = {key: universe_evidence.submit(*key, universe[key], settings.models, registry,
+                                             settings.model_selection.universe_min_symbols, later.get(key))
+               for key in versions}
     futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                                [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),
                                unmapped(models), unmapped(registry),
-                               [cv[(j.model_type, j.version)][j.symbol] if is_pooled(j.model_type) else None
-                                for j in jobs], [later.get((j.model_type, j.version)) for j in jobs])
+                               [cv.get((j.model_type, j.version)) for j in jobs],
+                               [later.get((j.model_type, j.version)) for j in jobs])
+
+    def failure(job: ModelRef, error: str) -> JobFailure:  # a failed CV is the real reason its candidates failed
+        upstream = _failed(cv[(job.model_type, job.version)]) if is_pooled(job.model_type) else None
+        return JobFailure(job.symbol, job.model_type, "evaluate",
+                          f"walk-forward CV failed: {upstream}" if upstream else error)
+
     fanout = gather(list(futures), jobs, name="evaluation-pipeline",
                     describe=lambda p: f"predicted: rmse {p.prediction.rmse:.6f} "
-                                       f"DM p {p.against_baseline.p_value:.3f}",
-                    failure=lambda job, error: JobFailure(job.symbol, job.model_type, "evaluate", error))
+                                       f"DM p {p.against_baseline.p_value:.3f}", failure=failure)
+    evidence = [future.result() for future in weighed.values() if _failed(future) is None]
+    evidence_failures = [JobFailure(POOLED_FOLDER, key[0], "evaluate", f"universe evidence failed: {error}")
+                         for key, future in weighed.items() if (error := _failed(future)) is not None]
     scored = backtest_candidates(fanout.results, settings.evaluation, settings.model_selection.weights,
                                  [settings.markets.of(p.symbol) for p in fanout.results])
     challengers, production = challengers_and_production(jobs, scored.results, refs)
     outcome = EvaluationOutcome(challengers, production,
-                                plan.failures + cv_failures + fanout.failures + scored.failures,
-                                len(plan.models) + len(plan.failures))
+                                plan.failures + evidence_failures + fanout.failures + scored.failures,
+                                len(plan.models) + len(plan.failures) + len(versions), evidence)
     if outcome.failures:
         raise RunFailed(failed_jobs_message(outcome.failures, outcome.jobs), outcome)
     return outcome

@@ -1,7 +1,7 @@
 """Flow `training`: data-pipeline -> model-pipeline -> evaluation-pipeline -> choose -> stage -> report.
 
-CLI: python -m flows.training --symbols VHM [--config FILE] [--retrain-all] [--no-optimize] [--no-deploy]
-     [--trials N] [--tuning-timeout SECONDS]
+CLI: python -m flows.training --symbols VHM [--universe VN30] [--config FILE] [--retrain-all] [--no-optimize]
+     [--no-deploy] [--trials N] [--tuning-timeout SECONDS]
 Python: run_full_pipeline(symbols=["VHM"], retrain_all=False)
 """
 
@@ -36,7 +36,8 @@ from tasks.delivery.deploy import DeploymentResult, stage_champions
 from tasks.delivery.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
 from tasks.delivery.summaries import format_leaderboard, report_sections, run_failures
 from tasks.evaluation.choose import Decision, choose
-from tasks.evaluation.pooled import PooledScore, pooled_scores
+from tasks.evaluation.gate import gate_verdicts, universe_verdicts
+from tasks.evaluation.universe import UniverseEvidence
 from tasks.operations.caching import io_options
 from tasks.operations.monitor import Anomaly
 from tasks.operations.notify import notifiers, notify
@@ -58,46 +59,58 @@ class TrainingOutcome:
     alerts: list[Anomaly] = field(default_factory=list)
     jobs: int = 0
     """training, evaluation and deployment jobs run, failed ones included."""
-    pooled: list[PooledScore] = field(default_factory=list)
-    """each pooled version over all the symbols it was evaluated for."""
+    evidence: list[UniverseEvidence] = field(default_factory=list)
+    """each universe (pooled) version's test predictions over its universe, as a cross-sectional ranking."""
+    universe_lines: list[str] = field(default_factory=list)
+    """the universe gate's verdict on each universe challenger, in words."""
 
 
 @flow(name="training", log_prints=True)
 def training(symbols: list[str] | None = None, config_file: str | None = None, retrain_all: bool = False,
-             optimize: bool | None = None, deploy: bool | None = None,
+             optimize: bool | None = None, deploy: bool | None = None, universe: str | None = None,
              settings: Settings | None = None) -> TrainingOutcome:
-    """The full daily job for `symbols` (default: data.symbols), ending in a report.
+    """The full daily job for the watch list `symbols` (default: data.symbols), ending in a report.
 
+    `universe` names the symbol list universe (pooled) models are fitted and judged on (default: data.universe;
+    none: the watch list); its symbols get feature sets too, all cut by one calendar.
     Any failed job still gets its report written (failures first); the run then ends Failed by raising
     RunFailed("k of n jobs failed") with the outcome attached.
     """
     settings = settings or load_settings(config_file)
     symbols = [validate_symbol(s) for s in (symbols or settings.data.symbols)]
+    members = list(settings.data.universe_symbols(universe or settings.data.universe) or symbols)
+    run_symbols = list(dict.fromkeys([*symbols, *members]))
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%S%fZ")
     data = models = evaluation = sources = deployments = None
-    pooled: list[PooledScore] = []
+    evidence: list[UniverseEvidence] = []
+    lines: list[str] = []
     step = "data-pipeline"
     try:
         price_store = open_price_store(settings.data)
         try:
-            sources = describe_sources(symbols, price_store)
+            sources = describe_sources(run_symbols, price_store)
         finally:
             price_store.close()
-        data = data_pipeline(symbols=symbols, settings=settings)
-        refs = {s.ref.symbol: s.ref for s in data}
+        if members != symbols:
+            print(f"universe {universe or settings.data.universe}: {len(members)} symbols for universe models; "
+                  f"watch list {', '.join(symbols)}")
+        data = data_pipeline(symbols=run_symbols, settings=settings)
+        all_refs = {s.ref.symbol: s.ref for s in data}
+        refs = {s: all_refs[s] for s in symbols}
         step = "model-pipeline"
         fan_out = model_pipeline.with_options(task_runner=task_runner(settings.execution))
-        models = despite_failed_jobs(fan_out, symbols=symbols, settings=settings, refs=refs,
-                                     retrain_all=retrain_all, optimize=optimize)
+        models = despite_failed_jobs(fan_out, symbols=symbols, settings=settings, refs=all_refs,
+                                     retrain_all=retrain_all, optimize=optimize, universe=members)
         step = "evaluation-pipeline"
-        evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings)
+        evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings, universe_refs=all_refs)
         step = "choose"
         level = settings.model_selection.significance_level
-        decisions = choose(evaluation.results, evaluation.production, level)
-        evaluated = {(r.symbol, r.model_type, r.version): r for r in
-                     [*evaluation.results, *(p for p in evaluation.production.values() if p)]}
-        pooled = pooled_scores(list(evaluated.values()), level)
+        evidence = evaluation.evidence
+        lines = _evidence_lines(evaluation.results, evidence, level)
+        adjusted = {key: v.adjusted for key, v in gate_verdicts(
+            evaluation.results, {(e.model_type, e.version): e for e in evidence}, level).items()}
+        decisions = choose(evaluation.results, evaluation.production, level, evidence)
         stage_champions.with_options(**io_options(settings.execution))(decisions, open_registry(settings.models))
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
@@ -105,10 +118,10 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         step = "report"
         failures = run_failures(models, evaluation, deployments)
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
-                         report_sections(data, models, evaluation, sources, deployments, pooled), failures)
+                         report_sections(data, models, evaluation, sources, deployments, lines), failures, adjusted)
     except Exception as exc:
         failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
-                                             report_sections(data, models, evaluation, sources, deployments, pooled),
+                                             report_sections(data, models, evaluation, sources, deployments, lines),
                                              run_failures(models, evaluation, deployments))
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
                                failed_report.html_path)
@@ -120,19 +133,30 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
                        run_status(failures), models.results, failures, settings.monitoring)
     notify.with_options(**io_options(settings.execution))(alerts, f"training {run_id}: {len(alerts)} alert(s)",
                                                           notifiers(settings.monitoring))
-    outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions),
+    outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions, adjusted),
                               failures, deployments or [], alerts,
-                              jobs=models.jobs + evaluation.jobs + len(deployments or []), pooled=pooled)
+                              jobs=models.jobs + evaluation.jobs + len(deployments or []), evidence=evidence,
+                              universe_lines=lines)
     if failures:
         raise RunFailed(failed_jobs_message(failures, outcome.jobs), outcome)
     return outcome
 
 
+def _evidence_lines(results: list[Any], evidence: list[UniverseEvidence], level: float) -> list[str]:
+    """Each universe candidate's evidence with its Holm-adjusted p and verdict (the gate's family: the run's
+    universe challengers)."""
+    family = sorted({(r.model_type, r.version) for r in results if (r.model_type, r.version) in
+                     {(e.model_type, e.version) for e in evidence}})
+    verdicts = universe_verdicts({(e.model_type, e.version): e for e in evidence}, level, family)
+    return [("passes: " if v.passed else "fails: ") + v.detail for v in verdicts.values()]
+
+
 def run_full_pipeline(symbols: list[str] | None = None, retrain_all: bool = False, optimize: bool | None = None,
-                      deploy: bool | None = None, config_file: str | None = None) -> TrainingOutcome:
+                      deploy: bool | None = None, config_file: str | None = None,
+                      universe: str | None = None) -> TrainingOutcome:
     """Run the `training` flow from Python, as the CLI does."""
     return training(symbols=symbols, config_file=config_file, retrain_all=retrain_all, optimize=optimize,
-                    deploy=deploy)
+                    deploy=deploy, universe=universe)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     args = training_parser().parse_args(argv)
 
     def run(settings: Settings, symbols: list[str]) -> TrainingOutcome:
-        check_prices(symbols, settings.data)
+        members = settings.data.universe_symbols(args.universe or settings.data.universe) or ()
+        check_prices(list(dict.fromkeys([*symbols, *members])), settings.data)
         return training(symbols=symbols, settings=settings, retrain_all=args.retrain_all,
-                        optimize=False if args.no_optimize else None, deploy=False if args.no_deploy else None)
+                        optimize=False if args.no_optimize else None, deploy=False if args.no_deploy else None,
+                        universe=args.universe)
 
     return run_cli(args, run, _print_outcome, failed="training", input_errors=(PriceStoreError, DataPipelineError),
                    overrides=tuning_overrides(args), run_failed=_print_failed_run)
@@ -150,14 +176,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_outcome(outcome: TrainingOutcome, settings: Settings) -> int:
     print(format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
-                             outcome.report.html_path, outcome.pooled))
+                             outcome.report.html_path, outcome.universe_lines))
     return 0
 
 
 def _print_failed_run(exc: RunFailed) -> int:
     outcome = exc.outcome
     print(format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
-                             outcome.report.html_path, outcome.pooled))
+                             outcome.report.html_path, outcome.universe_lines))
     print(f"training failed: {exc}", file=sys.stderr)
     return 1
 

@@ -35,6 +35,7 @@ from tasks.operations.monitor import resource_logged
 __all__ = ["ReportRef", "leaderboard_rows", "report", "run_status", "to_jsonable", "write_failure_report"]
 
 LEADERBOARD_COLUMNS = ("symbol", "model", "version", "composite", "chosen", "rmse", "zero_rmse", "last_rmse", "dm_p",
+                       "p_adj",
                        "mae", "r2", "dir_acc", "ic", "rank_ic", "tradable", "sharpe", "psr", "sortino", "max_dd",
                        "calmar", "ann_return", "ann_vol", "total_return", "bh_return", "price_move", "win_rate",
                        "profit_factor", "var_95", "cvar_95", "turnover", "exposure", "trades", "cv_rmse",
@@ -77,11 +78,15 @@ def run_status(failures: list[JobFailure]) -> str:
     return "completed_with_failures" if failures else "completed"
 
 
-def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision]) -> list[dict[str, Any]]:
+def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision],
+                     adjusted: dict[tuple[str, str, int], float] | None = None) -> list[dict[str, Any]]:
     """One row per (symbol, model type): every metric, the composite, and whether it was chosen.
 
-    dm_p is the Diebold-Mariano p-value against the better naive baseline. Where no lot fits the capital
-    (`tradable` False) the backtest columns are null: nothing could trade, so they would only be zeros.
+    dm_p is the Diebold-Mariano p-value against the better naive baseline; p_adj the Holm-adjusted p-value of the
+    gate the candidate faces (`adjusted`, keyed by (symbol, model type, version)): for a per-symbol model that DM
+    test across the symbol's candidates, for a universe model its daily rank IC test across the universe models.
+    Where no lot fits the capital (`tradable` False) the backtest columns are null: nothing could trade, so they
+    would only be zeros. psr is null with fewer than 30 days in a position or 5 trades.
     """
     chosen = {(d.symbol, d.model_type, d.version) for d in decisions if d.action == "promote"}
     rows = []
@@ -91,7 +96,8 @@ def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision])
             "symbol": r.symbol, "model": r.model_type, "version": r.version, "composite": r.composite,
             "chosen": (r.symbol, r.model_type, r.version) in chosen,
             "rmse": p.rmse, "zero_rmse": r.baselines.zero.rmse, "last_rmse": r.baselines.last_return.rmse,
-            "dm_p": r.against_baseline.p_value, "mae": p.mae, "r2": p.r2, "dir_acc": p.directional_accuracy,
+            "dm_p": r.against_baseline.p_value, "p_adj": (adjusted or {}).get((r.symbol, r.model_type, r.version)),
+            "mae": p.mae, "r2": p.r2, "dir_acc": p.directional_accuracy,
             "ic": p.ic, "rank_ic": p.rank_ic, "tradable": r.sizing.meaningful,
             "sharpe": s.sharpe, "psr": s.psr, "sortino": s.sortino, "max_dd": s.max_drawdown, "calmar": s.calmar,
             "ann_return": s.annual_return, "ann_vol": s.annual_volatility, "total_return": s.total_return,
@@ -176,9 +182,9 @@ def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: l
         f"<b>{html.escape(d['status'])}</b> ({html.escape(d['reason'])})</li>" for d in content.get("deployment") or [])
     if deployments:
         sections.insert(0, f"<h2>Deployment</h2><ul>{deployments}</ul>")
-    pooled = "".join(f"<li>{html.escape(p['line'])}</li>" for p in content.get("pooled") or [])
-    if pooled:
-        sections.insert(0, f"<h2>Pooled models across their symbols</h2><ul>{pooled}</ul>")
+    universe = "".join(f"<li>{html.escape(line)}</li>" for line in content.get("universe") or [])
+    if universe:
+        sections.insert(0, f"<h2>Universe models: the gate across their universe</h2><ul>{universe}</ul>")
     return _page(content, f"<h2>Leaderboard</h2><table>{table}</table>{''.join(sections)}")
 
 
@@ -195,11 +201,12 @@ def _markdown(decisions: list[Decision], failures: list[JobFailure]) -> str:
 @task(name="report", cache_policy=NO_CACHE)
 @resource_logged
 def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], decisions: list[Decision],
-           sections: dict[str, Any], failures: list[JobFailure]) -> ReportRef:
+           sections: dict[str, Any], failures: list[JobFailure],
+           adjusted: dict[tuple[str, str, int], float] | None = None) -> ReportRef:
     """Write report.json and report.html, and publish the leaderboard and decisions as Prefect artifacts."""
     content = {
         "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": run_status(failures),
-        "failures": to_jsonable(failures), "leaderboard": leaderboard_rows(results, decisions),
+        "failures": to_jsonable(failures), "leaderboard": leaderboard_rows(results, decisions, adjusted),
         "decisions": to_jsonable(decisions), "evaluations": to_jsonable(results), **to_jsonable(sections),
     }
     content.setdefault("data_source", {})

@@ -11,7 +11,6 @@ from typing import Any, Protocol
 from schemas import DataSummary, JobFailure
 from tasks.delivery.deploy import DeploymentResult
 from tasks.evaluation.choose import Decision
-from tasks.evaluation.pooled import PooledScore
 from tasks.modeling.train import TrainResult
 
 __all__ = ["format_leaderboard", "format_summary", "report_sections", "run_failures"]
@@ -29,7 +28,7 @@ class _Trained(_Evaluated, Protocol):
 
 def report_sections(data: list[DataSummary] | None, models: _Trained | None, evaluation: _Evaluated | None,
                     sources: dict[str, Any] | None, deployments: list[DeploymentResult] | None = None,
-                    pooled: Sequence[PooledScore] = ()) -> dict[str, Any]:
+                    universe: Sequence[str] = ()) -> dict[str, Any]:
     """The report's record of every step that finished (None for a step that did not)."""
     return {
         "data_source": sources or {},
@@ -39,7 +38,8 @@ def report_sections(data: list[DataSummary] | None, models: _Trained | None, eva
         "training": {"results": models.results, "failures": models.failures} if models else None,
         "evaluation_failures": evaluation.failures if evaluation else [],
         "deployment": deployments,
-        "pooled": [{**dataclasses.asdict(p), "line": p.line()} for p in pooled],
+        "universe": list(universe),
+        "universe_evidence": [dataclasses.asdict(e) for e in getattr(evaluation, "evidence", None) or []],
     }
 
 
@@ -52,17 +52,19 @@ def run_failures(models: _Trained | None, evaluation: _Evaluated | None,
 
 def format_leaderboard(leaderboard: list[dict[str, Any]], decisions: Sequence[Decision],
                        failures: Sequence[JobFailure], deployments: Sequence[DeploymentResult],
-                       report_path: Path, pooled: Sequence[PooledScore] = ()) -> str:
-    """The console leaderboard: the main metrics per (symbol, model), each pooled version across its symbols,
-    the decisions, failures, deployments."""
-    columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "dm_p", "r2", "dir_acc", "sharpe",
-               "psr", "max_dd", "total_return", "bh_return", "price_move", "chosen")
+                       report_path: Path, universe: Sequence[str] = ()) -> str:
+    """The console leaderboard: the main metrics per (symbol, model), each universe model's gate across its
+    universe, the decisions, failures, deployments."""
+    columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "dm_p", "p_adj", "r2", "dir_acc",
+               "sharpe", "psr", "max_dd", "total_return", "bh_return", "price_move", "chosen")
     lines = [" ".join(f"{c:>12}" for c in columns)]
     for row in leaderboard:
         lines.append(" ".join(
-            f"{row[c]:>12.4f}" if isinstance(row[c], float) else f"{'' if row[c] is None else str(row[c]):>12}"
+            f"{row[c]:>12.3g}" if isinstance(row[c], float) and c in ("dm_p", "p_adj") else
+            f"{row[c]:>12.4f}" if isinstance(row[c], float) else
+            f"{('n/a' if c == 'psr' and row.get('tradable') else '') if row[c] is None else str(row[c]):>12}"
             for c in columns))
-    lines += [f"pooled {p.line()}" for p in pooled]
+    lines += [f"universe gate {line}" for line in universe]
     for d in decisions:
         target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
         lines.append(f"{d.symbol}: {d.action} ({target})")

@@ -1,17 +1,19 @@
 """choose: per symbol, the champion among the evaluated challengers, or the production model kept.
 
-A challenger qualifies when its test RMSE is strictly below the better naive baseline's and the
-Diebold-Mariano test says that edge is significant (p-value below the significance level). The qualifier
-with the highest composite wins; equal composites go to the lower test RMSE, then the model type name,
-then the lower version. The winner replaces production only with a strictly higher composite on the same
-test window and significantly lower squared errors than production's there. Every candidate gets one
-reason line with the numbers behind its fate, p-values included; a lot that does not fit the capital is
-said in a line of its own.
+A challenger qualifies when it passes the significance gate (tasks/evaluation/gate.py): a per-symbol model beats
+the better naive baseline on the symbol's test window, Holm-adjusted across the symbol's own candidates; a universe
+(pooled) model ranks its universe's symbols on the run's test dates significantly, Holm-adjusted across the run's
+universe models, and is not significantly worse than the zero forecast on the symbol. The qualifier with the
+highest composite wins; equal composites go to the lower test RMSE, then the model type name, then the lower
+version. The winner replaces production only with a strictly higher composite on the same test window and
+significantly lower squared errors than production's there. Every candidate gets one reason line with the
+numbers behind its fate, raw and adjusted p-values included; a lot that does not fit the capital is said in a
+line of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,11 +22,13 @@ from prefect import task
 
 from models.pooled import is_pooled
 from tasks.evaluation.evaluate import EvaluationResult
+from tasks.evaluation.gate import Verdict, gate_verdicts
 from tasks.evaluation.significance import DieboldMariano, diebold_mariano
+from tasks.evaluation.universe import UniverseEvidence
 from tasks.operations.caching import ContentInputs, ModuleSources
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["Action", "Decision", "choose", "choose_champions", "qualifies"]
+__all__ = ["Action", "Decision", "choose", "choose_champions"]
 
 Action = Literal["promote", "keep_production", "none"]
 
@@ -50,13 +54,8 @@ def _name(r: EvaluationResult) -> str:
 
 
 def _scope(r: EvaluationResult) -> str:
-    """Which scope a winner is: one model for this symbol, or one over every symbol of its run."""
-    return "pooled: one model over every symbol of its run; " if is_pooled(r.model_type) else ""
-
-
-def qualifies(r: EvaluationResult, level: float) -> bool:
-    """Whether the test RMSE is strictly below the better naive baseline's, significantly at `level`."""
-    return r.prediction.rmse < r.baselines.best_rmse and r.against_baseline.p_value < level
+    """Which scope a winner is: one model for this symbol, or one over every symbol of its universe."""
+    return "universe model: one model over every symbol of its universe; " if is_pooled(r.model_type) else ""
 
 
 def _p(test: DieboldMariano, level: float) -> str:
@@ -73,14 +72,19 @@ def _rank(r: EvaluationResult) -> tuple[float, float, str, int]:
     return -r.composite, r.prediction.rmse, r.model_type, r.version
 
 
-def _lost_line(loser: EvaluationResult, winner: EvaluationResult, level: float) -> str:
+def _lost_line(loser: EvaluationResult, winner: EvaluationResult, verdict: Verdict) -> str:
     if loser.composite < winner.composite:
         why = f"composite {loser.composite:.6g} < {winner.composite:.6g}"
     elif loser.prediction.rmse > winner.prediction.rmse:
         why = f"equal composite {loser.composite:.6g}, rmse {loser.prediction.rmse:.6g} > {winner.prediction.rmse:.6g}"
     else:
         why = f"equal composite {loser.composite:.6g} and rmse, tie broken by model type name then version"
-    return f"{_name(loser)}: lost to {_name(winner)} ({why}; {_baseline_line(loser, level)})"
+    return f"{_name(loser)}: lost to {_name(winner)} ({why}; {verdict.text})"
+
+
+def _failed_line(r: EvaluationResult, verdict: Verdict) -> str:
+    gate = "universe gate" if is_pooled(r.model_type) else "baseline gate"
+    return f"{_name(r)}: fails the {gate} ({verdict.text})"
 
 
 def _same_window(r: EvaluationResult, production: EvaluationResult) -> None:
@@ -112,34 +116,35 @@ def _keep(symbol: str, production: EvaluationResult, reasons: list[str], why: st
 
 
 def _decide(symbol: str, candidates: list[EvaluationResult], production: EvaluationResult | None,
-            level: float) -> Decision:
+            verdicts: Mapping[tuple[str, str, int], Verdict], level: float) -> Decision:
     if production is not None:
         for r in candidates:
             _same_window(r, production)
+    verdict = {(r.model_type, r.version): verdicts[(symbol, r.model_type, r.version)] for r in candidates}
     sizing = _sizing_lines(candidates + ([production] if production else []))
-    ranked = sorted((r for r in candidates if qualifies(r, level)), key=_rank)
-    failed = [f"{_name(r)}: fails the baseline gate ({_baseline_line(r, level)})"
-              for r in candidates if not qualifies(r, level)] + sizing
+    ranked = sorted((r for r in candidates if verdict[(r.model_type, r.version)].passed), key=_rank)
+    failed = [_failed_line(r, verdict[(r.model_type, r.version)]) for r in candidates
+              if not verdict[(r.model_type, r.version)].passed] + sizing
     if not ranked:
         if production is None:
-            best = min((r.against_baseline.p_value for r in candidates), default=None)
-            smallest = f" (smallest DM p={best:.3g})" if best is not None else ""
+            best = min((v.adjusted for v in verdict.values()), default=None)
+            smallest = f" (smallest adjusted p={best:.3g})" if best is not None else ""
             return Decision(symbol, "none", None, None, None, (
-                *failed, f"no production model and no challenger beats the naive baselines significantly{smallest}: "
+                *failed, f"no production model and no challenger passes the significance gate{smallest}: "
                          "nothing to serve"))
         return _keep(symbol, production, failed,
-                     "no challenger beats the naive baselines significantly" if candidates else
+                     "no challenger passes the significance gate" if candidates else
                      "no challenger was evaluated", level)
     winner = ranked[0]
-    losers = [_lost_line(r, winner, level) for r in ranked[1:]]
+    won = verdict[(winner.model_type, winner.version)]
+    losers = [_lost_line(r, winner, verdict[(r.model_type, r.version)]) for r in ranked[1:]]
     if production is None:
         return Decision(symbol, "promote", winner.model_type, winner.version, winner.composite, (
             f"{_name(winner)}: won ({_scope(winner)}composite {winner.composite:.6g}, best of {len(ranked)} "
-            f"qualifying; "
-            f"{_baseline_line(winner, level)}; no production model)", *losers, *failed))
+            f"qualifying; {won.text}; no production model)", *losers, *failed))
     if (winner.model_type, winner.version) == (production.model_type, production.version):
         return _keep(symbol, production, [
-            f"{_name(winner)}: best challenger, and already production ({_baseline_line(winner, level)})",
+            f"{_name(winner)}: best challenger, and already production ({won.text})",
             *losers, *failed], "it is also the best challenger", level)
     versus = _against(winner, production)
     if winner.composite <= production.composite or versus.p_value >= level:
@@ -148,36 +153,41 @@ def _decide(symbol: str, candidates: list[EvaluationResult], production: Evaluat
                f"composite {winner.composite:.6g} > {production.composite:.6g} but squared errors not "
                f"significantly lower, {_p(versus, level)}")
         return _keep(symbol, production, [
-            f"{_name(winner)}: best challenger but not above production ({why}; {_baseline_line(winner, level)})",
+            f"{_name(winner)}: best challenger but not above production ({why}; {won.text})",
             *losers, *failed], f"the best challenger {_name(winner)} does not beat it", level)
     return Decision(symbol, "promote", winner.model_type, winner.version, winner.composite, (
         f"{_name(winner)}: won ({_scope(winner)}composite {winner.composite:.6g} > production "
-        f"{production.composite:.6g}, squared "
-        f"errors significantly lower, {_p(versus, level)}; {_baseline_line(winner, level)})", *losers, *failed,
+        f"{production.composite:.6g}, squared errors significantly lower, {_p(versus, level)}; {won.text})",
+        *losers, *failed,
         f"production {_name(production)}: replaced (composite {production.composite:.6g}, "
         f"{_baseline_line(production, level)})"))
 
 
 def choose_champions(results: list[EvaluationResult], production: Mapping[str, EvaluationResult | None],
-                     level: float = 0.05) -> list[Decision]:
+                     level: float = 0.05, evidence: Sequence[UniverseEvidence] = ()) -> list[Decision]:
     """One Decision per symbol seen in `results` or `production`, in symbol order.
 
     Args:
         results: evaluated challengers, any symbols.
         production: symbol -> the production model's evaluation on the same test window, or None.
-        level: the significance level of the Diebold-Mariano tests (model_selection.significance_level).
+        level: the significance level of the gate and of the test against production
+            (model_selection.significance_level).
+        evidence: each universe candidate's evidence over its universe (tasks/evaluation/universe.py); a universe
+            candidate without it fails the gate.
 
     Raises:
         ValueError: a challenger and its production model were evaluated on different test windows or data.
     """
+    verdicts = gate_verdicts(results, {(e.model_type, e.version): e for e in evidence}, level)
     symbols = sorted({r.symbol for r in results} | set(production))
-    return [_decide(s, [r for r in results if r.symbol == s], production.get(s), level) for s in symbols]
+    return [_decide(s, [r for r in results if r.symbol == s], production.get(s), verdicts, level) for s in symbols]
 
 
 @task(name="choose", cache_policy=ContentInputs() + ModuleSources(
-    modules=("tasks.evaluation.choose", "tasks.evaluation.evaluate", "tasks.evaluation.significance")))
+    modules=("tasks.evaluation.choose", "tasks.evaluation.gate", "tasks.evaluation.evaluate",
+             "tasks.evaluation.significance", "tasks.evaluation.universe")))
 @resource_logged
 def choose(results: list[EvaluationResult], production: dict[str, EvaluationResult | None],
-           level: float = 0.05) -> list[Decision]:
+           level: float = 0.05, evidence: list[UniverseEvidence] | None = None) -> list[Decision]:
     """Pick each symbol's champion (see choose_champions)."""
-    return choose_champions(results, production, level)
+    return choose_champions(results, production, level, evidence or [])

@@ -16,7 +16,7 @@ from models.base import LABEL
 from models.pooled import CrossSection
 from schemas import FeatureSetRef
 from settings import EvaluationSettings, Market, ModelsSettings, WeightSettings
-from stores.features import read_split
+from stores.features import read_split, stored_features
 from stores.registry import ModelRegistry
 from tasks.data.split import PART
 from tasks.evaluation.backtest import Window
@@ -118,7 +118,8 @@ def assess_window(symbol: str, model_type: str, version: int, ref: FeatureSetRef
         EvaluationError: the model reads features the feature set lacks, or too few labelled rows exist.
     """
     model = loaded(registry, model_type, symbol, version, models.threads, cross_section)
-    missing = [f for f in model.features if f not in ref.features]  # a pooled model: the symbol's features
+    available = set(stored_features(ref))  # a universe model reads features the symbol did not select itself
+    missing = [f for f in model.features if f not in available]
     if missing:
         raise EvaluationError(f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "
                               f"{ref.content_hash[:12]}: {', '.join(missing)}")

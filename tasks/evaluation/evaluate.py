@@ -12,6 +12,7 @@ both for one model with its own backtest, and gives the same EvaluationResult bi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -32,7 +33,7 @@ from settings import (
     ModelsSettings,
     WeightSettings,
 )
-from stores.features import history_before, read_manifest, read_split
+from stores.features import history_before, read_manifest, read_split, stored_features
 from stores.registry import ModelRegistry
 from tasks.data.split import PART
 from tasks.evaluation.backtest import BacktestResult, Sizing, Window, backtest, sizing
@@ -44,6 +45,8 @@ from tasks.operations.monitor import resource_logged
 
 __all__ = [
     "CV_PARTS",
+    "PSR_MIN_DAYS_IN_POSITION",
+    "PSR_MIN_TRADES",
     "Baselines",
     "Curves",
     "EvaluationError",
@@ -67,6 +70,10 @@ __all__ = [
 ]
 
 _EPOCH = date(1970, 1, 1).toordinal()
+PSR_MIN_DAYS_IN_POSITION = 30
+PSR_MIN_TRADES = 5
+"""a strategy's probabilistic Sharpe ratio is shown only with at least this many days in a position and trades:
+with fewer, its returns are mostly flat days and the ratio says nothing about skill."""
 
 CV_PARTS = ("train", "embargo", "val")
 """parts of the `all` split that walk-forward cross-validation may read (never test or latest)."""
@@ -234,6 +241,8 @@ def backtest_settings(evaluation: EvaluationSettings, market: Market) -> Backtes
 def traded(run: BacktestResult, open_: np.ndarray, r2: float, cfg: BacktestSettings,
             weights: WeightSettings) -> Traded:
     strategy = performance(run.returns, run.equity, run.trades["pnl"].to_numpy(), cfg.risk_free_rate)
+    if int(np.count_nonzero(run.position)) < PSR_MIN_DAYS_IN_POSITION or run.trades.height < PSR_MIN_TRADES:
+        strategy = dataclasses.replace(strategy, psr=None)
     fit = sizing(open_, cfg)
     return Traded(run, fit, strategy,
                   composite_score(r2, strategy.sharpe, strategy.max_drawdown, weights, fit.meaningful))
@@ -271,14 +280,15 @@ def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
 
 def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
              cross_validation: CrossValidationSettings, models: ModelsSettings, registry: ModelRegistry,
-             cv: CVSummary | None = None, cross_section: CrossSection | None = None) -> Predicted:
+             pooled_cv: dict[str, CVSummary] | None = None, cross_section: CrossSection | None = None) -> Predicted:
     entry = registry.get(model_type, symbol, version)
     horizon = int(read_manifest(ref)["horizon"])
     if entry.metadata.horizon != horizon:
         raise EvaluationError(f"{model_type} v{version} for {symbol} predicts {entry.metadata.horizon}-day "
                               f"returns; feature set {ref.content_hash[:12]} labels {horizon}-day returns")
     model = loaded(registry, model_type, symbol, version, models.threads, cross_section)
-    missing = [f for f in model.features if f not in ref.features]  # a pooled model: the symbol's features
+    available = set(stored_features(ref))  # a universe model reads features the symbol did not select itself
+    missing = [f for f in model.features if f not in available]
     if missing:
         raise EvaluationError(
             f"{model_type} v{version} for {symbol} reads feature(s) missing from feature set "
@@ -292,10 +302,12 @@ def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
     actual = test[LABEL].to_numpy().astype(np.float64)
     close = test["close"].to_numpy().astype(np.float64)
 
-    if cv is None:
-        if is_pooled(model_type):
+    if is_pooled(model_type):
+        if pooled_cv is None or symbol not in pooled_cv:
             raise EvaluationError(f"{model_type} v{version}: its walk-forward CV is one run over all its symbols "
-                                  "(pooled_cross_validation); pass it in")
+                                  f"(pooled_cross_validation); pass it in, with {symbol}'s")
+        cv = pooled_cv[symbol]
+    else:
         cv = summarize(walk_forward_metrics(
             model_type, model_class(model_type).params_type(**entry.metadata.params), cv_history(ref),
             model.features, horizon, cross_validation.cv_folds, entry.metadata.seed, models.threads))
@@ -342,18 +354,18 @@ _CACHE = ContentInputs() + ModuleSources(modules=(
 @resource_logged
 def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
                  cross_validation: CrossValidationSettings, models: ModelsSettings,
-                 registry: ModelRegistry, cv: CVSummary | None = None,
+                 registry: ModelRegistry, pooled_cv: dict[str, CVSummary] | None = None,
                  cross_section: CrossSection | None = None) -> Predicted:
     """Predict the test split of `ref` with registered `model_type` v`version` of `symbol`; score everything
     but the backtest (backtest_candidates does that for many candidates at once).
 
-    `cv`: a pooled model's walk-forward summary for `symbol` (pooled_cross_validation); a per-symbol model's
+    `pooled_cv`: a pooled model's walk-forward summaries by symbol (pooled_cross_validation); a per-symbol model's
     is computed here. `cross_section`: a cross-sectional pooled model's statistics of later dates (`loaded`).
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return _predict(symbol, model_type, version, ref, cross_validation, models, registry, cv, cross_section)
+    return _predict(symbol, model_type, version, ref, cross_validation, models, registry, pooled_cv, cross_section)
 
 
 @task(name="evaluate", task_run_name="evaluate-{model_type}-{symbol}", cache_policy=_CACHE)

@@ -1,13 +1,10 @@
 """Pooled models in evaluation: their walk-forward cross-validation (one run over all their symbols, scored per
-symbol), the per-date statistics a cross-sectional one needs for dates after its training, and a summary of each
-version over all the symbols it was evaluated for."""
+symbol) and the per-date statistics a cross-sectional one needs for dates after its training. What the gate reads
+of them across their universe is tasks/evaluation/universe.py."""
 
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
@@ -22,12 +19,11 @@ from settings import CrossValidationSettings, ModelsSettings
 from stores.features import FeatureStore, read_manifest, read_split
 from stores.registry import ModelRegistry
 from tasks.evaluation.crossval import CVSummary, pooled_walk_forward_metrics, summarize
-from tasks.evaluation.evaluate import EvaluationResult, cv_history
+from tasks.evaluation.evaluate import cv_history
 from tasks.operations.caching import ContentInputs, ModuleSources
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["MIN_CROSS_SECTION", "PooledScore", "cross_section_updates", "newer_cross_section",
-           "pooled_cross_validation", "pooled_scores"]
+__all__ = ["cross_section_updates", "newer_cross_section", "pooled_cross_validation"]
 
 
 @task(name="crossval-pooled", task_run_name="crossval-{model_type}-v{version}",
@@ -85,62 +81,3 @@ def cross_section_updates(versions: list[tuple[str, int]], registry: ModelRegist
                   f"{model.cross_section.last_date if model.cross_section else '-'} added from the current "
                   f"feature sets of its {len(model.symbols)} symbols")
     return updates
-
-
-MIN_CROSS_SECTION = 5
-"""symbols a test date needs to count in a pooled version's daily IC."""
-
-
-@dataclass(frozen=True)
-class PooledScore:
-    """One pooled version over every symbol it was evaluated for: what no single symbol's test window can show."""
-
-    model_type: str
-    version: int
-    symbols: int
-    dates: int
-    """test dates with predictions for `min_symbols` symbols or more: those the IC is averaged over."""
-    mean_ic: float | None
-    """mean over those dates of the Spearman rank correlation of predicted and actual returns across symbols."""
-    ic_t: float | None
-    """mean_ic over its standard error across dates."""
-    passing: int
-    """symbols on whose own test window it beats the best naive baseline significantly (the gate)."""
-    min_symbols: int = MIN_CROSS_SECTION
-    """symbols a date needs to count in the IC."""
-
-    def line(self) -> str:
-        if self.mean_ic is None:
-            ic = f"mean daily IC n/a (no test date with {self.min_symbols} symbols or more)"
-        else:
-            t = "" if self.ic_t is None else f" (t {self.ic_t:+.1f})"
-            ic = f"mean daily IC {self.mean_ic:+.4f}{t} on {self.dates} test dates"
-        symbols = f"{self.symbols} symbol{'' if self.symbols == 1 else 's'}"
-        gate = f"passes the gate on {self.passing} of {symbols}"
-        return f"{self.model_type} v{self.version}: over {symbols}, {ic}; {gate}"
-
-
-def pooled_scores(results: Sequence[EvaluationResult], level: float,
-                  min_symbols: int = MIN_CROSS_SECTION) -> list[PooledScore]:
-    """Per pooled version evaluated: its daily cross-sectional IC over its symbols' test windows (dates with
-    `min_symbols` or more), and on how many symbols it passes the gate (DM p < `level`)."""
-    groups: dict[tuple[str, int], list[EvaluationResult]] = {}
-    for r in results:
-        if is_pooled(r.model_type):
-            groups.setdefault((r.model_type, r.version), []).append(r)
-    scores = []
-    for (model_type, version), group in sorted(groups.items()):
-        rows = pl.concat([pl.DataFrame({"date": list(r.curves.dates), "predicted": list(r.curves.predicted),
-                                        "actual": list(r.curves.actual)},
-                                       schema={"date": pl.Date, "predicted": pl.Float64, "actual": pl.Float64})
-                          for r in group])
-        daily = rows.group_by("date").agg(pl.len().alias("n"), pl.corr("predicted", "actual", method="spearman")
-                                          .alias("ic")).filter((pl.col("n") >= min_symbols)
-                                                               & pl.col("ic").is_not_nan() & pl.col("ic").is_not_null())
-        ics = daily["ic"].to_numpy()
-        mean = float(ics.mean()) if ics.size else None
-        t = float(mean / (ics.std(ddof=1) / math.sqrt(ics.size))) if mean is not None and ics.size > 2 and \
-            ics.std(ddof=1) > 0 else None
-        scores.append(PooledScore(model_type, version, len(group), int(ics.size), mean, t,
-                                  sum(r.against_baseline.p_value < level for r in group), min_symbols))
-    return scores

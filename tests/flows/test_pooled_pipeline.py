@@ -1,5 +1,6 @@
-"""Pooled models through the flows: trained once over every symbol, evaluated and chosen per symbol on its own
-test window, deployed per symbol through staging to production like any model."""
+"""Universe (pooled) models through the flows: trained once over every symbol, weighed across the universe by their
+daily rank IC, evaluated per symbol on its own test window, deployed per symbol through staging to production like
+any model."""
 
 from __future__ import annotations
 
@@ -21,12 +22,12 @@ from models.pooled import CrossSection, PooledForecaster
 from serving import ServerProcess
 from settings import Settings, load_settings
 from stores.base import SourceInfo
-from stores.features import read_split
+from stores.features import read_split, stored_features
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.data.ingest import synthetic_market
 from tasks.evaluation.choose import Decision
-from tasks.evaluation.pooled import pooled_scores
+from tasks.evaluation.significance import newey_west_lags, newey_west_mean
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 TOKEN = "test-token-0123456789"
@@ -94,19 +95,24 @@ def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_a
             read_split(refs[symbol], "all")["date"] < test["date"].min()))
         np.testing.assert_allclose(result.curves.predicted, offline, rtol=0, atol=1e-12)
 
-    # Across its symbols: the mean daily rank IC of its test predictions, and how many pass the gate.
-    [score] = pooled_scores(evaluated.results, 0.05, min_symbols=3)
+    # Across its universe: the mean daily rank IC of its test predictions, with its Newey-West test.
+    [evidence] = evaluated.evidence
     pooled_rows = [candidates[(s, "catboost-pooled")] for s in SYMBOLS]
     by_date: dict[date, list[tuple[float, float]]] = {}
     for r in pooled_rows:
         for d, p, a in zip(r.curves.dates, r.curves.predicted, r.curves.actual, strict=True):
             by_date.setdefault(d, []).append((p, a))
-    ics = [spearmanr(*zip(*pairs, strict=True)).statistic for pairs in by_date.values() if len(pairs) >= 3]
-    ics = [ic for ic in ics if np.isfinite(ic)]
-    assert (score.model_type, score.version, score.symbols, score.dates) == ("catboost-pooled", 1, 4, len(ics))
-    assert score.mean_ic == pytest.approx(np.mean(ics), abs=1e-12)
-    assert score.ic_t == pytest.approx(np.mean(ics) / np.std(ics, ddof=1) * np.sqrt(len(ics)), abs=1e-9)
-    assert score.passing == sum(r.against_baseline.p_value < 0.05 for r in pooled_rows)
+    assert all(len(pairs) == len(SYMBOLS) for pairs in by_date.values())  # one calendar: the same test dates
+    ics = [spearmanr(*zip(*pairs, strict=True)).statistic for _, pairs in sorted(by_date.items())]
+    assert (evidence.model_type, evidence.version, evidence.symbols, evidence.dates) == ("catboost-pooled", 1, 4, 0)
+    assert evidence.ic is None and evidence.skipped_dates == len(ics)  # 4 symbols: below universe_min_symbols 5
+    tested = newey_west_mean(ics, newey_west_lags(len(ics)))
+    four = settings.model_selection.model_copy(update={"universe_min_symbols": 4})
+    loose = evaluation_pipeline(refs, settings.model_copy(update={"model_selection": four}))
+    [counted] = loose.evidence
+    assert counted.ic is not None and counted.dates == len(ics)
+    assert counted.ic.mean == pytest.approx(tested.mean, abs=1e-12)
+    assert counted.ic.statistic == pytest.approx(tested.statistic, abs=1e-9)
 
     champion = candidates[("BBB", "catboost-pooled")]
     decision = Decision("BBB", "promote", "catboost-pooled", 1, champion.composite, ("pooled won",))
@@ -128,7 +134,7 @@ def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_a
     [check] = weekly.checks
     assert check.model == "catboost-pooled v1" and check.deployment_score == pytest.approx(champion.composite)
     assert np.isfinite(assessed.composite)
-    assert assessed.drift.psi and set(assessed.drift.psi) <= set(refs["BBB"].features)
+    assert assessed.drift.psi and set(assessed.drift.psi) <= set(stored_features(refs["BBB"]))
 
     # A cross-sectional pooled version whose per-date statistics end before its symbols' feature sets do (as when
     # new days arrive and the model is not retrained): every step that predicts a later date takes that date's

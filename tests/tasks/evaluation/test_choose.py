@@ -1,4 +1,5 @@
-"""choose: the significant baseline gate, the production gate, ties, and a reason line for every candidate."""
+"""choose: the significance gate (Holm per family), the universe gate, the production gate, ties, and a reason line
+for every candidate."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from tasks.evaluation.choose import Decision, choose, choose_champions
 from tasks.evaluation.crossval import PredictionMetrics, summarize
 from tasks.evaluation.evaluate import Baselines, Curves, EvaluationResult
 from tasks.evaluation.risk import PerformanceMetrics
-from tasks.evaluation.significance import DieboldMariano
+from tasks.evaluation.significance import DieboldMariano, MeanTest
+from tasks.evaluation.universe import UniverseEvidence
 
 ROWS = 120
 FITS = Sizing(lot_size=100, fractional=False, capital=100_000.0, fill_days=ROWS - 1, unaffordable_days=0,
@@ -64,8 +66,8 @@ def test_the_baseline_gate_is_strict_and_uses_the_better_baseline() -> None:
     results = [result("lstm", 0.9, 0.025), result("arima", 0.8, 0.020), result("catboost", 0.1, 0.019)]
     decision = only(choose_champions(results, {}))
     assert (decision.action, decision.model_type, decision.version) == ("promote", "catboost", 1)
-    assert "fails the baseline gate (rmse 0.025 >= best baseline 0.02 (zero), DM p=0.01 < 0.05)" in line(
-        decision, "lstm v1")
+    assert ("fails the baseline gate (rmse 0.025 >= best baseline 0.02 (zero), DM p=0.01, Holm-adjusted over 3 "
+            "per-symbol candidate(s) 0.03 < 0.05)") in line(decision, "lstm v1")
     assert "fails the baseline gate (rmse 0.02 >= best baseline 0.02 (zero)" in line(decision, "arima v1")
     assert "won (composite 0.1" in line(decision, "catboost v1")
     assert "no production model" in line(decision, "catboost v1")
@@ -73,14 +75,29 @@ def test_the_baseline_gate_is_strict_and_uses_the_better_baseline() -> None:
 
 
 def test_an_edge_over_the_baseline_that_is_not_significant_does_not_qualify() -> None:
-    results = [result("catboost", 0.9, 0.0199, p=0.30), result("arima", 0.2, 0.015, p=0.049)]
+    results = [result("catboost", 0.9, 0.0199, p=0.30), result("arima", 0.2, 0.015, p=0.02)]
     decision = only(choose_champions(results, {}))
     assert (decision.action, decision.model_type) == ("promote", "arima")
-    assert "fails the baseline gate (rmse 0.0199 < best baseline 0.02 (zero), DM p=0.3 >= 0.05)" in line(
-        decision, "catboost v1")
-    assert "DM p=0.049 < 0.05" in line(decision, "arima v1")
+    assert ("fails the baseline gate (rmse 0.0199 < best baseline 0.02 (zero), DM p=0.3, Holm-adjusted over 2 "
+            "per-symbol candidate(s) 0.3 >= 0.05)") in line(decision, "catboost v1")
+    assert "DM p=0.02, Holm-adjusted over 2 per-symbol candidate(s) 0.04 < 0.05" in line(decision, "arima v1")
     stricter = only(choose_champions(results, {}, level=0.01))
-    assert stricter.action == "none" and "DM p=0.049 >= 0.01" in line(stricter, "arima v1")
+    assert stricter.action == "none" and "Holm-adjusted over 2 per-symbol candidate(s) 0.04 >= 0.01" in line(
+        stricter, "arima v1")
+
+
+def test_one_symbols_candidates_are_a_family_holm_corrects() -> None:
+    # p 0.049 alone passes at 0.05; beside a second candidate it is one of two chances and does not (0.098).
+    alone = only(choose_champions([result("arima", 0.2, 0.015, p=0.049)], {}))
+    assert alone.action == "promote" and "Holm-adjusted over 1 per-symbol candidate(s) 0.049 < 0.05" in line(
+        alone, "arima v1")
+    two = only(choose_champions([result("arima", 0.2, 0.015, p=0.049), result("lstm", 0.1, 0.021, p=0.6)], {}))
+    assert two.action == "none" and "Holm-adjusted over 2 per-symbol candidate(s) 0.098 >= 0.05" in line(
+        two, "arima v1")
+    # Another symbol's candidates are another family.
+    other = choose_champions([result("arima", 0.2, 0.015, p=0.049),
+                              result("lstm", 0.1, 0.015, p=0.049, symbol="VIC")], {})
+    assert [d.action for d in other] == ["promote", "promote"]
 
 
 def test_best_composite_wins_among_qualifiers() -> None:
@@ -146,13 +163,14 @@ def test_nothing_qualifies() -> None:
     production = result("transformer", 0.2, 0.025, version=7)
     kept = only(choose_champions(failing, {"VCB": production}))
     assert (kept.action, kept.model_type, kept.version) == ("keep_production", "transformer", 7)
-    assert "no challenger beats the naive baselines significantly" in line(kept, "production transformer v7")
+    assert "no challenger passes the significance gate" in line(kept, "production transformer v7")
     assert len(kept.reasons) == 3
 
     nothing = only(choose_champions(failing, {"VCB": None}))
     assert (nothing.action, nothing.model_type, nothing.version, nothing.composite) == ("none", None, None, None)
     assert "nothing to serve" in nothing.reasons[-1] and len(nothing.reasons) == 3
-    assert all("DM p=" in reason for reason in nothing.reasons)
+    assert all("DM p=" in reason for reason in nothing.reasons[:2])
+    assert "smallest adjusted p=0.02" in nothing.reasons[-1]
 
 
 def test_symbols_are_decided_independently_and_in_order() -> None:
@@ -176,11 +194,48 @@ def test_task_wraps_the_pure_function() -> None:
     assert choose.retries == 0
 
 
-def test_a_pooled_winner_says_it_is_pooled_and_competes_like_any_candidate() -> None:
-    results = [result("catboost", 0.2, 0.019), result("catboost-pooled", 0.3, 0.019, p=0.02)]
-    decision = only(choose_champions(results, {}))
+def evidence(model_type: str, ic: float, t: float, version: int = 1, dates: int = 300) -> UniverseEvidence:
+    """Universe evidence whose daily rank IC test has mean `ic` and statistic `t` (p from a normal tail)."""
+    from scipy.stats import norm
+
+    test = MeanTest(ic, ic / t, t, float(norm.sf(t)), 5, dates)
+    return UniverseEvidence(model_type, version, 30, dates, 0, 5, "2025-01-02", "2025-06-30", test,
+                            DieboldMariano(-1.0, 0.2, -1e-6, dates))
+
+
+def test_a_universe_model_is_judged_on_its_universe_and_competes_like_any_candidate() -> None:
+    results = [result("catboost", 0.2, 0.019), result("catboost-pooled", 0.3, 0.0201, p=0.6, errors=0.001)]
+    decision = only(choose_champions(results, {}, evidence=[evidence("catboost-pooled", 0.06, 4.5)]))
     assert (decision.action, decision.model_type) == ("promote", "catboost-pooled")
-    assert "won (pooled: one model over every symbol of its run; composite 0.3" in line(decision, "catboost-pooled v1")
-    assert "DM p=0.02" in line(decision, "catboost-pooled v1")
-    own = only(choose_champions([result("catboost", 0.4, 0.019), result("catboost-pooled", 0.3, 0.019)], {}))
+    won = line(decision, "catboost-pooled v1")
+    assert "won (universe model: one model over every symbol of its universe; composite 0.3" in won
+    # Its own symbol's window says little (DM p 0.6); the universe's dates decide, Holm-adjusted over its family.
+    assert "mean daily rank IC +0.0600 (t +4.50) over 30 symbols and 300 test dates, p 3.4e-06" in won
+    assert "Holm-adjusted over 1 universe model(s) 3.4e-06 < 0.05" in won
+    assert "on VCB rmse 0.0201 vs zero forecast 0.02, not significantly worse" in won
+    own = only(choose_champions([result("catboost", 0.4, 0.019), result("catboost-pooled", 0.3, 0.019)], {},
+                                evidence=[evidence("catboost-pooled", 0.06, 4.5)]))
     assert own.model_type == "catboost" and "won (composite 0.4" in line(own, "catboost v1")
+
+
+def test_a_universe_model_without_evidence_or_with_weak_evidence_fails_the_universe_gate() -> None:
+    results = [result("catboost-pooled", 0.3, 0.019, errors=0.001), result("lstm-pooled", 0.2, 0.019, errors=0.001)]
+    missing = only(choose_champions(results, {}))
+    assert missing.action == "none"
+    assert "fails the universe gate (universe gate: catboost-pooled v1: no universe evidence" in line(
+        missing, "catboost-pooled v1")
+    # Two universe models are one family: t 1.8 alone passes (p 0.036), with a second one it does not (0.072).
+    weak = [evidence("catboost-pooled", 0.01, 1.8), evidence("lstm-pooled", 0.0, 0.5)]
+    decision = only(choose_champions(results, {}, evidence=weak))
+    assert decision.action == "none"
+    assert "p 0.0359, Holm-adjusted over 2 universe model(s) 0.0719 >= 0.05" in line(decision, "catboost-pooled v1")
+    alone = only(choose_champions(results[:1], {}, evidence=weak[:1]))
+    assert alone.action == "promote"
+
+
+def test_a_universe_model_significantly_worse_than_zero_on_a_symbol_is_not_eligible_there() -> None:
+    # Its errors on VCB are twice the size of the returns themselves: significantly worse than predicting zero.
+    worse = result("catboost-pooled", 0.3, 0.045, errors=0.04)
+    decision = only(choose_champions([worse], {}, evidence=[evidence("catboost-pooled", 0.06, 4.5)]))
+    assert decision.action == "none"
+    assert "significantly worse (DM p=" in line(decision, "catboost-pooled v1")

@@ -320,3 +320,33 @@ def test_many_synthetic_candidates_match_trade_and_score_and_a_bad_one_fails_alo
             traded.run.trades.height, traded.run.turnover, traded.run.exposure, traded.run.total_commission)
         assert result.curves.equity == tuple(traded.run.equity.tolist())
         assert result.curves.benchmark_equity == tuple(traded.run.benchmark_equity.tolist())
+
+
+def test_psr_is_shown_only_with_30_days_in_a_position_and_5_trades() -> None:
+    from datetime import date, timedelta
+
+    from tasks.evaluation.evaluate import PSR_MIN_DAYS_IN_POSITION, PSR_MIN_TRADES
+
+    rows = 200
+    rng = np.random.default_rng(3)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, rows)))
+    dates = np.array([date(2025, 1, 2) + timedelta(days=i) for i in range(rows)], dtype="datetime64[D]")
+    cfg = BacktestSettings(lot_size=1)
+
+    def scored(signal: np.ndarray) -> Any:
+        return trade_and_score(Window(dates, close, close, signal), 0.0, cfg, WEIGHTS)
+
+    # Long from the first day to the last: one trade, whatever the days in it.
+    held = scored(np.full(rows, 0.01))
+    assert held.run.trades.height == 1 < PSR_MIN_TRADES and held.strategy.psr is None
+    # In and out every 5 days: many trades and about half the days in a position.
+    switching = scored(np.where((np.arange(rows) // 5) % 2 == 0, 0.01, -0.01))
+    assert switching.run.trades.height >= PSR_MIN_TRADES
+    assert np.count_nonzero(switching.run.position) >= PSR_MIN_DAYS_IN_POSITION
+    assert switching.strategy.psr is not None and 0.0 <= switching.strategy.psr <= 1.0
+    # Five short trades of two days each: enough trades, too few days in a position.
+    brief = np.full(rows, -0.01)
+    brief[[20, 60, 100, 140, 180]] = 0.01
+    few_days = scored(brief)
+    assert few_days.run.trades.height == 5 and np.count_nonzero(few_days.run.position) < PSR_MIN_DAYS_IN_POSITION
+    assert few_days.strategy.psr is None
