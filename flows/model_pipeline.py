@@ -124,8 +124,8 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
     if plan.skipped:
         print(f"{len(plan.skipped)} of {len(jobs)} jobs skipped, not tuned: `--retrain-all` (flows.training) or "
               "`--retrain` (flows.model_pipeline) trains them anyway")
-    # One feature selection over the universe for every pooled type that trains.
-    selection = universe_selection.with_options(**cache_options(settings.execution)).submit(
+    # One feature selection over the universe for every pooled type that trains (a future: Prefect resolves it).
+    selection: Any = universe_selection.with_options(**cache_options(settings.execution)).submit(
         {s: refs[s] for s in universe}, settings.data.features, settings.data.selection,
         settings.models.pooled_max_features) if any(is_pooled(job.model_type) for job in plan.to_train) else None
     # Only types with a job to train are tuned, each on the symbols it will train.

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -136,9 +136,9 @@ def select_universe(frames: Mapping[str, pl.DataFrame], names: Sequence[str], cf
             dropped[name] = f"beyond models.pooled_max_features={max_features} (|IC| {abs(evidence[name].mean_ic):.4f})"
         else:
             kept.append(j)
-    dates = long["date"]
+    span = cast(date, long["date"].min()), cast(date, long["date"].max())
     return UniverseSelection(tuple(sorted(frames)), tuple(candidates[j] for j in kept),
-                             tuple(evidence[candidates[j]] for j in kept), dropped, (dates.min(), dates.max()))
+                             tuple(evidence[candidates[j]] for j in kept), dropped, span)
 
 
 @task(name="select-universe", task_run_name="select-universe",

@@ -7,7 +7,8 @@ The boundaries are dates shared by every symbol of the run; rows whose label is 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import date
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 from prefect import task
@@ -119,7 +120,7 @@ def split(selected: Selected, symbol: str, features: FeatureSettings, cfg: Split
     counts = dict(tagged.group_by(PART).len().iter_rows())
     short = [name for name in _PARTS if counts.get(name, 0) < cfg.min_rows]
     if short:
-        first, last = frame["date"].min(), frame["date"].max()
+        first, last = cast(date, frame["date"].min()), cast(date, frame["date"].max())
         why = (f"its rows end on {last}, before the run's last date {calendar.last} (a stale feed or a delisting?)"
                if last < calendar.last else f"its rows {first}..{last} start too late for this run's dates")
         raise InsufficientHistoryError(

@@ -16,6 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import date
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -56,6 +57,7 @@ __all__ = [
     "Traded",
     "backtest_settings",
     "buy_and_hold",
+    "check_unseen",
     "composite_score",
     "cv_history",
     "evaluate",
@@ -270,6 +272,22 @@ def loaded(registry: ModelRegistry, model_type: str, symbol: str, version: int, 
     return model
 
 
+def check_unseen(model_type: str, version: int, details: dict[str, Any], symbol: str, test: pl.DataFrame) -> None:
+    """Refuse test rows a universe version fitted or stopped early on (feature sets cut by another calendar than
+    the version's): the run that trains and the run that judges it share one calendar.
+
+    Raises:
+        EvaluationError: the first test date is on or before the last date the version fitted on.
+    """
+    fitted = (details.get("fit_dates") or {}).get("val")
+    first = str(cast(date, test["date"].min())) if test.height else None
+    if fitted and first is not None and first <= fitted[1]:
+        raise EvaluationError(
+            f"{model_type} v{version} fitted and stopped early on dates up to {fitted[1]}; {symbol}'s test rows "
+            f"start on {first}: its feature set was cut by another calendar. Build the watch list and the "
+            "universe together (python -m flows.training --symbols ... --universe ...)")
+
+
 def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
     """The rows walk-forward CV may read: up to the last validation row; the embargo after val is left out,
     its labels read test closes."""
@@ -295,6 +313,7 @@ def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
             f"{ref.content_hash[:12]}: {', '.join(missing)}; retrain it on the current features")
 
     test = read_split(ref, "test")
+    check_unseen(model_type, version, entry.metadata.details, symbol, test)
     context = history_before(ref, test)
     _require(test, ("date", "open", "close", LABEL), f"test split of {symbol}")
     _require(context, ("close",), f"rows before the test split of {symbol}")

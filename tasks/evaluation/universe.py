@@ -24,7 +24,7 @@ from schemas import FeatureSetRef
 from settings import ModelsSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import ModelRegistry
-from tasks.evaluation.evaluate import EvaluationError, loaded
+from tasks.evaluation.evaluate import EvaluationError, check_unseen, loaded
 from tasks.evaluation.significance import (
     DieboldMariano,
     MeanTest,
@@ -140,6 +140,7 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
     """
     from models.pooled import PooledForecaster
 
+    details = registry.get(model_type, POOLED_FOLDER, version).metadata.details
     model = loaded(registry, model_type, POOLED_FOLDER, version, models.threads, cross_section)
     if not isinstance(model, PooledForecaster):
         raise EvaluationError(f"{model_type} v{version} is not a universe model")
@@ -149,6 +150,7 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
             raise EvaluationError(f"{model_type} v{version} predicts {model.horizon}-day returns; the feature set of "
                                   f"{symbol} labels {read_manifest(ref)['horizon']}-day returns")
         test = read_split(ref, "test")
+        check_unseen(model_type, version, details, symbol, test)
         predicted = model.bind(symbol).predict(test, context=history_before(ref, test))
         frames.append(pl.DataFrame({"date": test["date"], "symbol": symbol, "predicted": predicted,
                                     "actual": test[LABEL].cast(pl.Float64)}))

@@ -350,3 +350,18 @@ def test_psr_is_shown_only_with_30_days_in_a_position_and_5_trades() -> None:
     few_days = scored(brief)
     assert few_days.run.trades.height == 5 and np.count_nonzero(few_days.run.position) < PSR_MIN_DAYS_IN_POSITION
     assert few_days.strategy.psr is None
+
+
+def test_a_universe_version_is_never_judged_on_dates_it_fitted_on() -> None:
+    from datetime import date
+
+    from tasks.evaluation.evaluate import check_unseen
+
+    details = {"fit_dates": {"train": ["2020-01-02", "2023-06-30"], "val": ["2023-07-04", "2024-02-29"]}}
+    later = pl.DataFrame({"date": [date(2024, 3, 4), date(2024, 3, 5)]})
+    check_unseen("catboost-pooled", 2, details, "VHM", later)
+    check_unseen("catboost-pooled", 2, {}, "VHM", later.with_columns(pl.lit(date(2021, 1, 4)).alias("date")))
+    earlier = pl.DataFrame({"date": [date(2024, 2, 29), date(2024, 3, 1)]})  # cut by another calendar
+    with pytest.raises(EvaluationError, match=r"fitted and stopped early on dates up to 2024-02-29; VHM's test rows "
+                                              r"start on 2024-02-29: its feature set was cut by another calendar"):
+        check_unseen("catboost-pooled", 2, details, "VHM", earlier)
