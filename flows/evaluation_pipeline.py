@@ -97,9 +97,13 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings, mode
     fanout = gather(list(futures), jobs, name="evaluation-pipeline",
                     describe=lambda p: f"predicted: rmse {p.prediction.rmse:.6f} "
                                        f"DM p {p.against_baseline.p_value:.3f}", failure=failure)
-    evidence = [future.result() for future in weighed.values() if _failed(future) is None]
-    evidence_failures = [JobFailure(POOLED_FOLDER, key[0], "evaluate", f"universe evidence failed: {error}")
-                         for key, future in weighed.items() if (error := _failed(future)) is not None]
+    evidence, evidence_failures = [], []
+    for key, future in weighed.items():
+        if (error := _failed(future)) is None:
+            evidence.append(future.result())
+        else:
+            failed = JobFailure(POOLED_FOLDER, key[0], "evaluate", f"universe evidence failed: {error}")
+            evidence_failures.append(failed)
     scored = backtest_candidates(fanout.results, settings.evaluation, settings.model_selection.weights,
                                  [settings.markets.of(p.symbol) for p in fanout.results])
     challengers, production = challengers_and_production(jobs, scored.results, refs)

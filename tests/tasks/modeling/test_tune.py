@@ -107,3 +107,21 @@ def test_a_new_search_space_starts_a_new_study(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(ArimaForecaster, "suggest",
                         classmethod(lambda cls, trial: ArimaParams(p=trial.suggest_int("p", 0, 1))))
     assert study_name("arima", refs) != before
+
+
+def test_a_universe_type_is_tuned_on_the_universe_selection(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from schemas import FeatureSetRef
+    from settings import FeatureSettings, SelectionSettings
+    from tasks.data.select_universe import universe_selection
+
+    refs: dict[str, FeatureSetRef] = {
+        s: write_feature_set(tmp_path / "features", s, seed=i) for i, s in enumerate(("VCB", "VHM", "FPT"))}
+    selection = universe_selection.fn(refs, FeatureSettings(), SelectionSettings(always_keep=()), 2)
+    assert len(selection.kept) == 2 and selection.symbols == ("FPT", "VCB", "VHM")
+    cfg = models_cfg(tmp_path)
+    opt = OptimizationSettings(n_trials=2, folds=2, storage_path=tmp_path / "optuna.db")
+    tuned = tune.fn("catboost-pooled", refs, opt, cfg, 1, True, selection)
+    assert tuned.source == "optuna" and tuned.trials == 2 and len(tuned.history) == 2
+    assert "tune-catboost-pooled: trial 2/2" in capsys.readouterr().out
+    with pytest.raises(Exception, match="reads the features selected over its universe"):
+        tune.fn("catboost-pooled", refs, opt.model_copy(update={"n_trials": 3}), cfg, 1, True, None)
