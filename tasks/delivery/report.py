@@ -161,13 +161,18 @@ Data source: {html.escape(json.dumps(content.get("data_source") or {}))}.</p>{bo
 
 
 def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: list[Decision]) -> str:
-    def cell(value: Any) -> str:
-        text = f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row[column]
+        if value is None:  # a PSR left out for too few days in a position or trades says so
+            text = "n/a" if column == "psr" and row.get("tradable") else ""
+        else:
+            text = f"{value:.3g}" if column in ("dm_p", "p_adj") else f"{value:.4f}" if isinstance(value, float) \
+                else str(value)
         return f"<td>{html.escape(text)}</td>"
 
     rows = content["leaderboard"]
     table = "<tr>" + "".join(f"<th>{c}</th>" for c in LEADERBOARD_COLUMNS) + "</tr>" + "".join(
-        "<tr" + (' class="chosen"' if row["chosen"] else "") + ">" + "".join(cell(row[c]) for c in LEADERBOARD_COLUMNS)
+        "<tr" + (' class="chosen"' if row["chosen"] else "") + ">" + "".join(cell(row, c) for c in LEADERBOARD_COLUMNS)
         + "</tr>" for row in rows)
     sections = []
     for decision in decisions:

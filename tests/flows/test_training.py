@@ -113,8 +113,21 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     measured = history.recent_tasks("train-catboost-VHM")
     assert len(measured) == 1 and measured[0].wall_seconds > 0 and measured[0].process_peak_rss_mb > 0
     printed = format_leaderboard(outcome.leaderboard, outcome.decisions, outcome.failures, outcome.deployments,
-                                 outcome.report.html_path)
+                                 outcome.report.html_path, outcome.universe_lines)
     assert "composite" in printed and f"report: {outcome.report.html_path}" in printed
+    # Each candidate's adjusted p-value is that of its gate: Holm over the symbol's own four candidates, or the
+    # universe's test, which two symbols cannot pass (the universe needs universe_min_symbols).
+    for row in outcome.leaderboard:
+        if row["model"] in POOLED:
+            assert row["p_adj"] == 1.0
+        else:
+            assert row["dm_p"] <= row["p_adj"] <= min(1.0, 4 * row["dm_p"])
+    assert len(outcome.universe_lines) == 3 and all("over 2 symbols, no daily IC" in line
+                                                    for line in outcome.universe_lines)
+    assert all(f"universe gate {line}" in printed for line in outcome.universe_lines)
+    for row in outcome.leaderboard:  # a PSR left out (too few days in a position or trades) reads n/a
+        if row["psr"] is None and row["tradable"]:
+            assert "n/a" in page and "n/a" in printed
 
 
 def test_failure_is_reported_with_its_step_and_propagates(tmp_path: Path) -> None:
