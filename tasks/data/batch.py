@@ -131,14 +131,16 @@ def _built_from(feature_store: FeatureStore, symbol: str, key: str) -> FeatureSe
 def run_dates(symbols: list[str], price_store: PriceStore, data: DataSettings) -> RunCalendar:
     """The run's split dates, shared by every symbol: from the union of the symbols' trading dates in the window
     (a symbol the store cannot read is left out here; `load` reports it)."""
-    dates = {}
+    dates, unreadable = {}, []
     for symbol in symbols:
         try:
             dates[symbol] = price_store.load(symbol, data.start_date, data.end_date)["date"].sort().to_list()
         except PriceStoreUnavailable:
             raise
-        except Exception:  # reported by load_batch
-            continue
+        except Exception as exc:  # reported by load_batch, unless no symbol can be read at all
+            unreadable.append(exc)
+    if not dates and unreadable:
+        raise unreadable[0]
     return run_calendar(dates, data.features, data.split)
 
 

@@ -343,3 +343,11 @@ def test_a_file_system_error_is_retried_then_fails_its_batch_not_the_other(
     assert run_counts["store-batch-1-of-2"] == 2  # the first try and its one retry
     assert run_counts["store-batch-2-of-2"] == 1
     assert "publish-batch-1-of-2" not in run_counts
+
+
+def test_a_run_whose_symbols_all_fail_to_load_names_the_first_error(small_config: Path) -> None:
+    from stores.base import UnknownSymbolError
+
+    settings = seeded(small_config)
+    with pytest.raises(UnknownSymbolError, match="no prices for symbol 'NOPE'"):
+        data_pipeline(symbols=["NOPE", "NADA"], settings=settings)
