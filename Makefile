@@ -6,7 +6,8 @@ ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 VENV ?= $(ROOT).venv
 PYTHON := $(VENV)/bin/python
 SYMBOLS ?= VCB,VIC,VHM
-DAYS ?= 1500
+UNIVERSE ?= VN30
+DAYS ?= 1000
 EDGE ?= reversal
 STAGING_PORT ?= 8001
 PRODUCTION_PORT ?= 8002
@@ -30,20 +31,21 @@ $(VENV)/.installed-dev: $(VENV)/.installed $(ROOT)pyproject.toml
 	$(PYTHON) -m pip install --quiet -e '$(ROOT)[dev]'
 	touch $@
 
-# Starts a staging and a production model server on loopback, runs the full pipeline (which deploys the
-# champions through staging to production), asks production for a VHM prediction, and stops both servers.
+# Writes the synthetic market of the watch list and its universe (VN30), starts a staging and a production model
+# server on loopback, runs the full pipeline (which deploys the champions through staging to production), asks
+# production for a VHM prediction, and stops both servers.
 # The model servers and the pipeline share one bearer token; a real deployment sets its own.
 demo: export STOCK_AI_DEPLOYMENT__TOKEN ?= $(DEMO_TOKEN)
 demo: export STOCK_AI_DEPLOYMENT__STAGING_ENDPOINT = http://127.0.0.1:$(STAGING_PORT)
 demo: export STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT = http://127.0.0.1:$(PRODUCTION_PORT)
 demo: $(VENV)/.installed
-	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --days $(DAYS) --seed 7 --edge $(EDGE)
+	$(PYTHON) -m flows.ingest demo --symbols $(SYMBOLS) --universe $(UNIVERSE) --days $(DAYS) --seed 7 --edge $(EDGE)
 	@mkdir -p $(SERVING)
 	@$(PYTHON) -m serving --stage staging --port $(STAGING_PORT) --state-dir $(SERVING)/staging >$(SERVING)/staging.log 2>&1 & s=$$!; \
 	$(PYTHON) -m serving --stage production --port $(PRODUCTION_PORT) --state-dir $(SERVING)/production >$(SERVING)/production.log 2>&1 & p=$$!; \
 	trap 'kill $$s $$p 2>/dev/null; wait $$s $$p 2>/dev/null' EXIT; \
 	$(PYTHON) -m flows.deployment_pipeline status --wait 60 && \
-	$(PYTHON) -m flows.training --symbols $(SYMBOLS) --no-optimize && \
+	$(PYTHON) -m flows.training --symbols $(SYMBOLS) --universe $(UNIVERSE) --no-optimize && \
 	{ $(PYTHON) -m flows.deployment_pipeline predict --symbol VHM || true; }
 
 test: $(VENV)/.installed-dev
@@ -63,6 +65,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.select
 	$(PYTHON) -m benchmarks.evaluation
 	$(PYTHON) -m benchmarks.scale
+	$(PYTHON) -m benchmarks.promotion
 
 clean-demo:
 	rm -rf data artifacts reports

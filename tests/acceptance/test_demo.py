@@ -1,4 +1,5 @@
-"""`make demo` as the README gives it, on less data: servers up, pipeline, a served prediction, servers down."""
+"""`make demo` as the README gives it, on less data (500 days, a universe of 6 symbols instead of VN30's 30): servers
+up, pipeline with per-symbol and universe models, a served prediction, servers down."""
 
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> No
     while production == staging:
         production = free_port()
     command = ["make", "--no-print-directory", "-C", str(tmp_path), "-f", str(ROOT / "Makefile"), "demo",
-               f"VENV={sys.prefix}", "SYMBOLS=VHM", "DAYS=500", f"STAGING_PORT={staging}",
+               f"VENV={sys.prefix}", "SYMBOLS=VHM", "UNIVERSE=VN6", "DAYS=500", f"STAGING_PORT={staging}",
                f"PRODUCTION_PORT={production}"]
     # A user's shell: not inside the `make test` that runs this suite.
     env = {k: v for k, v in user_env(tmp_path).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env["STOCK_AI_DATA__UNIVERSES"] = json.dumps({"VN6": ["VCB", "VIC", "VHM", "FPT", "HPG", "VNM"]})
     result = run(command, tmp_path, env, timeout=1200)
 
     assert result.returncode == 0, tail(result)
@@ -34,7 +36,9 @@ def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> No
     assert len(reports) == 1, tail(result)
     content = json.loads(reports[0].read_text())
     assert content["status"] == "completed" and content["failures"] == []
-    assert sorted(row["model"] for row in content["leaderboard"]) == ["arima", "catboost", "lstm", "transformer"]
+    assert sorted(row["model"] for row in content["leaderboard"]) == [
+        "arima", "catboost", "catboost-pooled", "lstm", "lstm-pooled", "transformer", "transformer-pooled"]
+    assert len(content["universe"]) == 3 and all(" over 6 symbols and " in line for line in content["universe"])
     [decision] = content["decisions"]
     if decision["action"] == "promote":  # deployed through staging, then served by production
         assert [d["status"] for d in content["deployment"]] == ["production"]
