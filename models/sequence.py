@@ -4,15 +4,14 @@ A window ending at row t holds rows t - lookback + 1 .. t, so a prediction for r
 At predict time the window reaches back into `context`; where there is too little history (no context, or a
 short one) the window is padded at the front with zeros, which is the train mean once features are scaled.
 
-Networks train in a pool of worker processes, one per CPU core (`fit_workers`): torch's RNG, thread count and
-determinism flags are process-wide, so fits in threads of one process must take turns, while fits in processes
-run side by side. A fit returns its weights, bit for bit those it would have in this process. Where a process may
-not start children (a daemonic Dask or multiprocessing worker), or on one core, fits take turns here instead.
+Networks train in a pool of worker processes, one per CPU core (`fit_workers`, models/workers.py): torch's RNG,
+thread count and determinism flags are process-wide, so fits in threads of one process must take turns, while fits
+in processes run side by side. A fit returns its weights, bit for bit those it would have in this process. In a
+daemonic process (a Dask worker), or on one core, fits take turns here instead.
 """
 
 from __future__ import annotations
 
-import atexit
 import io
 import logging
 import multiprocessing
@@ -20,8 +19,6 @@ import os
 import threading
 from abc import abstractmethod
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +35,7 @@ from torch import nn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
 
 from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
+from models.workers import WorkerDied, WorkerPool
 
 if TYPE_CHECKING:
     import optuna
@@ -257,47 +255,34 @@ def _train(job: _FitJob) -> _Fitted:
                                        "best_val_loss": float(cast(torch.Tensor, checkpoint.best_model_score))})
 
 
-_POOL: ProcessPoolExecutor | None = None
+_POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
 
 
 def fit_workers() -> int:
     """Worker processes networks train in: one per CPU core available to this process; 0 where fits take turns in
-    this process (one core, or a daemonic process, which may not start children)."""
+    this process (one core, or a daemonic process: a Dask worker, whose cluster already spreads the jobs)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return 0 if cores < 2 or multiprocessing.current_process().daemon else cores
 
 
-def _worker_started() -> None:
-    import models  # noqa: F401  (silences the libraries' routine warnings in the worker too)
-
-    for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def _pool() -> ProcessPoolExecutor | None:
+def _pool() -> WorkerPool | None:
     global _POOL
     with _POOL_LOCK:
         if _POOL is None and (workers := fit_workers()):
-            _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_worker_started)
-            atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
+            _POOL = WorkerPool(workers)
         return _POOL
 
 
 def _run_fit(job: _FitJob) -> _Fitted:
-    """`_train(job)` in a worker process, or here when there is no pool. A worker that died (killed, out of memory)
-    fails this fit with a ModelError and the pool is started afresh for the next one."""
-    global _POOL
+    """`_train(job)` in a worker process (models/workers.py), or here when there is no pool. A worker that died
+    (killed, out of memory) fails this fit with a ModelError; the next fit starts a fresh worker."""
     pool = _pool()
     if pool is None:
         return _train(job)
     try:
-        return pool.submit(_train, job).result()
-    except BrokenProcessPool as exc:
-        with _POOL_LOCK:
-            if _POOL is pool:
-                _POOL = None
+        return pool.run(_train, job)
+    except WorkerDied as exc:
         raise ModelError(f"{job.cls.model_type}: the process training the network died ({exc})") from None
 
 
