@@ -83,6 +83,8 @@ def _lost_line(loser: EvaluationResult, winner: EvaluationResult, verdict: Verdi
 
 
 def _failed_line(r: EvaluationResult, verdict: Verdict) -> str:
+    if verdict.ineligible:
+        return f"{_name(r)}: passes the universe gate, not eligible for {r.symbol} ({verdict.text})"
     gate = "universe gate" if is_pooled(r.model_type) else "baseline gate"
     return f"{_name(r)}: fails the {gate} ({verdict.text})"
 

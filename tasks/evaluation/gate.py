@@ -43,6 +43,9 @@ class Verdict:
     """the numbers behind the verdict, for reason lines."""
     detail: str = ""
     """a universe candidate's whole evidence in words (the report's universe section)."""
+    ineligible: bool = False
+    """a universe candidate that passes its gate but not on this symbol: its test RMSE here is significantly worse
+    than the zero forecast's."""
 
 
 def universe_verdicts(evidence: Mapping[tuple[str, int], UniverseEvidence], level: float,
@@ -97,5 +100,6 @@ def gate_verdicts(results: Sequence[EvaluationResult], evidence: Mapping[tuple[s
         on_symbol = (f"on {r.symbol} rmse {r.prediction.rmse:.6g} vs zero forecast {r.baselines.zero.rmse:.6g}, "
                      f"{'significantly' if worse else 'not significantly'} worse (DM p={p_worse:.3g})")
         verdicts[(r.symbol, *key)] = Verdict(gate.passed and not worse, gate.p_value, gate.adjusted, gate.family,
-                                             f"universe gate: {gate.text}; {on_symbol}")
+                                             f"universe gate: {gate.text}; {on_symbol}",
+                                             ineligible=gate.passed and worse)
     return verdicts

@@ -238,4 +238,6 @@ def test_a_universe_model_significantly_worse_than_zero_on_a_symbol_is_not_eligi
     worse = result("catboost-pooled", 0.3, 0.045, errors=0.04)
     decision = only(choose_champions([worse], {}, evidence=[evidence("catboost-pooled", 0.06, 4.5)]))
     assert decision.action == "none"
-    assert "significantly worse (DM p=" in line(decision, "catboost-pooled v1")
+    reason = line(decision, "catboost-pooled v1")
+    assert reason.startswith("catboost-pooled v1: passes the universe gate, not eligible for VCB (")
+    assert "significantly worse (DM p=" in reason
