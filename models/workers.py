@@ -46,7 +46,10 @@ class _Worker:
             stdin.flush()
             ok, value = pickle.load(stdout)
         except (BrokenPipeError, EOFError, pickle.UnpicklingError) as exc:
-            code = self.process.poll()
+            try:  # its end of the pipe closes as it exits: a moment later it has an exit code
+                code: int | None = self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = None
             raise WorkerDied(f"worker process {self.process.pid} exited before answering "
                              f"(exit code {code if code is not None else 'unknown'}: {type(exc).__name__})") from None
         if not ok:
