@@ -19,8 +19,9 @@ import numpy as np
 from settings import EvaluationSettings, Market, WeightSettings
 from tasks.data.ingest import synthetic_market
 from tasks.evaluation.backtest import backtest, backtest_each
+from tasks.evaluation.baselines import naive_baselines
 from tasks.evaluation.crossval import prediction_metrics, summarize
-from tasks.evaluation.evaluate import Predicted, backtest_settings, naive_baselines, score_one
+from tasks.evaluation.evaluate import Predicted, backtest_settings, score_one
 from tasks.evaluation.score import backtest_candidates
 from tasks.evaluation.significance import diebold_mariano
 

@@ -121,7 +121,7 @@ def score(label: str, predictions: dict[str, np.ndarray], sets: dict[str, Frames
     from scipy.stats import spearmanr
 
     from models.base import LABEL
-    from tasks.evaluation.evaluate import last_return_baseline, naive_baselines
+    from tasks.evaluation.baselines import last_return_baseline, naive_baselines
     from tasks.evaluation.significance import diebold_mariano
 
     rows = pl.concat([pl.DataFrame({"date": f.test["date"], "predicted": predictions[s],

@@ -38,6 +38,7 @@ from stores.features import history_before, read_manifest, read_split, stored_fe
 from stores.registry import ModelRegistry
 from tasks.data.split import PART
 from tasks.evaluation.backtest import BacktestResult, Sizing, Window, backtest, sizing
+from tasks.evaluation.baselines import Baselines, last_return_baseline, naive_baselines
 from tasks.evaluation.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
 from tasks.evaluation.risk import PerformanceMetrics, performance
 from tasks.evaluation.significance import DieboldMariano, diebold_mariano
@@ -48,7 +49,6 @@ __all__ = [
     "CV_PARTS",
     "PSR_MIN_DAYS_IN_POSITION",
     "PSR_MIN_TRADES",
-    "Baselines",
     "Curves",
     "EvaluationError",
     "EvaluationResult",
@@ -62,8 +62,6 @@ __all__ = [
     "cv_history",
     "evaluate",
     "evaluation_result",
-    "last_return_baseline",
-    "naive_baselines",
     "predict_test",
     "prediction_metrics",
     "score_one",
@@ -83,25 +81,6 @@ CV_PARTS = ("train", "embargo", "val")
 
 class EvaluationError(RuntimeError):
     """A model cannot be evaluated on a feature set; the message says why."""
-
-
-@dataclass(frozen=True)
-class Baselines:
-    """Naive forecasts scored on the model's test rows."""
-
-    zero: PredictionMetrics
-    """always predict a zero return."""
-    last_return: PredictionMetrics
-    """predict the last fully known `horizon`-day log return, ln(close_t / close_{t-horizon})."""
-
-    @property
-    def best_rmse(self) -> float:
-        """The lower of the two baselines' RMSE: what a model must beat."""
-        return min(self.zero.rmse, self.last_return.rmse)
-
-    @property
-    def best_name(self) -> str:
-        return "zero" if self.zero.rmse <= self.last_return.rmse else "last_return"
 
 
 @dataclass(frozen=True)
@@ -192,32 +171,6 @@ class Predicted:
         days = np.fromiter((d.toordinal() for d in self.dates), np.int64, len(self.dates)) - _EPOCH
         return Window(days.astype("datetime64[D]"), np.asarray(self.open), np.asarray(self.close),
                       np.asarray(self.predicted))
-
-
-def last_return_baseline(close: np.ndarray, context_close: np.ndarray, horizon: int) -> np.ndarray:
-    """At each row t, ln(close_t / close_{t-horizon}): the newest `horizon`-day return known at t's close.
-
-    Closes before the first row come from `context_close` (the rows right before, in date order); a row
-    with fewer than `horizon` earlier closes gets 0.0.
-    """
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
-    closes = np.concatenate([np.asarray(context_close, dtype=np.float64), np.asarray(close, dtype=np.float64)])
-    if not (np.isfinite(closes).all() and (closes > 0).all()):
-        raise ValueError("closes must be finite and positive")
-    rows = np.arange(closes.size - len(close), closes.size)
-    known = rows >= horizon
-    out = np.zeros(rows.size)
-    out[known] = np.log(closes[rows[known]] / closes[rows[known] - horizon])
-    return out
-
-
-def naive_baselines(actual: np.ndarray, close: np.ndarray, context_close: np.ndarray, horizon: int) -> Baselines:
-    """Score the `zero` and `last_return` forecasts on the rows whose labels are `actual`."""
-    return Baselines(
-        zero=prediction_metrics(np.zeros(len(actual)), actual),
-        last_return=prediction_metrics(last_return_baseline(close, context_close, horizon), actual),
-    )
 
 
 def composite_score(r2: float, sharpe: float, max_drawdown: float, weights: WeightSettings,
@@ -365,8 +318,8 @@ def evaluation_result(candidate: Predicted, trade: Traded, hold: PerformanceMetr
 
 
 _CACHE = ContentInputs() + ModuleSources(modules=(
-    "tasks.evaluation.evaluate", "tasks.evaluation.backtest", "tasks.evaluation.risk", "tasks.evaluation.crossval",
-    "tasks.data.split", *MODEL_MODULES))
+    "tasks.evaluation.evaluate", "tasks.evaluation.baselines", "tasks.evaluation.backtest", "tasks.evaluation.risk",
+    "tasks.evaluation.crossval", "tasks.data.split", *MODEL_MODULES))
 
 
 @task(name="predict-test", task_run_name="predict-test-{model_type}-{symbol}", cache_policy=_CACHE)

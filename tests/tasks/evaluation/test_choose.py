@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tasks.evaluation.backtest import Sizing
+from tasks.evaluation.baselines import Baselines
 from tasks.evaluation.choose import Decision, choose, choose_champions
 from tasks.evaluation.crossval import PredictionMetrics, summarize
-from tasks.evaluation.evaluate import Baselines, Curves, EvaluationResult
+from tasks.evaluation.evaluate import Curves, EvaluationResult
 from tasks.evaluation.risk import PerformanceMetrics
 from tasks.evaluation.significance import DieboldMariano, MeanTest
 from tasks.evaluation.universe import UniverseEvidence

@@ -26,6 +26,7 @@ from settings import (
 from stores.features import FeatureStore, history_before, read_split
 from stores.registry import LocalModelRegistry
 from tasks.evaluation.backtest import Window
+from tasks.evaluation.baselines import last_return_baseline, naive_baselines
 from tasks.evaluation.crossval import summarize
 from tasks.evaluation.evaluate import (
     EvaluationError,
@@ -34,8 +35,6 @@ from tasks.evaluation.evaluate import (
     backtest_settings,
     composite_score,
     evaluate,
-    last_return_baseline,
-    naive_baselines,
     predict_test,
     prediction_metrics,
     trade_and_score,
