@@ -289,9 +289,19 @@ class CrossValidationSettings(_Section):
     cv_folds: int = Field(5, ge=2)
 
 
+class PortfolioSettings(_Section):
+    """The top-k portfolio a universe model's ranking is traded as (tasks/evaluation/portfolio.py)."""
+
+    top_k: int = Field(10, ge=1, description="names held, equal weight; at most half the universe's symbols")
+    n_drop: int = Field(2, ge=1, description="most holdings replaced per day (the worst-ranked outside the top k)")
+    initial_capital: float = Field(1e9, gt=0, description="in the prices' currency: 1e9 VND holds ten names in "
+                                   "lots of 100 at HOSE prices")
+
+
 class EvaluationSettings(_Section):
     backtesting: BacktestSettings = BacktestSettings()
     cross_validation: CrossValidationSettings = CrossValidationSettings()
+    portfolio: PortfolioSettings = PortfolioSettings()
 
 
 class DeploymentSettings(_Section):
@@ -332,6 +342,12 @@ class Market(_Section):
     calendar: str | None = Field(None, description="exchange-calendars name (XNYS, XLON, ...) for the trading "
                                  "days; None: weekdays except `holidays`")
     holidays: tuple[date, ...] = Field((), description="weekdays the exchange is closed, when calendar is None")
+    price_band: float | None = Field(0.07, gt=0, lt=1, description="daily limit as a fraction of the previous "
+                                     "close: no buy after a close at the ceiling, no sell after one at the floor; "
+                                     "None: no band")
+    sell_tax: float = Field(0.001, ge=0, lt=1, description="tax on the value of every sale")
+    settlement_days: int = Field(2, ge=0, description="sessions after a purchase before its shares may be sold "
+                                 "(T+2 on HOSE); 0: at once")
 
     @field_validator("timezone")
     @classmethod
@@ -344,7 +360,8 @@ class Market(_Section):
 
 
 def _default_exchanges() -> dict[str, Market]:
-    return {"HOSE": Market(), "XNYS": Market(timezone="America/New_York", lot_size=1, calendar="XNYS")}
+    return {"HOSE": Market(), "XNYS": Market(timezone="America/New_York", lot_size=1, calendar="XNYS", price_band=None,
+                                             sell_tax=0.0, settlement_days=0)}
 
 
 class MarketSettings(_Section):
@@ -436,6 +453,8 @@ class ModelSelectionSettings(_Section):
                                       "Diebold-Mariano p-value with which it beats production")
     universe_min_symbols: int = Field(5, ge=2, description="symbols a test date needs to count in a universe model's "
                                       "daily rank IC; a universe of fewer symbols gives its models no evidence")
+    require_positive_excess: bool = Field(True, description="a universe model passes its gate only if its top-k "
+                                          "portfolio beats the equal-weight universe after costs on the test dates")
 
 
 class ExecutionSettings(_Section):
