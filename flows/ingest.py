@@ -60,17 +60,18 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common], help="write a synthetic demo market",
                                description="Write a deterministic synthetic market, marked synthetic. By default "
-                                           "it holds a planted 1-day reversal for models to find and nothing else "
-                                           "(--edge).")
+                                           "it holds a planted 1-day reversal and a slow pull of each price toward "
+                                           "its level for models to find, and nothing else (--edge).")
     demo.add_argument("--symbols", type=str, help="comma-separated symbols (default: data.symbols)")
     demo.add_argument("--universe", metavar="NAME", help="also every symbol of this universe (data.universes)")
     demo.add_argument("--days", type=int, default=1500, help="business days per symbol (default: 1500)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default: 7)")
     demo.add_argument("--end", type=_iso_date, default=None, help="last day, YYYY-MM-DD (default: today)")
-    demo.add_argument("--edge", choices=list(PLANTED_EDGES), default="reversal",
-                      help="what there is to find (default: reversal, a 1-day reversal of each symbol's "
-                           "idiosyncratic return and nothing else; null: nothing at all; none: the market's own "
-                           "structure without the reversal; see docs/synthetic_market.md)")
+    demo.add_argument("--edge", choices=list(PLANTED_EDGES), default="reversion",
+                      help="what there is to find (default: reversion, a 1-day reversal of each symbol's "
+                           "idiosyncratic return and a slow pull of its price toward its level, nothing else; "
+                           "reversal: the 1-day reversal alone; null: nothing at all; none: the market's own "
+                           "structure without them; see docs/synthetic_market.md)")
 
     csv = commands.add_parser("csv", parents=[common], help="import a CSV or Parquet price file",
                               description="Import daily bars (date, open, high, low, close, volume) "
@@ -126,14 +127,15 @@ def _run(args: argparse.Namespace) -> None:
             end = args.end or min(_today(settings, s) for s in symbols)
             edge = PLANTED_EDGES[args.edge]
             detail = (f"synthetic demo market, seed={args.seed} days={args.days} end={end}; "
-                      f"{planted_effect(edge.reversal, edge.structure)}")
+                      f"{planted_effect(edge.reversal, edge.structure, edge.pull)}")
             source = SourceInfo(kind="synthetic", detail=detail, synthetic=True,
                                 extra={"generator": "tasks.data.ingest.synthetic_market", "edge": args.edge,
-                                       "reversal": str(edge.reversal), "structure": str(edge.structure)})
+                                       "reversal": str(edge.reversal), "structure": str(edge.structure),
+                                       "pull": str(edge.pull)})
             for symbol in symbols:
                 _check_not_mixing(store, symbol, synthetic=True)
             for symbol, bars in synthetic_market(symbols, args.days, args.seed, end, reversal=edge.reversal,
-                                                 structure=edge.structure).items():
+                                                 structure=edge.structure, pull=edge.pull).items():
                 _write(store, symbol, bars, source, settings)
         else:
             symbol = validate_symbol(args.symbol.strip().upper())

@@ -16,8 +16,8 @@ import polars as pl
 from schemas import validate_symbol
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 
-__all__ = ["DEMO_REVERSAL", "DEMO_REVERSAL_IC", "PLANTED_EDGES", "SUPPORTED_SUFFIXES", "Edge", "IncomingBars",
-           "check_incoming", "planted_effect", "read_price_file", "synthetic_market", "window_warning"]
+__all__ = ["DEMO_PULL", "DEMO_REVERSAL", "DEMO_REVERSAL_IC", "PLANTED_EDGES", "SUPPORTED_SUFFIXES", "Edge",
+           "IncomingBars", "check_incoming", "planted_effect", "read_price_file", "synthetic_market", "window_warning"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -57,15 +57,24 @@ class Edge:
     """the planted 1-day reversal of idiosyncratic returns (0: none)."""
     structure: bool
     """whether the market keeps its own predictable structure (betas under regime drifts, a level pull)."""
+    pull: float = 0.0
+    """a planted daily pull of each symbol's log price toward its level (0: none; the market's own when
+    `structure`)."""
 
+
+DEMO_PULL = 0.02
+"""The demo market's planted pull toward each symbol's price level: a gap closes by 2 % a day (half-life about 35
+sessions). Slow enough to trade after HOSE costs, which the 1-day reversal alone is not (docs/synthetic_market.md)."""
 
 PLANTED_EDGES: Mapping[str, Edge] = {
+    "reversion": Edge(DEMO_REVERSAL, structure=False, pull=DEMO_PULL),
     "reversal": Edge(DEMO_REVERSAL, structure=False),
     "null": Edge(0.0, structure=False),
     "none": Edge(0.0, structure=True),
 }
-"""The demo command's --edge choices: `reversal` plants the reversal in a market with nothing else to find;
-`null` has nothing to find at all; `none` keeps the market's own structure without the reversal."""
+"""The demo command's --edge choices: `reversion` plants the 1-day reversal and a slow pull toward each symbol's
+level in a market with nothing else to find; `reversal` the reversal alone; `null` has nothing to find at all;
+`none` keeps the market's own structure without the planted effects."""
 
 
 def _stable_int(text: str) -> int:
@@ -134,7 +143,7 @@ def _market(seed: int, days: int, structure: bool) -> tuple[np.ndarray, np.ndarr
 
 
 def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 reversal: float, structure: bool) -> dict[str, list[float]]:
+                 reversal: float, structure: bool, pull: float = 0.0) -> dict[str, list[float]]:
     drift, market_eps, market_sigma = market
     days = len(drift)
     rng = np.random.default_rng([seed, _stable_int(symbol)])
@@ -150,6 +159,7 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
         idio_eps = idio_sigma * _student_t(rng, days)
     if reversal:
         idio_eps = _reversing(idio_eps, reversal)
+    kappa = pull or kappa
     sigma = np.hypot(beta * market_sigma, idio_sigma)
     returns = beta * (drift + market_eps) + idio_eps
     gap_noise, high_noise, low_noise = rng.normal(size=days), *np.abs(rng.normal(size=(2, days)))
@@ -175,12 +185,12 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
 
 
 def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
-                     reversal: float = 0.0, structure: bool = True) -> dict[str, pl.DataFrame]:
+                     reversal: float = 0.0, structure: bool = True, pull: float = 0.0) -> dict[str, pl.DataFrame]:
     """A deterministic synthetic HOSE-like market: `days` business days ending at `end`, per symbol.
 
     Regimes (bull / sideways / bear) follow a Markov chain shared by all symbols; returns have GARCH(1,1)
     volatility clustering and fat tails; closes move at most 7% a day and sit on the HOSE tick grid.
-    A symbol's bars depend only on (symbol, days, seed, end, reversal, structure), not on the other symbols
+    A symbol's bars depend only on (symbol, days, seed, end, reversal, structure, pull), not on the other symbols
     asked for.
 
     Args:
@@ -188,33 +198,41 @@ def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
             return follows x[t] = e[t] - reversal * x[t-1] (docs/synthetic_market.md).
         structure: the market's own predictable structure: betas of 0.7 to 1.3 under the regimes' drifts,
             GARCH idiosyncratic volatility and a slow pull toward each symbol's price level. False leaves
-            nothing to predict but the planted reversal: one beta, no drift, i.i.d. idiosyncratic returns.
+            nothing to predict but the planted effects: one beta, no drift, i.i.d. idiosyncratic returns.
+        pull: a planted daily pull of each symbol's log price toward its level, 0 (none) to below 1; replaces
+            the market's own (0.003) when `structure`.
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
     if not 0.0 <= reversal < 1.0:
         raise ValueError(f"reversal must be in [0, 1), got {reversal}")
+    if not 0.0 <= pull < 1.0:
+        raise ValueError(f"pull must be in [0, 1), got {pull}")
     names = [validate_symbol(s) for s in symbols]
     last = np.busday_offset(np.datetime64(end, "D"), 0, roll="backward")
     dates = pl.Series("date", np.busday_offset(last, np.arange(-(days - 1), 1)), dtype=pl.Date)
     market = _market(seed, days, structure)
     frames = {}
     for symbol in dict.fromkeys(names):
-        bars = _symbol_bars(symbol, seed, market, reversal, structure)
+        bars = _symbol_bars(symbol, seed, market, reversal, structure, pull)
         frames[symbol] = pl.DataFrame({"date": dates, **bars}, schema=PRICE_SCHEMA)
     return frames
 
 
-def planted_effect(reversal: float, structure: bool = True) -> str:
+def planted_effect(reversal: float, structure: bool = True, pull: float = 0.0) -> str:
     """The planted effect, and the market's own structure, in words (the price store's source detail, the report)."""
-    if not reversal:
-        effect = "planted effect: none"
-    else:
-        strength = f", mean daily IC about {DEMO_REVERSAL_IC}" if reversal == DEMO_REVERSAL and not structure else ""
-        effect = f"planted effect: 1-day reversal of idiosyncratic returns (reversal {reversal}{strength})"
+    effects = []
+    if reversal:
+        strength = f", mean daily IC about {DEMO_REVERSAL_IC}" if reversal == DEMO_REVERSAL and not structure \
+            and not pull else ""
+        effects.append(f"1-day reversal of idiosyncratic returns (reversal {reversal}{strength})")
+    if pull:
+        effects.append(f"a pull of each price toward its level ({pull} a day, half-life "
+                       f"{math.log(2) / pull:.0f} sessions)")
+    effect = f"planted effect: {' and '.join(effects) or 'none'}"
     if structure:
         return f"{effect}; the market's own structure kept (betas under regime drifts, a level pull)"
-    return f"{effect}; nothing else to predict (one beta, no drift, i.i.d. idiosyncratic returns, no level pull)"
+    return f"{effect}; nothing else to predict (one beta, no drift, i.i.d. idiosyncratic returns)"
 
 
 _ALIASES = {"datetime": "date", "timestamp": "date", "time": "date", "trading_date": "date",
