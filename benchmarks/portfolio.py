@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
     markets = MarketSettings()
-    print(f"top-10 portfolio (replacing at most 2 a day), HOSE rules (lots of 100, 0.1 % commission, 0.1 % sell "
-          f"tax, +-7 % band, T+2), capital 1e9")
+    print("top-10 portfolio (replacing at most 2 a day), HOSE rules (lots of 100, 0.1 % commission, 0.1 % sell "
+          "tax, +-7 % band, T+2), capital 1e9")
     panel = random_panel(args.symbols, args.days, args.seed)
     rules = Rules.of(panel.symbols, markets, 0.001, 1e9)
     started = time.perf_counter()

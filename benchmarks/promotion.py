@@ -151,7 +151,8 @@ def run_once(shape: Shape, market: str, seed: int, root: Path) -> Run:
     from tasks.evaluation.gate import universe_verdicts
 
     level = settings.model_selection.significance_level
-    verdicts = universe_verdicts({(e.model_type, e.version): e for e in outcome.evidence}, level)
+    verdicts = universe_verdicts({(e.model_type, e.version): e for e in outcome.evidence}, level,
+                                 require_excess=settings.model_selection.require_positive_excess)
     best = max((e for e in outcome.evidence if e.ic is not None), key=lambda e: e.ic.mean if e.ic else 0.0,
                default=None)
     feature_store = open_feature_store(settings.data)

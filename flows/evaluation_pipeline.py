@@ -81,7 +81,8 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings, mode
         *key, universe[key] | {j.symbol: refs[j.symbol] for j in jobs if (j.model_type, j.version) == key},
         settings.evaluation.cross_validation, settings.models, registry) for key in versions}
     weighed = {key: universe_evidence.submit(*key, universe[key], settings.models, registry,
-                                             settings.model_selection.universe_min_symbols, later.get(key))
+                                             settings.model_selection.universe_min_symbols, later.get(key),
+                                             evaluation=settings.evaluation, markets=settings.markets)
                for key in versions}
     futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
                                [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),

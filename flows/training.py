@@ -35,6 +35,7 @@ from tasks.data.load import check_prices, describe_sources
 from tasks.delivery.deploy import DeploymentResult, stage_champions
 from tasks.delivery.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
 from tasks.delivery.summaries import format_leaderboard, report_sections, run_failures
+from tasks.evaluation.champions import champions_portfolio
 from tasks.evaluation.choose import Decision, choose
 from tasks.evaluation.gate import gate_verdicts, universe_verdicts
 from tasks.evaluation.universe import UniverseEvidence
@@ -106,19 +107,24 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings, universe_refs=all_refs)
         step = "choose"
         level = settings.model_selection.significance_level
+        money = settings.model_selection.require_positive_excess
         evidence = evaluation.evidence
-        lines = _evidence_lines(evaluation.results, evidence, level)
+        lines = _evidence_lines(evaluation.results, evidence, level, money)
         adjusted = {key: v.adjusted for key, v in gate_verdicts(
-            evaluation.results, {(e.model_type, e.version): e for e in evidence}, level).items()}
-        decisions = choose(evaluation.results, evaluation.production, level, evidence)
+            evaluation.results, {(e.model_type, e.version): e for e in evidence}, level, money).items()}
+        decisions = choose(evaluation.results, evaluation.production, level, evidence, money)
+        champions = champions_portfolio(decisions, evaluation.results, evaluation.production, refs,
+                                        settings.evaluation, settings.markets)
         stage_champions.with_options(**io_options(settings.execution))(decisions, open_registry(settings.models))
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
             deployments = despite_failed_jobs(deployment_pipeline, decisions, refs, settings)
         step = "report"
         failures = run_failures(models, evaluation, deployments)
+        portfolios = [e.portfolio for e in evidence if e.portfolio] + ([champions] if champions else [])
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
-                         report_sections(data, models, evaluation, sources, deployments, lines), failures, adjusted)
+                         report_sections(data, models, evaluation, sources, deployments, lines), failures, adjusted,
+                         portfolios)
     except Exception as exc:
         failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
                                              report_sections(data, models, evaluation, sources, deployments, lines),
@@ -142,12 +148,13 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
     return outcome
 
 
-def _evidence_lines(results: list[Any], evidence: list[UniverseEvidence], level: float) -> list[str]:
+def _evidence_lines(results: list[Any], evidence: list[UniverseEvidence], level: float,
+                    require_excess: bool) -> list[str]:
     """Each universe candidate's evidence with its Holm-adjusted p and verdict (the gate's family: the run's
     universe challengers)."""
     family = sorted({(r.model_type, r.version) for r in results if (r.model_type, r.version) in
                      {(e.model_type, e.version) for e in evidence}})
-    verdicts = universe_verdicts({(e.model_type, e.version): e for e in evidence}, level, family)
+    verdicts = universe_verdicts({(e.model_type, e.version): e for e in evidence}, level, family, require_excess)
     return [("passes: " if v.passed else "fails: ") + v.detail for v in verdicts.values()]
 
 

@@ -27,9 +27,11 @@ from prefect.cache_policies import NO_CACHE
 from schemas import JobFailure
 from stores.files import atomic_write
 from tasks.delivery.markdown import inline
+from tasks.delivery.portfolio_report import portfolio_html, portfolio_rows
 from tasks.evaluation.backtest import Sizing
 from tasks.evaluation.choose import Decision
 from tasks.evaluation.evaluate import EvaluationResult
+from tasks.evaluation.portfolio_figures import PortfolioResult
 from tasks.operations.monitor import resource_logged
 
 __all__ = ["ReportRef", "leaderboard_rows", "report", "run_status", "to_jsonable", "write_failure_report"]
@@ -160,7 +162,8 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}tr.chosen{{backgr
 Data source: {html.escape(json.dumps(content.get("data_source") or {}))}.</p>{body}</body></html>"""
 
 
-def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: list[Decision]) -> str:
+def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: list[Decision],
+          portfolios: list[PortfolioResult]) -> str:
     def cell(row: dict[str, Any], column: str) -> str:
         value = row[column]
         if value is None:  # a PSR left out for too few days in a position or trades says so
@@ -187,6 +190,8 @@ def _html(content: dict[str, Any], results: list[EvaluationResult], decisions: l
         f"<b>{html.escape(d['status'])}</b> ({html.escape(d['reason'])})</li>" for d in content.get("deployment") or [])
     if deployments:
         sections.insert(0, f"<h2>Deployment</h2><ul>{deployments}</ul>")
+    if money := portfolio_html(portfolios):
+        sections.insert(0, money)
     universe = "".join(f"<li>{html.escape(line)}</li>" for line in content.get("universe") or [])
     if universe:
         sections.insert(0, f"<h2>Universe models: the gate across their universe</h2><ul>{universe}</ul>")
@@ -207,21 +212,29 @@ def _markdown(decisions: list[Decision], failures: list[JobFailure]) -> str:
 @resource_logged
 def report(run_id: str, reports_dir: Path, results: list[EvaluationResult], decisions: list[Decision],
            sections: dict[str, Any], failures: list[JobFailure],
-           adjusted: dict[tuple[str, str, int], float] | None = None) -> ReportRef:
-    """Write report.json and report.html, and publish the leaderboard and decisions as Prefect artifacts."""
+           adjusted: dict[tuple[str, str, int], float] | None = None,
+           portfolios: list[PortfolioResult] | None = None) -> ReportRef:
+    """Write report.json and report.html, and publish the leaderboard, the decisions and the top-k portfolios
+    (`portfolios`: each universe model's and the per-symbol champions') as Prefect artifacts."""
+    portfolios = portfolios or []
     content = {
         "run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": run_status(failures),
         "failures": to_jsonable(failures), "leaderboard": leaderboard_rows(results, decisions, adjusted),
         "decisions": to_jsonable(decisions), "evaluations": to_jsonable(results), **to_jsonable(sections),
+        "portfolios": to_jsonable(portfolios),
     }
     content.setdefault("data_source", {})
     directory = Path(reports_dir) / run_id
     directory.mkdir(parents=True, exist_ok=True)
     json_path, html_path = directory / "report.json", directory / "report.html"
     atomic_write(json_path, json.dumps(content, indent=2))
-    atomic_write(html_path, _html(content, results, decisions))
+    atomic_write(html_path, _html(content, results, decisions, portfolios))
     create_table_artifact(content["leaderboard"], key="training-leaderboard",
                           description="symbol x model: every metric, the composite score, and the chosen champion")
+    if portfolios:
+        create_table_artifact(to_jsonable(portfolio_rows(portfolios)), key="training-portfolios",
+                              description="each ranking as a top-k portfolio against the equal-weight universe and "
+                                          "its buy-and-hold, after costs and taxes (rates as fractions)")
     create_markdown_artifact(_markdown(decisions, failures), key="training-decisions",
                              description=f"champion decisions; files in {directory}")
     return ReportRef(directory, json_path, html_path)

@@ -166,7 +166,8 @@ def _decide(symbol: str, candidates: list[EvaluationResult], production: Evaluat
 
 
 def choose_champions(results: list[EvaluationResult], production: Mapping[str, EvaluationResult | None],
-                     level: float = 0.05, evidence: Sequence[UniverseEvidence] = ()) -> list[Decision]:
+                     level: float = 0.05, evidence: Sequence[UniverseEvidence] = (),
+                     require_excess: bool = True) -> list[Decision]:
     """One Decision per symbol seen in `results` or `production`, in symbol order.
 
     Args:
@@ -176,20 +177,23 @@ def choose_champions(results: list[EvaluationResult], production: Mapping[str, E
             (model_selection.significance_level).
         evidence: each universe candidate's evidence over its universe (tasks/evaluation/universe.py); a universe
             candidate without it fails the gate.
+        require_excess: a universe candidate also needs its top-k portfolio to beat the equal-weight universe after
+            costs (model_selection.require_positive_excess).
 
     Raises:
         ValueError: a challenger and its production model were evaluated on different test windows or data.
     """
-    verdicts = gate_verdicts(results, {(e.model_type, e.version): e for e in evidence}, level)
+    verdicts = gate_verdicts(results, {(e.model_type, e.version): e for e in evidence}, level, require_excess)
     symbols = sorted({r.symbol for r in results} | set(production))
     return [_decide(s, [r for r in results if r.symbol == s], production.get(s), verdicts, level) for s in symbols]
 
 
 @task(name="choose", cache_policy=ContentInputs() + ModuleSources(
     modules=("tasks.evaluation.choose", "tasks.evaluation.gate", "tasks.evaluation.evaluate",
-             "tasks.evaluation.significance", "tasks.evaluation.universe")))
+             "tasks.evaluation.significance", "tasks.evaluation.universe", "tasks.evaluation.portfolio_figures")))
 @resource_logged
 def choose(results: list[EvaluationResult], production: dict[str, EvaluationResult | None],
-           level: float = 0.05, evidence: list[UniverseEvidence] | None = None) -> list[Decision]:
+           level: float = 0.05, evidence: list[UniverseEvidence] | None = None,
+           require_excess: bool = True) -> list[Decision]:
     """Pick each symbol's champion (see choose_champions)."""
-    return choose_champions(results, production, level, evidence or [])
+    return choose_champions(results, production, level, evidence or [], require_excess)

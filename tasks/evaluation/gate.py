@@ -4,7 +4,9 @@
   edge, Holm-adjusted across the symbol's own per-symbol candidates, below the level.
 - A universe (pooled) candidate: its mean daily cross-sectional rank IC over the universe's test dates above 0
   (tasks/evaluation/universe.py), the p-value Holm-adjusted across the run's universe candidates, below the level;
-  then, for each symbol of its universe, a test RMSE not significantly worse than the zero forecast's there.
+  its top-k portfolio's annual return above the equal-weight universe's after costs and taxes (unless
+  model_selection.require_positive_excess is off); then, for each symbol of its universe, a test RMSE not
+  significantly worse than the zero forecast's there.
 
 Each family's chance of promoting anything by chance stays at or below the level; benchmarks/promotion.py
 measures what the whole run does on a market with nothing to find and on one with a planted effect.
@@ -48,22 +50,39 @@ class Verdict:
     than the zero forecast's."""
 
 
+def _money(evidence: UniverseEvidence, required: bool) -> tuple[bool, str]:
+    """Whether the candidate's top-k portfolio beat the equal-weight universe after costs (or need not), in words."""
+    portfolio = evidence.portfolio
+    if portfolio is None:
+        return not required, "no top-k portfolio (fewer than 2 symbols or 3 test dates)"
+    beats = portfolio.excess_return > 0
+    text = (f"its top-{portfolio.k} portfolio {portfolio.excess_return:+.1%} a year against the equal-weight universe "
+            f"after costs")
+    if not beats:
+        text += ": not positive" + ("" if required else " (not required: model_selection.require_positive_excess)")
+    return beats or not required, text
+
+
 def universe_verdicts(evidence: Mapping[tuple[str, int], UniverseEvidence], level: float,
-                      family: Sequence[tuple[str, int]] | None = None) -> dict[tuple[str, int], Verdict]:
+                      family: Sequence[tuple[str, int]] | None = None,
+                      require_excess: bool = True) -> dict[tuple[str, int], Verdict]:
     """Holm across the universe candidates `family` ((model type, version); default: those of `evidence`); one
-    without evidence (its evaluation failed) counts in the family with p = 1 and fails."""
+    without evidence (its evaluation failed) counts in the family with p = 1 and fails. With `require_excess` a
+    candidate whose top-k portfolio does not beat the equal-weight universe after costs fails too."""
     keys = sorted(set(family) if family is not None else set(evidence))
     raw = [evidence[k].p_value if k in evidence else 1.0 for k in keys]
     adjusted = holm(raw) if keys else []
     verdicts = {}
     for k, p, a in zip(keys, raw, adjusted, strict=True):
         found = evidence.get(k)
+        money = False
         if found is None:
             text = detail = f"{k[0]} v{k[1]}: no universe evidence (its evaluation failed)"
         else:
-            text, detail = found.summary(a, level, len(keys)), found.line(a, level, len(keys))
-        verdicts[k] = Verdict(found is not None and found.ic is not None and a < level, p, a, len(keys), text,
-                              detail)
+            money, in_words = _money(found, require_excess)
+            text, detail = f"{found.summary(a, level, len(keys))}; {in_words}", found.line(a, level, len(keys))
+        verdicts[k] = Verdict(found is not None and found.ic is not None and a < level and money, p, a, len(keys),
+                              text, detail)
     return verdicts
 
 
@@ -75,11 +94,11 @@ def _worse_than_zero(r: EvaluationResult, level: float) -> tuple[bool, float]:
 
 
 def gate_verdicts(results: Sequence[EvaluationResult], evidence: Mapping[tuple[str, int], UniverseEvidence],
-                  level: float) -> dict[Key, Verdict]:
+                  level: float, require_excess: bool = True) -> dict[Key, Verdict]:
     """A Verdict per candidate of `results` (any symbols); universe candidates without evidence fail, saying so."""
     verdicts: dict[Key, Verdict] = {}
     family = sorted({(r.model_type, r.version) for r in results if is_pooled(r.model_type)})
-    universe = universe_verdicts(evidence, level, family)
+    universe = universe_verdicts(evidence, level, family, require_excess)
     for symbol in sorted({r.symbol for r in results}):
         own = [r for r in results if r.symbol == symbol and not is_pooled(r.model_type)]
         adjusted = holm([r.against_baseline.p_value for r in own]) if own else []

@@ -22,8 +22,18 @@ import polars as pl
 
 from settings import MarketSettings
 
-__all__ = ["LIMIT_TOLERANCE", "EqualWeight", "BuyAndHold", "Panel", "Rules", "Run", "TopK", "effective_k",
-           "limits", "simulate"]
+__all__ = [
+    "LIMIT_TOLERANCE",
+    "BuyAndHold",
+    "EqualWeight",
+    "Panel",
+    "Rules",
+    "Run",
+    "TopK",
+    "effective_k",
+    "limits",
+    "simulate",
+]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

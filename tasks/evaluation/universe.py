@@ -6,7 +6,9 @@ actual returns (the daily rank IC; 0 when the day's predictions do not rank, as 
 mean daily IC is tested against 0 with a Newey-West standard error (lags at least the label horizon), one-sided.
 Beside it, the Diebold-Mariano test of the date-averaged loss differential against the zero forecast: per date,
 the mean squared error over the day's symbols less the mean squared return. One symbol's test window cannot show
-an effect of this size (README, "What the significance gate can see"); the universe's dates can.
+an effect of this size (README, "What the significance gate can see"); the universe's dates can. And what the
+ranking earns: a top-k portfolio on the same dates against the equal-weight universe, after costs and taxes
+(tasks/evaluation/portfolio_figures.py).
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from models.base import LABEL
 from models.pooled import POOLED_FOLDER
 from models.registry import MODEL_MODULES
 from schemas import FeatureSetRef
-from settings import ModelsSettings
+from settings import EvaluationSettings, MarketSettings, ModelsSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import ModelRegistry
 from tasks.evaluation.evaluate import EvaluationError, check_unseen, loaded
+from tasks.evaluation.portfolio_figures import PortfolioResult, trade_ranking
 from tasks.evaluation.significance import (
     DieboldMariano,
     MeanTest,
@@ -61,6 +64,8 @@ class UniverseEvidence:
     loss: DieboldMariano | None
     """Diebold-Mariano of the date-averaged squared-error differential against the zero forecast (small p: the
     model's errors are lower); None with fewer than 3 dates."""
+    portfolio: PortfolioResult | None = None
+    """the ranking traded as a top-k portfolio on the test dates; None with fewer than 2 symbols or 3 dates."""
 
     @property
     def p_value(self) -> float:
@@ -93,6 +98,8 @@ class UniverseEvidence:
         if self.loss is not None:
             text += (f"; date-averaged squared error vs the zero forecast: DM {self.loss.statistic:+.2f}, "
                      f"p {self.loss.p_value:.3g}")
+        if self.portfolio is not None:
+            text += f". {self.portfolio.line()}"
         return text
 
 
@@ -111,29 +118,33 @@ def daily_rank_ic(rows: pl.DataFrame, min_symbols: int) -> tuple[pl.DataFrame, i
     return counted, per_date.height - counted.height
 
 
-def weigh_evidence(model_type: str, version: int, rows: pl.DataFrame, min_symbols: int,
-                   horizon: int) -> UniverseEvidence:
-    """The evidence of `rows` (date, symbol, predicted, actual: a version's test predictions over its universe)."""
+def weigh_evidence(model_type: str, version: int, rows: pl.DataFrame, min_symbols: int, horizon: int,
+                   portfolio: PortfolioResult | None = None) -> UniverseEvidence:
+    """The evidence of `rows` (date, symbol, predicted, actual: a version's test predictions over its universe),
+    with the ranking's `portfolio` when it was traded."""
     daily, skipped = daily_rank_ic(rows.select("date", "predicted", "actual"), min_symbols)
     symbols = rows["symbol"].n_unique() if rows.height else 0
     first, last = (str(daily["date"].min()), str(daily["date"].max())) if daily.height else (None, None)
     if daily.height < 3:
         return UniverseEvidence(model_type, version, symbols, daily.height, skipped, min_symbols, first, last,
-                                None, None)
+                                None, None, portfolio)
     ic = newey_west_mean(daily["ic"].to_numpy(), newey_west_lags(daily.height, horizon))
     loss = loss_differential_test((daily["mse"] - daily["zero_mse"]).to_numpy(), horizon)
-    return UniverseEvidence(model_type, version, symbols, daily.height, skipped, min_symbols, first, last, ic, loss)
+    return UniverseEvidence(model_type, version, symbols, daily.height, skipped, min_symbols, first, last, ic, loss,
+                            portfolio)
 
 
 @task(name="universe-evidence", task_run_name="universe-evidence-{model_type}-v{version}",
       cache_policy=ContentInputs() + ModuleSources(modules=(
-          "tasks.evaluation.universe", "tasks.evaluation.significance", "tasks.evaluation.evaluate", *MODEL_MODULES)))
+          "tasks.evaluation.universe", "tasks.evaluation.significance", "tasks.evaluation.evaluate",
+          "tasks.evaluation.portfolio", "tasks.evaluation.portfolio_figures", *MODEL_MODULES)))
 @resource_logged
 def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetRef], models: ModelsSettings,
-                      registry: ModelRegistry, min_symbols: int,
-                      cross_section: CrossSection | None = None) -> UniverseEvidence:
+                      registry: ModelRegistry, min_symbols: int, cross_section: CrossSection | None = None, *,
+                      evaluation: EvaluationSettings, markets: MarketSettings) -> UniverseEvidence:
     """Predict the test rows of every symbol of `refs` (the version's universe) with pooled `model_type`
-    v`version`, and weigh them as a cross-sectional ranking (`weigh_evidence`).
+    v`version`, weigh them as a cross-sectional ranking (`weigh_evidence`) and trade them as a top-k portfolio
+    (`evaluation.portfolio`, the symbols' `markets`, `evaluation.backtesting.commission`).
 
     Raises:
         EvaluationError: a feature set labels another horizon than the model predicts.
@@ -153,9 +164,13 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
         check_unseen(model_type, version, details, symbol, test)
         predicted = model.bind(symbol).predict(test, context=history_before(ref, test))
         frames.append(pl.DataFrame({"date": test["date"], "symbol": symbol, "predicted": predicted,
-                                    "actual": test[LABEL].cast(pl.Float64)}))
+                                    "actual": test[LABEL].cast(pl.Float64), "open": test["open"].cast(pl.Float64),
+                                    "close": test["close"].cast(pl.Float64)}))
     rows = pl.concat(frames) if frames else pl.DataFrame(
-        schema={"date": pl.Date, "symbol": pl.String, "predicted": pl.Float64, "actual": pl.Float64})
-    evidence = weigh_evidence(model_type, version, rows, min_symbols, model.horizon)
+        schema={"date": pl.Date, "symbol": pl.String, "predicted": pl.Float64, "actual": pl.Float64,
+                "open": pl.Float64, "close": pl.Float64})
+    portfolio = trade_ranking(f"{model_type} v{version}", rows, evaluation.portfolio, markets,
+                              evaluation.backtesting.commission)
+    evidence = weigh_evidence(model_type, version, rows, min_symbols, model.horizon, portfolio)
     print(evidence.line())
     return evidence

@@ -89,10 +89,17 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     assert content["data_source"]["VHM"]["synthetic"] is True
     assert {e["symbol"] for e in content["evaluations"]} == {"VCB", "VHM"}
     page = outcome.report.html_path.read_text()
-    assert page.count('<img src="data:image/png;base64,') == 2 and "Leaderboard" in page
+    # A chart per symbol, and one per top-k portfolio: each universe model's over two symbols (k 1 of 2).
+    portfolios = content["portfolios"]
+    assert {p["name"] for p in portfolios} >= {f"{t} v1" for t in POOLED} and all(p["k"] == 1 for p in portfolios)
+    assert page.count('<img src="data:image/png;base64,') == 2 + len(portfolios) and "Leaderboard" in page
+    assert "Portfolios: what the rankings earn after costs and taxes" in page
     assert state.state_details.flow_run_id is not None
     artifacts = asyncio.run(run_artifacts(state.state_details.flow_run_id))
-    assert {"training-leaderboard", "training-decisions", "model-pipeline-jobs"} <= set(artifacts)
+    assert {"training-leaderboard", "training-decisions", "model-pipeline-jobs", "training-portfolios"} <= set(
+        artifacts)
+    table = json.loads(str(artifacts["training-portfolios"].data))
+    assert len(table) == 3 * len(portfolios) and table[0]["strategy"].startswith("top-1, replacing at most 2")
     leaderboard = json.loads(str(artifacts["training-leaderboard"].data))
     assert [(row["symbol"], row["model"]) for row in leaderboard] == [
         (row["symbol"], row["model"]) for row in outcome.leaderboard]

@@ -14,6 +14,7 @@ from tasks.evaluation.baselines import Baselines
 from tasks.evaluation.choose import Decision, choose, choose_champions
 from tasks.evaluation.crossval import PredictionMetrics, summarize
 from tasks.evaluation.evaluate import Curves, EvaluationResult
+from tasks.evaluation.portfolio_figures import Figures, PortfolioResult
 from tasks.evaluation.risk import PerformanceMetrics
 from tasks.evaluation.significance import DieboldMariano, MeanTest
 from tasks.evaluation.universe import UniverseEvidence
@@ -195,13 +196,24 @@ def test_task_wraps_the_pure_function() -> None:
     assert choose.retries == 0
 
 
-def evidence(model_type: str, ic: float, t: float, version: int = 1, dates: int = 300) -> UniverseEvidence:
-    """Universe evidence whose daily rank IC test has mean `ic` and statistic `t` (p from a normal tail)."""
+def portfolio(excess: float) -> PortfolioResult:
+    """A top-10 portfolio that earned `excess` a year over a flat equal-weight universe."""
+    def flat(annual: float) -> Figures:
+        return Figures(annual, -0.05, 20.0, 1e5, 5e4, 0.02, 0.01, 0)
+
+    return PortfolioResult("m", 10, 2, 30, ("2025-01-02", "2025-06-30"), (1e9, 1e9), (1e9, 1e9), (1e9, 1e9),
+                           flat(excess), flat(0.0), flat(0.0), excess, 1.0, 0.9)
+
+
+def evidence(model_type: str, ic: float, t: float, version: int = 1, dates: int = 300,
+             excess: float | None = 0.05) -> UniverseEvidence:
+    """Universe evidence whose daily rank IC test has mean `ic` and statistic `t` (p from a normal tail), and whose
+    top-10 portfolio beat the equal-weight universe by `excess` a year (None: no portfolio)."""
     from scipy.stats import norm
 
     test = MeanTest(ic, ic / t, t, float(norm.sf(t)), 5, dates)
     return UniverseEvidence(model_type, version, 30, dates, 0, 5, "2025-01-02", "2025-06-30", test,
-                            DieboldMariano(-1.0, 0.2, -1e-6, dates))
+                            DieboldMariano(-1.0, 0.2, -1e-6, dates), None if excess is None else portfolio(excess))
 
 
 def test_a_universe_model_is_judged_on_its_universe_and_competes_like_any_candidate() -> None:
@@ -242,3 +254,20 @@ def test_a_universe_model_significantly_worse_than_zero_on_a_symbol_is_not_eligi
     reason = line(decision, "catboost-pooled v1")
     assert reason.startswith("catboost-pooled v1: passes the universe gate, not eligible for VCB (")
     assert "significantly worse (DM p=" in reason
+
+
+def test_a_universe_model_whose_portfolio_loses_to_the_equal_weight_universe_fails_unless_told_otherwise() -> None:
+    results = [result("catboost-pooled", 0.3, 0.0201, errors=0.001)]
+    losing = [evidence("catboost-pooled", 0.06, 4.5, excess=-0.031)]
+    decision = only(choose_champions(results, {}, evidence=losing))
+    assert decision.action == "none"
+    assert ("its top-10 portfolio -3.1% a year against the equal-weight universe after costs: not positive"
+            in line(decision, "catboost-pooled v1"))
+    lenient = only(choose_champions(results, {}, evidence=losing, require_excess=False))
+    assert lenient.action == "promote" and "(not required: model_selection.require_positive_excess)" in line(
+        lenient, "catboost-pooled v1")
+    winning = only(choose_champions(results, {}, evidence=[evidence("catboost-pooled", 0.06, 4.5, excess=0.02)]))
+    assert winning.action == "promote" and "portfolio +2.0% a year against the equal-weight universe" in line(
+        winning, "catboost-pooled v1")
+    untraded = only(choose_champions(results, {}, evidence=[evidence("catboost-pooled", 0.06, 4.5, excess=None)]))
+    assert untraded.action == "none" and "no top-k portfolio" in line(untraded, "catboost-pooled v1")
