@@ -59,6 +59,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.features
 	$(PYTHON) -m benchmarks.training
 	$(PYTHON) -m benchmarks.backtest
+	$(PYTHON) -m benchmarks.portfolio
 	$(PYTHON) -m benchmarks.serving
 	$(PYTHON) -m benchmarks.fanout
 	$(PYTHON) -m benchmarks.sanity

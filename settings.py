@@ -293,7 +293,8 @@ class PortfolioSettings(_Section):
     """The top-k portfolio a universe model's ranking is traded as (tasks/evaluation/portfolio.py)."""
 
     top_k: int = Field(10, ge=1, description="names held, equal weight; at most half the universe's symbols")
-    n_drop: int = Field(2, ge=1, description="most holdings replaced per day (the worst-ranked outside the top k)")
+    n_drop: int = Field(1, ge=1, description="most holdings replaced per day (the worst-ranked outside the top k); "
+                        "1 of 10 is qlib's TopkDropout ratio (5 of 50)")
     initial_capital: float = Field(1e9, gt=0, description="in the prices' currency: 1e9 VND holds ten names in "
                                    "lots of 100 at HOSE prices")
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from settings import MarketSettings
+from settings import MarketSettings, PortfolioSettings
 from tasks.evaluation.portfolio import LIMIT_TOLERANCE, BuyAndHold, EqualWeight, Panel, Rules, TopK, simulate
 
 __all__ = ["main", "random_panel", "reference_top_k"]
@@ -100,23 +100,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="symbols of the (slow) event-driven comparison run")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    markets = MarketSettings()
-    print("top-10 portfolio (replacing at most 2 a day), HOSE rules (lots of 100, 0.1 % commission, 0.1 % sell "
-          "tax, +-7 % band, T+2), capital 1e9")
+    markets, shipped = MarketSettings(), PortfolioSettings()
+    k, n_drop, capital = shipped.top_k, shipped.n_drop, shipped.initial_capital
+    print(f"top-{k} portfolio (replacing at most {n_drop} a day), HOSE rules (lots of 100, 0.1 % commission, 0.1 % "
+          f"sell tax, +-7 % band, T+2), capital {capital:g}")
     panel = random_panel(args.symbols, args.days, args.seed)
-    rules = Rules.of(panel.symbols, markets, 0.001, 1e9)
+    rules = Rules.of(panel.symbols, markets, 0.001, capital)
     started = time.perf_counter()
-    run, _, _ = simulate(panel, rules, [TopK(panel.score, 10, 2, rules), EqualWeight(rules), BuyAndHold(rules)])
+    run, _, _ = simulate(panel, rules, [TopK(panel.score, k, n_drop, rules), EqualWeight(rules), BuyAndHold(rules)])
     vectorised = time.perf_counter() - started
     print(f"vectorised: {args.symbols} symbols x {args.days} days in {vectorised:.2f} s (target < 2 s) for the "
           f"portfolio, the equal-weight universe and its buy-and-hold; {int((run.bought > 0).sum())} purchases")
     small = random_panel(args.reference_symbols, args.days, args.seed)
-    small_rules = Rules.of(small.symbols, markets, 0.001, 1e9)
+    small_rules = Rules.of(small.symbols, markets, 0.001, capital)
     started = time.perf_counter()
-    fast = simulate(small, small_rules, [TopK(small.score, 10, 2, small_rules)])[0].equity
+    fast = simulate(small, small_rules, [TopK(small.score, k, n_drop, small_rules)])[0].equity
     fast_s = time.perf_counter() - started
     started = time.perf_counter()
-    slow = np.array(reference_top_k(small, small_rules, 10, 2))
+    slow = np.array(reference_top_k(small, small_rules, k, n_drop))
     slow_s = time.perf_counter() - started
     gap = float(np.max(np.abs(fast / slow - 1)))
     print(f"{args.reference_symbols} symbols x {args.days} days: vectorised {fast_s:.2f} s, event-driven loop "

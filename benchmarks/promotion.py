@@ -1,22 +1,24 @@
 """The promotion gate's error rates: over many seeds, how often a training run promotes anything on a market with
-nothing to find, and how often it promotes the universe model on a market with a planted reversal.
+nothing to find, and how often it promotes the universe model on a market with a planted effect.
 
     python -m benchmarks.promotion [--seeds 20] [--shapes demo large] [--first-seed 0] [--out FILE.jsonl]
     python -m benchmarks.promotion --report FILE.jsonl ...     (the table of runs written earlier)
 
 Each run is the `training` flow as make demo runs it, in a folder of its own: the synthetic market of a universe
-(`--edge null`: nothing to predict; `--edge reversal`: the planted 1-day reversal and nothing else), the watch list
+(`--edge null`: nothing to predict; planted: a 1-day reversal and a slow pull toward each symbol's level, nothing
+else, as `--edge reversion`), the watch list
 VCB, VIC, VHM (the universe's first three symbols in the large shape), universe models over every symbol, tuning
 and deployment off. Shapes:
 
-- demo: the VN30 universe, make demo's days and reversal, every model type of the shipped configuration;
-- large: 100 symbols x 2,500 days with reversal 0.04, ARIMA and CatBoost (per symbol and universe): the networks
-  over 100 symbols would take hours per seed on two cores.
+- demo: the VN30 universe, make demo's days and planted effects, every model type of the shipped configuration;
+- large: 100 symbols x 2,500 days with reversal 0.04 and half the demo's pull, ARIMA and CatBoost (per symbol and
+  universe): the networks over 100 symbols would take hours per seed on two cores.
 
-Per shape and market it prints the share of runs that promote anything, the share that promote a universe model
-(for any watch-list symbol, and for every one), the universe models' test IC (the best universe candidate's mean
-daily rank IC) and, on the planted market, that IC as a share of the planted signal's own (-RET1 against the
-label, over the same symbols and test dates).
+Per shape and market it prints the share of runs in which a universe model passes the IC test alone, the share that
+promote anything (the shipped gate: the IC test and a top-k portfolio beating the equal-weight universe after
+costs), the share that promote a universe model (for any watch-list symbol, and for every one), the universe models'
+test IC (the best universe candidate's mean daily rank IC), that IC as a share of the planted reversal's own (-RET1
+against the label, over the same symbols and test dates) and the best universe candidate's portfolio excess return.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Shape:
     watch: tuple[str, ...]
     days: int
     reversal: float
+    pull: float
     model_types: tuple[str, ...] | None
     """None: the shipped configuration's."""
 
@@ -64,8 +67,12 @@ class Run:
     model_ic: float | None
     """the best universe candidate's mean daily rank IC on the test dates."""
     signal_ic: float | None
-    """the planted signal's (-RET1) mean daily rank IC over the same symbols and test dates."""
+    """the planted reversal's (-RET1) mean daily rank IC over the same symbols and test dates."""
     failed: str = ""
+    ic_passed: bool | None = None
+    """whether a universe candidate passed the IC test alone (Holm-adjusted p below the level)."""
+    excess: float | None = None
+    """the best universe candidate's top-k portfolio excess return over the equal-weight universe, after costs."""
 
     @property
     def any(self) -> bool:
@@ -82,12 +89,12 @@ class Run:
 
 def shapes() -> dict[str, Shape]:
     from settings import VN30
-    from tasks.data.ingest import DEMO_REVERSAL
+    from tasks.data.ingest import DEMO_PULL, DEMO_REVERSAL
 
     demo_days = int(os.environ.get("DAYS", 0)) or _makefile_days()
     large = tuple(f"S{i:03d}" for i in range(100))
-    return {"demo": Shape("demo", VN30, WATCH, demo_days, DEMO_REVERSAL, None),
-            "large": Shape("large", large, large[:3], 2500, 0.04, ("arima", "catboost"))}
+    return {"demo": Shape("demo", VN30, WATCH, demo_days, DEMO_REVERSAL, DEMO_PULL, None),
+            "large": Shape("large", large, large[:3], 2500, 0.04, DEMO_PULL / 2, ("arima", "catboost"))}
 
 
 def _makefile_days() -> int:
@@ -136,9 +143,9 @@ def run_once(shape: Shape, market: str, seed: int, root: Path) -> Run:
     (root / "config.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     settings = load_settings(root / "config.yml")
     store = ParquetPriceStore(settings.data.prices_path)
-    reversal = shape.reversal if market == "planted" else 0.0
+    reversal, pull = (shape.reversal, shape.pull) if market == "planted" else (0.0, 0.0)
     for symbol, bars in synthetic_market(shape.symbols, shape.days, seed, END, reversal=reversal,
-                                         structure=False).items():
+                                         structure=False, pull=pull).items():
         store.upsert(symbol, bars, SourceInfo(kind="synthetic", synthetic=True))
 
     started, failed = time.perf_counter(), ""
@@ -152,7 +159,7 @@ def run_once(shape: Shape, market: str, seed: int, root: Path) -> Run:
 
     level = settings.model_selection.significance_level
     verdicts = universe_verdicts({(e.model_type, e.version): e for e in outcome.evidence}, level,
-                                 require_excess=settings.model_selection.require_positive_excess)
+                                 require_excess=False)
     best = max((e for e in outcome.evidence if e.ic is not None), key=lambda e: e.ic.mean if e.ic else 0.0,
                default=None)
     feature_store = open_feature_store(settings.data)
@@ -160,7 +167,9 @@ def run_once(shape: Shape, market: str, seed: int, root: Path) -> Run:
     return Run(shape.name, market, seed, seconds, promoted,
                min((v.adjusted for v in verdicts.values()), default=None),
                best.ic.mean if best is not None and best.ic is not None else None,
-               _signal_ic(refs, settings.model_selection.universe_min_symbols), failed)
+               _signal_ic(refs, settings.model_selection.universe_min_symbols), failed,
+               any(v.passed for v in verdicts.values()),
+               best.portfolio.excess_return if best is not None and best.portfolio is not None else None)
 
 
 def _share(runs: list[Run], test: Any) -> str:
@@ -174,9 +183,9 @@ def _mean(values: list[float | None]) -> float | None:
 
 
 def report(runs: list[Run]) -> str:
-    lines = [f"{'shape':<6} {'market':<8} {'runs':>5} {'promote anything':>17} {'a universe model':>17} "
-             f"{'universe model for all 3':>25} {'model IC':>9} {'signal IC':>10} {'share':>6} "
-             f"{'min s':>6} {'max s':>6}"]
+    lines = [f"{'shape':<6} {'market':<8} {'runs':>5} {'IC test passes':>15} {'promote anything':>17} "
+             f"{'a universe model':>17} {'universe model for all 3':>25} {'model IC':>9} {'signal IC':>10} "
+             f"{'share':>6} {'excess':>7} {'min s':>6} {'max s':>6}"]
     for shape in dict.fromkeys(r.shape for r in runs):
         for market in ("null", "planted"):
             group = [r for r in runs if (r.shape, r.market) == (shape, market)]
@@ -184,11 +193,15 @@ def report(runs: list[Run]) -> str:
                 continue
             model, signal = _mean([r.model_ic for r in group]), _mean([r.signal_ic for r in group])
             share = f"{model / signal:.2f}" if market == "planted" and model is not None and signal else "-"
+            excess = _mean([r.excess for r in group])
+            tested = [r for r in group if r.ic_passed is not None]
             lines.append(
-                f"{shape:<6} {market:<8} {len(group):>5} {_share(group, lambda r: r.any):>17} "
+                f"{shape:<6} {market:<8} {len(group):>5} {_share(tested, lambda r: r.ic_passed):>15} "
+                f"{_share(group, lambda r: r.any):>17} "
                 f"{_share(group, lambda r: r.universe):>17} {_share(group, lambda r: r.universe_everywhere):>25} "
                 f"{'-' if model is None else f'{model:+.4f}':>9} {'-' if signal is None else f'{signal:+.4f}':>10} "
-                f"{share:>6} {min(r.seconds for r in group):>6.0f} {max(r.seconds for r in group):>6.0f}")
+                f"{share:>6} {'-' if excess is None else f'{excess:+.1%}':>7} "
+                f"{min(r.seconds for r in group):>6.0f} {max(r.seconds for r in group):>6.0f}")
     failed = [r for r in runs if r.failed]
     lines += [f"failed run: {r.shape} {r.market} seed {r.seed}: {r.failed}" for r in failed]
     return "\n".join(lines)
@@ -220,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.shapes:
             shape = known[name]
             print(f"{name}: {len(shape.symbols)} symbols x {shape.days} days, watch list {', '.join(shape.watch)}, "
-                  f"reversal {shape.reversal} when planted, model types "
+                  f"reversal {shape.reversal} and pull {shape.pull} when planted, model types "
                   f"{', '.join(shape.model_types) if shape.model_types else 'of the shipped configuration'}",
                   flush=True)
             for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -230,9 +243,11 @@ def main(argv: list[str] | None = None) -> int:
                     runs.append(run)
                     promoted = ", ".join(f"{s} {t}" for s, t in sorted(run.promoted.items())) or "nothing"
                     ic = "-" if run.model_ic is None else f"{run.model_ic:+.4f}"
+                    excess = "-" if run.excess is None else f"{run.excess:+.1%}"
                     print(f"  {name} {market:<7} seed {seed:>3}: promoted {promoted}; universe adj p "
                           f"{'-' if run.universe_p is None else f'{run.universe_p:.3g}'}, model IC {ic}, "
-                          f"{run.seconds:.0f} s{'; FAILED ' + run.failed if run.failed else ''}", flush=True)
+                          f"portfolio excess {excess}, {run.seconds:.0f} s"
+                          f"{'; FAILED ' + run.failed if run.failed else ''}", flush=True)
                     if args.out:
                         with args.out.open("a", encoding="utf-8") as out:
                             out.write(json.dumps(asdict(run)) + "\n")

@@ -99,7 +99,7 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     assert {"training-leaderboard", "training-decisions", "model-pipeline-jobs", "training-portfolios"} <= set(
         artifacts)
     table = json.loads(str(artifacts["training-portfolios"].data))
-    assert len(table) == 3 * len(portfolios) and table[0]["strategy"].startswith("top-1, replacing at most 2")
+    assert len(table) == 3 * len(portfolios) and table[0]["strategy"].startswith("top-1, replacing at most 1")
     leaderboard = json.loads(str(artifacts["training-leaderboard"].data))
     assert [(row["symbol"], row["model"]) for row in leaderboard] == [
         (row["symbol"], row["model"]) for row in outcome.leaderboard]
