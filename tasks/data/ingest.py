@@ -232,7 +232,8 @@ def planted_effect(reversal: float, structure: bool = True, pull: float = 0.0) -
     effect = f"planted effect: {' and '.join(effects) or 'none'}"
     if structure:
         return f"{effect}; the market's own structure kept (betas under regime drifts, a level pull)"
-    return f"{effect}; nothing else to predict (one beta, no drift, i.i.d. idiosyncratic returns)"
+    return (f"{effect}; nothing else to predict (one beta, no drift, i.i.d. idiosyncratic returns"
+            f"{'' if pull else ', no level pull'})")
 
 
 _ALIASES = {"datetime": "date", "timestamp": "date", "time": "date", "trading_date": "date",

@@ -121,7 +121,7 @@ class Run:
     traded: FloatArray
     """value of all fills per session, both sides."""
     unaffordable: int
-    """purchases left out because one lot cost more than the cash there was for it."""
+    """purchases the strategy left out because one lot cost more than its part of the cash."""
 
 
 def limits(close: FloatArray, band: FloatArray) -> tuple[BoolArray, BoolArray]:
@@ -294,7 +294,6 @@ def _simulate(open_: FloatArray, bar: BoolArray, mark: FloatArray, ceiling: Bool
     out = {name: np.zeros((days, n)) for name in ("shares", "bought", "sold")}
     per_day = {name: np.zeros(days) for name in ("equity", "cash", "commission", "tax", "traded")}
     per_day["equity"][0] = per_day["cash"][0] = cash
-    short = 0
     for d in range(1, days):
         first = min(max(d - settle + 1, 0), d)  # purchases of sessions first..d-1 may not have settled
         age = d - np.arange(first, d)
@@ -309,7 +308,6 @@ def _simulate(open_: FloatArray, bar: BoolArray, mark: FloatArray, ceiling: Bool
         cash += float((proceeds - commission - tax).sum())
         wanted = np.where(session.buyable, strategy.buys(session, cash), 0.0)
         bought = _affordable(wanted, open_[d], cash, rules)
-        short += int(((wanted > 0) & (bought == 0)).sum())
         spent = bought * open_[d]
         fee = spent * rules.commission
         cash -= float((spent + fee).sum())
@@ -321,4 +319,4 @@ def _simulate(open_: FloatArray, bar: BoolArray, mark: FloatArray, ceiling: Bool
         per_day["tax"][d] = float(tax.sum())
         per_day["traded"][d] = float((proceeds + spent).sum())
     return Run(per_day["equity"], per_day["cash"], out["shares"], out["bought"], out["sold"], per_day["commission"],
-               per_day["tax"], per_day["traded"], short + strategy.unaffordable)
+               per_day["tax"], per_day["traded"], strategy.unaffordable)

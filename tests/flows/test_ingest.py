@@ -20,7 +20,7 @@ from stores.base import PriceStore
 from stores.factory import open_price_store
 from stores.mongo import MongoPriceStore
 from stores.parquet import ParquetPriceStore
-from tasks.data.ingest import DEMO_REVERSAL, DEMO_REVERSAL_IC, synthetic_market
+from tasks.data.ingest import DEMO_PULL, DEMO_REVERSAL, DEMO_REVERSAL_IC, synthetic_market
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,8 @@ def test_demo_writes_a_synthetic_market(config: Path, store: PriceStore, capsys:
     assert store.symbols() == ["VCB", "VIC"]
     info = store.source_info("VCB")
     assert info is not None and info.synthetic and "seed=7" in info.detail
-    assert "planted effect: 1-day reversal" in info.detail and f"mean daily IC about {DEMO_REVERSAL_IC}" in info.detail
+    assert "planted effect: 1-day reversal of idiosyncratic returns (reversal 0.08) and a pull of each price toward " \
+           "its level (0.02 a day, half-life 35 sessions)" in info.detail
     before = store.fingerprint("VCB")
 
     assert main(argv) == 0
@@ -72,25 +73,26 @@ def parquet_config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("edge, reversal, structure, effect", [
-    (None, DEMO_REVERSAL, False, "planted effect: 1-day reversal"),
-    ("reversal", DEMO_REVERSAL, False, "planted effect: 1-day reversal"),
-    ("null", 0.0, False, "planted effect: none; nothing else to predict"),
-    ("none", 0.0, True, "planted effect: none; the market's own structure kept"),
+@pytest.mark.parametrize("edge, reversal, structure, pull, effect", [
+    (None, DEMO_REVERSAL, False, DEMO_PULL, "(reversal 0.08) and a pull of each price toward its level"),
+    ("reversal", DEMO_REVERSAL, False, 0.0, f"(reversal 0.08, mean daily IC about {DEMO_REVERSAL_IC}); nothing else"),
+    ("null", 0.0, False, 0.0, "planted effect: none; nothing else to predict"),
+    ("none", 0.0, True, 0.0, "planted effect: none; the market's own structure kept"),
 ])
 def test_demo_edge_option_plants_the_effect_and_names_it(
-    parquet_config: Path, edge: str | None, reversal: float, structure: bool, effect: str
+    parquet_config: Path, edge: str | None, reversal: float, structure: bool, pull: float, effect: str
 ) -> None:
     argv = ["demo", "--symbols", "VCB,FPT", "--days", "60", "--seed", "3", "--end", "2024-06-28"]
     assert main([*argv, *(["--edge", edge] if edge else []), "--config", str(parquet_config)]) == 0
     store = open_price_store(load_settings(parquet_config).data)
-    expected = synthetic_market(["VCB", "FPT"], 60, 3, date(2024, 6, 28), reversal=reversal, structure=structure)
+    expected = synthetic_market(["VCB", "FPT"], 60, 3, date(2024, 6, 28), reversal=reversal, structure=structure,
+                                pull=pull)
     for symbol in ("VCB", "FPT"):
         assert_frame_equal(store.load(symbol), expected[symbol])
         info = store.source_info(symbol)
         assert info is not None and info.synthetic and info.detail.startswith("synthetic demo market, seed=3")
         assert effect in info.detail and info.extra["reversal"] == str(reversal)
-        assert info.extra["structure"] == str(structure)
+        assert info.extra["structure"] == str(structure) and info.extra["pull"] == str(pull)
 
 
 def test_demo_universe_option_writes_the_universe_too(parquet_config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,8 +131,8 @@ def test_the_planted_effect_reaches_the_reports_data_source_section(parquet_conf
     finally:
         store.close()
     detail = json.loads(ref.json_path.read_text())["data_source"]["VHM"]["detail"]
-    assert "planted effect: 1-day reversal" in detail and f"mean daily IC about {DEMO_REVERSAL_IC}" in detail
-    assert f"mean daily IC about {DEMO_REVERSAL_IC}" in ref.html_path.read_text()
+    assert "planted effect: 1-day reversal" in detail and "a pull of each price toward its level" in detail
+    assert "a pull of each price toward its level" in ref.html_path.read_text()
 
 
 def test_csv_import_and_reimport_adds_nothing(

@@ -16,6 +16,7 @@ from benchmarks.planted_edge import daily_ic, summarize, universe
 from schemas import InvalidSymbolError
 from stores.base import PRICE_SCHEMA
 from tasks.data.ingest import (
+    DEMO_PULL,
     DEMO_REVERSAL,
     DEMO_REVERSAL_IC,
     PLANTED_EDGES,
@@ -140,7 +141,27 @@ def daily_ics() -> dict[str, np.ndarray]:
     symbols = universe(50)
     return {name: daily_ic(synthetic_market(symbols, days=800, seed=7, end=END, reversal=edge.reversal,
                                             structure=edge.structure))
-            for name, edge in PLANTED_EDGES.items()}
+            for name, edge in PLANTED_EDGES.items() if not edge.pull}
+
+
+def _slow_ic(frames: dict[str, pl.DataFrame]) -> float:
+    """Mean daily rank IC of -ln(close / its 60-day mean) against the next 20 days' log return: a slow signal."""
+    rows = pl.concat([f.with_columns(symbol=pl.lit(s)) for s, f in frames.items()]).sort("symbol", "date")
+    scored = rows.with_columns(
+        signal=-(pl.col("close") / pl.col("close").rolling_mean(60).over("symbol")).log(),
+        ahead=(pl.col("close").shift(-20).over("symbol") / pl.col("close")).log()).drop_nulls()
+    return float(scored.group_by("date").agg(pl.corr("signal", "ahead", method="spearman"))["signal"].mean())
+
+
+def test_the_planted_pull_is_a_slow_effect_the_reversal_alone_lacks() -> None:
+    symbols = universe(30)
+    reversion = _slow_ic(synthetic_market(symbols, days=800, seed=7, end=END, reversal=DEMO_REVERSAL,
+                                          structure=False, pull=DEMO_PULL))
+    reversal = _slow_ic(synthetic_market(symbols, days=800, seed=7, end=END, reversal=DEMO_REVERSAL,
+                                         structure=False))
+    assert reversion > 0.1 and abs(reversal) < 0.05
+    with pytest.raises(ValueError, match="pull must be in"):
+        synthetic_market(symbols[:1], days=10, seed=7, end=END, pull=1.5)
 
 
 def test_the_planted_reversal_has_the_documented_ic(daily_ics: dict[str, np.ndarray]) -> None:
@@ -182,6 +203,10 @@ def test_the_planted_effect_and_the_structure_are_named() -> None:
     text = planted_effect(DEMO_REVERSAL, structure=False)
     assert "1-day reversal" in text and str(DEMO_REVERSAL) in text and f"mean daily IC about {DEMO_REVERSAL_IC}" in text
     assert "reversal 0.1" in planted_effect(0.1) and "IC" not in planted_effect(0.1)
+    assert planted_effect(DEMO_REVERSAL, structure=False, pull=DEMO_PULL) == (
+        "planted effect: 1-day reversal of idiosyncratic returns (reversal 0.08) and a pull of each price toward its "
+        "level (0.02 a day, half-life 35 sessions); nothing else to predict (one beta, no drift, i.i.d. "
+        "idiosyncratic returns)")
 
 
 def _pandas_prices() -> pd.DataFrame:
