@@ -343,7 +343,7 @@ class Market(_Section):
     calendar: str | None = Field(None, description="exchange-calendars name (XNYS, XLON, ...) for the trading "
                                  "days; None: weekdays except `holidays`")
     holidays: tuple[date, ...] = Field((), description="weekdays the exchange is closed, when calendar is None")
-    price_band: float | None = Field(0.07, gt=0, lt=1, description="daily limit as a fraction of the previous "
+    price_band: float | None = Field(0.07, ge=0.01, lt=1, description="daily limit as a fraction of the previous "
                                      "close: no buy after a close at the ceiling, no sell after one at the floor; "
                                      "None: no band")
     sell_tax: float = Field(0.001, ge=0, lt=1, description="tax on the value of every sale")

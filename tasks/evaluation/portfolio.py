@@ -140,11 +140,10 @@ def _forward_filled(values: FloatArray) -> FloatArray:
     """Each column's last finite value at or before each row; NaN before its first."""
     rows = np.where(np.isfinite(values), np.arange(len(values))[:, None], 0)
     np.maximum.accumulate(rows, axis=0, out=rows)
-    filled = values[rows, np.arange(values.shape[1])[None, :]]
-    return filled
+    return values[rows, np.arange(values.shape[1])[None, :]]
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Session:
     """What a strategy sees at the open of session `day`."""
 
@@ -206,7 +205,7 @@ class TopK:
         drop = drop[np.argsort(-rank[drop], kind="stable")[:self.n_drop]]
         sold = np.zeros_like(s.shares)
         sold[drop] = s.shares[drop]
-        self._slots = self.k - int(held.sum()) + len(drop)
+        self._slots = self.k - int(held.sum()) + len(drop)  # read by `buys`, which the engine calls next
         return sold
 
     def buys(self, s: Session, cash: float) -> FloatArray:

@@ -39,6 +39,12 @@ def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> No
     assert sorted(row["model"] for row in content["leaderboard"]) == [
         "arima", "catboost", "catboost-pooled", "lstm", "lstm-pooled", "transformer", "transformer-pooled"]
     assert len(content["universe"]) == 3 and all(" over 6 symbols and " in line for line in content["universe"])
+    # Each universe model's ranking traded as a top-3 portfolio of the six, against the equal-weight six.
+    assert all("top-3 of " in line and "after costs vs the equal-weight universe's" in line
+               for line in content["universe"])
+    assert sorted(p["name"] for p in content["portfolios"]) == [
+        "catboost-pooled v1", "lstm-pooled v1", "transformer-pooled v1"]
+    assert "Portfolios: what the rankings earn after costs and taxes" in (reports[0].parent / "report.html").read_text()
     [decision] = content["decisions"]
     if decision["action"] == "promote":  # deployed through staging, then served by production
         assert [d["status"] for d in content["deployment"]] == ["production"]

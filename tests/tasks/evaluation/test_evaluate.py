@@ -21,6 +21,7 @@ from settings import (
     EvaluationSettings,
     Market,
     ModelsSettings,
+    PortfolioSettings,
     WeightSettings,
 )
 from stores.features import FeatureStore, history_before, read_split
@@ -319,6 +320,16 @@ def test_many_synthetic_candidates_match_trade_and_score_and_a_bad_one_fails_alo
             traded.run.trades.height, traded.run.turnover, traded.run.exposure, traded.run.total_commission)
         assert result.curves.equity == tuple(traded.run.equity.tolist())
         assert result.curves.benchmark_equity == tuple(traded.run.benchmark_equity.tolist())
+
+
+def test_the_per_symbol_backtest_is_untouched_by_the_portfolio_rules() -> None:
+    # The band, the sales tax, T+2 and the portfolio settings belong to the top-k portfolio backtest only.
+    candidates = [_synthetic(f"S{i}", "catboost", 80, seed=i) for i in range(4)]
+    hose = backtest_candidates.fn(candidates, EvaluationSettings(), WEIGHTS, [Market()] * 4)
+    bare = Market(price_band=None, sell_tax=0.0, settlement_days=0)
+    other = EvaluationSettings(portfolio=PortfolioSettings(top_k=2, n_drop=2, initial_capital=5e5))
+    plain = backtest_candidates.fn(candidates, other, WEIGHTS, [bare] * 4)
+    assert hose.results == plain.results and sum(r.trades for r in hose.results) > 0
 
 
 def test_psr_is_shown_only_with_30_days_in_a_position_and_5_trades() -> None:
