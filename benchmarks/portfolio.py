@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from settings import MarketSettings, PortfolioSettings
-from tasks.evaluation.portfolio import LIMIT_TOLERANCE, BuyAndHold, EqualWeight, Panel, Rules, TopK, simulate
+from tasks.evaluation.portfolio import LIMIT_TOLERANCE, Panel, Rules, simulate
+from tasks.evaluation.strategies import BuyAndHold, EqualWeight, TopK
 
 __all__ = ["main", "random_panel", "reference_top_k"]
 

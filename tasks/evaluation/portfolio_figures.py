@@ -9,9 +9,10 @@ import numpy as np
 import polars as pl
 
 from settings import MarketSettings, PortfolioSettings
-from tasks.evaluation.portfolio import BuyAndHold, EqualWeight, Panel, Rules, Run, TopK, effective_k, simulate
+from tasks.evaluation.portfolio import Panel, Rules, Run, simulate
 from tasks.evaluation.risk import TRADING_DAYS
 from tasks.evaluation.significance import probabilistic_sharpe
+from tasks.evaluation.strategies import BuyAndHold, EqualWeight, TopK, effective_k
 
 __all__ = ["Figures", "PortfolioResult", "figures", "trade_ranking"]
 

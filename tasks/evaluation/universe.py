@@ -137,7 +137,8 @@ def weigh_evidence(model_type: str, version: int, rows: pl.DataFrame, min_symbol
 @task(name="universe-evidence", task_run_name="universe-evidence-{model_type}-v{version}",
       cache_policy=ContentInputs() + ModuleSources(modules=(
           "tasks.evaluation.universe", "tasks.evaluation.significance", "tasks.evaluation.evaluate",
-          "tasks.evaluation.portfolio", "tasks.evaluation.portfolio_figures", *MODEL_MODULES)))
+          "tasks.evaluation.portfolio", "tasks.evaluation.strategies", "tasks.evaluation.portfolio_figures",
+          *MODEL_MODULES)))
 @resource_logged
 def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetRef], models: ModelsSettings,
                       registry: ModelRegistry, min_symbols: int, cross_section: CrossSection | None = None, *,

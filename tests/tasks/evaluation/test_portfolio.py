@@ -10,8 +10,9 @@ import pytest
 
 from benchmarks.portfolio import random_panel, reference_top_k
 from settings import Market, MarketSettings, PortfolioSettings
-from tasks.evaluation.portfolio import BuyAndHold, EqualWeight, Panel, Rules, Run, TopK, effective_k, limits, simulate
+from tasks.evaluation.portfolio import Panel, Rules, Run, limits, simulate
 from tasks.evaluation.portfolio_figures import trade_ranking
+from tasks.evaluation.strategies import BuyAndHold, EqualWeight, TopK, effective_k
 
 HOSE = MarketSettings()
 US = MarketSettings(default="XNYS")
