@@ -57,9 +57,9 @@ def reference_top_k(panel: Panel, rules: Rules, k: int, n_drop: int) -> list[flo
     for d in range(days):
         bar = [math.isfinite(panel.open[d, i]) and math.isfinite(panel.close[d, i]) for i in range(n)]
         if d >= 1:
-            scored = [i for i in range(n) if math.isfinite(panel.score[d - 1, i])]
+            scored = {i for i in range(n) if math.isfinite(panel.score[d - 1, i])}
             ranking = sorted(scored, key=lambda i: (-panel.score[d - 1, i], i))
-            ranking += [i for i in range(n) if i not in set(scored)]
+            ranking += [i for i in range(n) if i not in scored]
             place = {symbol: p for p, symbol in enumerate(ranking)}
             held = [i for i in range(n) if shares[i] > 0]
             may_sell = [i for i in held if place[i] >= k and bar[i] and not at_floor[i]
@@ -70,8 +70,7 @@ def reference_top_k(panel: Panel, rules: Rules, k: int, n_drop: int) -> list[flo
                 shares[i] = 0.0
             slots = k - sum(1 for i in range(n) if shares[i] > 0)
             if slots > 0:
-                wanted = [i for i in ranking if shares[i] == 0 and i in set(scored) and bar[i] and not at_ceiling[i]]
-                wanted = [i for i in ranking if i in set(wanted)][:slots]
+                wanted = [i for i in ranking if shares[i] == 0 and i in scored and bar[i] and not at_ceiling[i]][:slots]
                 budget = cash / len(wanted) if wanted else 0.0
                 for i in wanted:
                     price, lot = panel.open[d, i], rules.lot[i]
@@ -97,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.portfolio", description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--days", type=int, default=2500)
-    parser.add_argument("--reference-symbols", type=int, default=100,
+    parser.add_argument("--reference-symbols", type=int, default=500,
                         help="symbols of the (slow) event-driven comparison run")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
