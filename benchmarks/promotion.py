@@ -11,7 +11,7 @@ VCB, VIC, VHM (the universe's first three symbols in the large shape), universe 
 and deployment off. Shapes:
 
 - demo: the VN30 universe, make demo's days and planted effects, every model type of the shipped configuration;
-- large: 100 symbols x 2,500 days with reversal 0.04 and half the demo's pull, ARIMA and CatBoost (per symbol and
+- large: 100 symbols x 2,500 days with reversal 0.04 and the demo's pull, ARIMA and CatBoost (per symbol and
   universe): the networks over 100 symbols would take hours per seed on two cores.
 
 Per shape and market it prints the share of runs in which a universe model passes the IC test alone, the share that
@@ -94,7 +94,7 @@ def shapes() -> dict[str, Shape]:
     demo_days = int(os.environ.get("DAYS", 0)) or _makefile_days()
     large = tuple(f"S{i:03d}" for i in range(100))
     return {"demo": Shape("demo", VN30, WATCH, demo_days, DEMO_REVERSAL, DEMO_PULL, None),
-            "large": Shape("large", large, large[:3], 2500, 0.04, DEMO_PULL / 2, ("arima", "catboost"))}
+            "large": Shape("large", large, large[:3], 2500, 0.04, DEMO_PULL, ("arima", "catboost"))}
 
 
 def _makefile_days() -> int:
