@@ -3,12 +3,11 @@ buy-and-hold after costs, and a chart of their equity; the same rows as a Prefec
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from typing import Any
 
+from tasks.delivery.charts import png_base64, pyplot
 from tasks.evaluation.portfolio_figures import Figures, PortfolioResult
 
 __all__ = ["portfolio_html", "portfolio_rows"]
@@ -52,25 +51,16 @@ def _cell(column: str, value: Any) -> str:
 
 
 def _chart_png(p: PortfolioResult) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     dates = np.array(p.dates, dtype="datetime64[D]")
-    fig, axis = plt.subplots(figsize=(10, 3.5))
+    fig, axis = pyplot().subplots(figsize=(10, 3.5))
     axis.plot(dates, p.equity, linewidth=1.5, label=f"top-{p.k} portfolio")
     axis.plot(dates, p.equal_weight_equity, color="black", linewidth=1, label="equal-weight universe")
     axis.plot(dates, p.buy_and_hold_equity, color="grey", linewidth=1, linestyle="--", label="buy-and-hold")
     axis.set_title(f"{p.label}: equity after costs and taxes (from {p.equity[0]:,.0f})")
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_base64(fig)
 
 
 def portfolio_html(portfolios: Sequence[PortfolioResult]) -> str:

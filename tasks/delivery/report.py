@@ -9,10 +9,8 @@ buy-and-hold and the predicted against the actual returns, drawn with matplotlib
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
-import io
 import json
 import math
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 
 from schemas import JobFailure
 from stores.files import atomic_write
+from tasks.delivery.charts import png_base64, pyplot
 from tasks.delivery.markdown import inline
 from tasks.delivery.portfolio_report import portfolio_html, portfolio_rows
 from tasks.evaluation.backtest import Sizing
@@ -114,12 +113,7 @@ def leaderboard_rows(results: list[EvaluationResult], decisions: list[Decision],
 
 def _figure_png(result_group: list[EvaluationResult], chosen: EvaluationResult | None) -> str:
     """Equity vs buy-and-hold for every model of a symbol, and predicted vs actual for the best one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(12, 4))
     first = result_group[0].curves
     left.plot(first.dates, first.benchmark_equity, color="black", linewidth=1.5, label="buy and hold")
     for r in result_group:
@@ -131,12 +125,7 @@ def _figure_png(result_group: list[EvaluationResult], chosen: EvaluationResult |
     right.plot(shown.curves.dates, shown.curves.predicted, linewidth=1, label=f"predicted ({shown.model_type})")
     right.set_title("forward log return: predicted vs actual")
     right.legend(fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
+    return png_base64(fig)
 
 
 def _failures_html(content: dict[str, Any]) -> str:
