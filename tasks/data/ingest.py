@@ -17,7 +17,8 @@ from schemas import validate_symbol
 from stores.base import PRICE_COLUMNS, PRICE_SCHEMA
 
 __all__ = ["DEMO_PULL", "DEMO_REVERSAL", "DEMO_REVERSAL_IC", "PLANTED_EDGES", "SUPPORTED_SUFFIXES", "Edge",
-           "IncomingBars", "check_incoming", "planted_effect", "read_price_file", "synthetic_market", "window_warning"]
+           "IncomingBars", "MarketBreak", "check_incoming", "planted_effect", "read_price_file", "synthetic_market",
+           "window_warning"]
 
 SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -77,6 +78,17 @@ level in a market with nothing else to find; `reversal` the reversal alone; `nul
 `none` keeps the market's own structure without the planted effects."""
 
 
+@dataclass(frozen=True)
+class MarketBreak:
+    """A change of the market's process from session `day` on (0-based, counted from the first bar)."""
+
+    day: int
+    volatility: float = 1.0
+    """every return's volatility (market and idiosyncratic) times this from `day` on."""
+    reversal_flips: bool = False
+    """from `day` on the planted reversal turns into momentum: each day extends the day before's move."""
+
+
 def _stable_int(text: str) -> int:
     """A hash of `text` that is the same in every process (unlike `hash`)."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
@@ -112,12 +124,14 @@ def _garch(shocks: np.ndarray, long_run_vol: float, alpha: float, beta: float) -
     return eps, sigma
 
 
-def _reversing(eps: np.ndarray, reversal: float) -> np.ndarray:
-    """x[t] = eps[t] - reversal * x[t-1]: each day gives back `reversal` of the day before's move."""
+def _reversing(eps: np.ndarray, reversal: float, flip_from: int | None = None) -> np.ndarray:
+    """x[t] = eps[t] - reversal * x[t-1]: each day gives back `reversal` of the day before's move; from day
+    `flip_from` on each day extends it instead (x[t] = eps[t] + reversal * x[t-1])."""
     out = np.empty_like(eps)
     previous = 0.0
     for t, e in enumerate(eps):
-        previous = out[t] = e - reversal * previous
+        sign = 1.0 if flip_from is not None and t >= flip_from else -1.0
+        previous = out[t] = e + sign * reversal * previous
     return out
 
 
@@ -143,7 +157,8 @@ def _market(seed: int, days: int, structure: bool) -> tuple[np.ndarray, np.ndarr
 
 
 def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, np.ndarray],
-                 reversal: float, structure: bool, pull: float = 0.0) -> dict[str, list[float]]:
+                 reversal: float, structure: bool, pull: float = 0.0,
+                 breaks: MarketBreak | None = None) -> dict[str, list[float]]:
     drift, market_eps, market_sigma = market
     days = len(drift)
     rng = np.random.default_rng([seed, _stable_int(symbol)])
@@ -157,8 +172,12 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
         beta, kappa = 1.0, 0.0
         idio_sigma = np.full(days, 0.012)
         idio_eps = idio_sigma * _student_t(rng, days)
+    if breaks is not None:
+        idio_eps, idio_sigma = idio_eps.copy(), idio_sigma.copy()
+        idio_eps[breaks.day:] *= breaks.volatility
+        idio_sigma[breaks.day:] *= breaks.volatility
     if reversal:
-        idio_eps = _reversing(idio_eps, reversal)
+        idio_eps = _reversing(idio_eps, reversal, breaks.day if breaks and breaks.reversal_flips else None)
     kappa = pull or kappa
     sigma = np.hypot(beta * market_sigma, idio_sigma)
     returns = beta * (drift + market_eps) + idio_eps
@@ -185,7 +204,8 @@ def _symbol_bars(symbol: str, seed: int, market: tuple[np.ndarray, np.ndarray, n
 
 
 def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
-                     reversal: float = 0.0, structure: bool = True, pull: float = 0.0) -> dict[str, pl.DataFrame]:
+                     reversal: float = 0.0, structure: bool = True, pull: float = 0.0,
+                     breaks: MarketBreak | None = None) -> dict[str, pl.DataFrame]:
     """A deterministic synthetic HOSE-like market: `days` business days ending at `end`, per symbol.
 
     Regimes (bull / sideways / bear) follow a Markov chain shared by all symbols; returns have GARCH(1,1)
@@ -201,6 +221,8 @@ def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
             nothing to predict but the planted effects: one beta, no drift, i.i.d. idiosyncratic returns.
         pull: a planted daily pull of each symbol's log price toward its level, 0 (none) to below 1; replaces
             the market's own (0.003) when `structure`.
+        breaks: a change of the process from one session on (volatility, the reversal's sign); None keeps
+            the process as it is, and the bars before the break are those without it.
     """
     if days < 1:
         raise ValueError(f"days must be at least 1, got {days}")
@@ -212,9 +234,14 @@ def synthetic_market(symbols: Sequence[str], days: int, seed: int, end: date, *,
     last = np.busday_offset(np.datetime64(end, "D"), 0, roll="backward")
     dates = pl.Series("date", np.busday_offset(last, np.arange(-(days - 1), 1)), dtype=pl.Date)
     market = _market(seed, days, structure)
+    if breaks is not None:
+        if not 0 <= breaks.day < days or breaks.volatility <= 0:
+            raise ValueError(f"a break needs 0 <= day < {days} and volatility > 0, got {breaks}")
+        scale = np.where(np.arange(days) >= breaks.day, breaks.volatility, 1.0)
+        market = (market[0], market[1] * scale, market[2] * scale)
     frames = {}
     for symbol in dict.fromkeys(names):
-        bars = _symbol_bars(symbol, seed, market, reversal, structure, pull)
+        bars = _symbol_bars(symbol, seed, market, reversal, structure, pull, breaks)
         frames[symbol] = pl.DataFrame({"date": dates, **bars}, schema=PRICE_SCHEMA)
     return frames
 
