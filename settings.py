@@ -231,7 +231,8 @@ class DataSettings(_Section):
 
 class RetrainingSettings(_Section):
     min_hours_between: float = Field(24, ge=0)
-    performance_threshold: float = 0.7
+    performance_threshold: float = Field(0.7, gt=0, description="retrain when a production model's live composite "
+                                         "is below this share of its composite at deployment")
 
 
 class ModelsSettings(_Section):
@@ -410,12 +411,14 @@ class DailyRetrainSettings(_Scheduled):
 class WeeklyEvaluationSettings(_Scheduled):
     day: Weekday = "sunday"
     time: str = "01:00"
-    window_days: int = Field(5, ge=2, description="newest labelled trading days the production models are scored on")
-    score_tolerance: float = Field(0.1, ge=0, description="degraded when the score drops more than this "
-                                   "below the score recorded at deployment")
-    psi_bound: float = Field(0.25, gt=0, description="degraded when a feature's PSI (drift rows vs train) exceeds it")
-    drift_days: int = Field(120, ge=20, description="newest rows whose feature distribution is compared with "
-                            "train (PSI over a few days is noise)")
+    window_days: int = Field(60, ge=2, description="newest labelled sessions the production models are scored on; "
+                             "their composite over them against the composite at deployment is the model's "
+                             "performance (models.retraining.performance_threshold)")
+    drift_days: int = Field(10, ge=2, description="newest sessions whose daily range is compared with the "
+                            "reference_days before them")
+    reference_days: int = Field(60, ge=5, description="sessions before the drift_days the daily range is compared with")
+    volatility_bound: float = Field(1.7, gt=1, description="degraded when the daily range of the drift_days is more "
+                                    "than this multiple of the reference one, or less than its inverse")
     retrain_wait_hours: float = Field(6, gt=0, description="how long the weekly run waits for the retrain it "
                                       "started; a retrain still running then fails the weekly run")
 

@@ -66,6 +66,8 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
                           settings.models.retraining.performance_threshold, force)
     for decision in plan.decisions:
         print(decision)
+    if not plan.symbols:
+        print(f"nothing to retrain among {len(plan.decisions)} symbol(s)")
     alerts, outcome, error = list(plan.alerts), None, None
     if plan.symbols:
         try:
@@ -91,8 +93,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_outcome(outcome: DailyRetrainOutcome, settings: Settings) -> int:
-    for decision in outcome.plan.decisions:
-        print(decision)
     for alert in outcome.alerts:
         print(f"alert {alert.kind} {alert.subject}: {alert.detail}")
     return 0

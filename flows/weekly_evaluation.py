@@ -101,18 +101,23 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
                                 unmapped(settings.evaluation), unmapped(settings.models),
                                 unmapped(settings.model_selection.weights),
                                 [settings.markets.of(t.symbol) for t in targets], unmapped(registry),
-                                unmapped(cfg.drift_days), [later.get((t.model_type, t.version)) for t in targets])
+                                unmapped(cfg.drift_days), unmapped(cfg.reference_days),
+                                [later.get((t.model_type, t.version)) for t in targets])
     fanout = gather(list(futures), targets, name="weekly-evaluation",
-                    describe=lambda a: f"composite {a.composite:.4f} worst PSI {a.drift.worst_psi:.3f}",
+                    describe=lambda a: f"composite {a.composite:.4g}, daily range {a.volatility.ratio:.2f}x",
                     failure=lambda t, error: JobFailure(t.symbol, t.model_type, "evaluate", error))
     baseline = deployment_scores(fanout.results, settings.monitoring.history_path)
-    checks = [degraded(a.symbol, f"{a.model_type} v{a.version}", a.composite, baseline[a.symbol], a.drift,
-                       cfg.score_tolerance, cfg.psi_bound) for a in fanout.results]
-    io = io_options(settings.execution)
-    record_scores.with_options(**io)(fanout.results, settings.monitoring.history_path)
+    checks = [degraded(a, baseline[a.symbol], settings.models.retraining.performance_threshold,
+                       cfg.volatility_bound) for a in fanout.results]
+    for check in checks:
+        print(check)
     retrain = [c.symbol for c in checks if c.degraded]
-    print(f"degraded: {', '.join(retrain) or 'none'}")
+    print(f"degraded: {', '.join(retrain)}; retraining them" if retrain else
+          f"no model degraded among {len(checks)} evaluated; nothing to retrain")
     run, retrained, retrain_failure = _retrain(retrain, settings) if retrain else (None, None, None)
+    pending = {c.symbol: "; ".join(c.reasons) for c in checks if c.degraded and retrain_failure is not None}
+    io = io_options(settings.execution)
+    record_scores.with_options(**io)(fanout.results, pending, settings.monitoring.history_path)
     failures = fanout.failures + ([retrain_failure] if retrain_failure else [])
     path = weekly_report(run_id, fanout.results, checks, failures, settings.execution.reports_dir)
     alerts: list[Anomaly] = [c.alert for c in checks if c.alert] + failed_jobs(failures)
@@ -132,9 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_outcome(outcome: WeeklyOutcome, settings: Settings) -> int:
-    for check in outcome.checks:
-        print(f"{check.symbol} {check.model}: {'degraded' if check.degraded else 'ok'}: " + "; ".join(check.reasons))
-    print(f"report: {outcome.report_path}")
+    print(f"report: {outcome.report_path}")  # the verdicts were printed by the run
     return 0
 
 

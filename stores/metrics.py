@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS tasks_name ON tasks (task_name);
 CREATE TABLE IF NOT EXISTS scores (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     symbol TEXT NOT NULL, model_type TEXT NOT NULL, version INTEGER NOT NULL, composite REAL NOT NULL,
-    window_end TEXT NOT NULL, source TEXT NOT NULL, recorded_at TEXT NOT NULL);
+    window_end TEXT NOT NULL, source TEXT NOT NULL, recorded_at TEXT NOT NULL, flagged TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS scores_symbol ON scores (symbol, window_end);
 """
 
@@ -66,6 +66,13 @@ def _rename_old_resource_columns(conn: sqlite3.Connection) -> None:
     for old, new in (("cpu_seconds", "process_cpu_seconds"), ("peak_rss_mb", "process_peak_rss_mb")):
         if old in columns:
             conn.execute(f"ALTER TABLE tasks RENAME COLUMN {old} TO {new}")
+
+
+def _add_flagged_column(conn: sqlite3.Connection) -> None:
+    """Histories written before scores carried the weekly verdict keep their rows, none of them flagged."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(scores)")}
+    if columns and "flagged" not in columns:
+        conn.execute("ALTER TABLE scores ADD COLUMN flagged TEXT NOT NULL DEFAULT ''")
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class ScoreRecord:
     source: str
     """who scored it, e.g. "deployment" or "weekly-evaluation"."""
     recorded_at: datetime
+    flagged: str = ""
+    """why a weekly evaluation found the model degraded; empty when it did not."""
 
 
 def _utc_text(moment: datetime) -> str:
@@ -135,6 +144,7 @@ class MetricsHistory:
                 with _FIRST_USE:
                     _use_wal(conn, _BUSY_TIMEOUT)
                     _rename_old_resource_columns(conn)
+                    _add_flagged_column(conn)
                     conn.executescript(_SCHEMA)
                     self._ready = True
             with conn:  # one transaction: commit on success, roll back on error
@@ -159,13 +169,13 @@ class MetricsHistory:
                           float(process_peak_rss_mb), _now_text()))
 
     def record_score(self, symbol: str, model_type: str, version: int, composite: float, window_end: date,
-                     source: str) -> None:
-        """Append one composite score of a model version."""
+                     source: str, flagged: str = "") -> None:
+        """Append one composite score of a model version; `flagged`: why it was found degraded, if it was."""
         with self._connect() as conn:
             conn.execute("INSERT INTO scores (symbol, model_type, version, composite, window_end, source, "
-                         "recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         "recorded_at, flagged) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                          (symbol, model_type, int(version), float(composite), window_end.isoformat(), source,
-                          _now_text()))
+                          _now_text(), flagged))
 
     def recent_runs(self, kind: str, limit: int = 20) -> list[RunRecord]:
         """The newest `limit` runs of one kind, newest first."""
@@ -186,11 +196,11 @@ class MetricsHistory:
 
     def recent_scores(self, symbol: str, limit: int = 20, model_type: str | None = None) -> list[ScoreRecord]:
         """The newest `limit` scores of a symbol (optionally one model type), newest window first."""
-        query = ("SELECT symbol, model_type, version, composite, window_end, source, recorded_at FROM scores "
+        query = ("SELECT symbol, model_type, version, composite, window_end, source, recorded_at, flagged FROM scores "
                  "WHERE symbol = ?" + (" AND model_type = ?" if model_type is not None else "") +
                  " ORDER BY window_end DESC, id DESC LIMIT ?")
         params = (symbol, model_type, limit) if model_type is not None else (symbol, limit)
         with self._connect() as conn:
             rows = conn.execute(query, params).fetchall()
-        return [ScoreRecord(s, m, v, c, date.fromisoformat(w), src, datetime.fromisoformat(at))
-                for s, m, v, c, w, src, at in rows]
+        return [ScoreRecord(s, m, v, c, date.fromisoformat(w), src, datetime.fromisoformat(at), flag)
+                for s, m, v, c, w, src, at, flag in rows]

@@ -13,7 +13,7 @@ from settings import MonitoringSettings
 from stores.base import PriceStore, PriceStoreError, PriceStoreUnavailable
 from stores.metrics import MetricsHistory
 from stores.registry import ModelRegistry
-from tasks.evaluation.drift import FeatureDrift
+from tasks.evaluation.drift import VolatilityShift, WindowAssessment
 from tasks.operations.monitor import Anomaly, resource_logged, stale_feed
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "SymbolStatus",
     "degraded",
     "disabled_schedule",
+    "performance",
     "should_retrain",
     "symbol_statuses",
 ]
@@ -38,9 +39,19 @@ class SymbolStatus:
     production: str | None = None
     """the production model, e.g. "catboost v3"; None when the symbol has none."""
     score: float | None = None
-    """the production model's most recent composite score; None when none was recorded."""
+    """the production model's live composite: the newest one recorded for it; None when none was recorded."""
     score_source: str = ""
     """where `score` comes from, e.g. "weekly-evaluation 2026-11-20" or "registry metadata"."""
+    deployment_score: float | None = None
+    """the composite the production model was deployed with; None when none was recorded."""
+    flagged: str = ""
+    """why the newest weekly evaluation found the model degraded when the retrain it asked for did not complete."""
+
+
+def performance(score: float, deployment_score: float) -> float | None:
+    """A model's performance: its live composite as a share of its composite at deployment; None when the
+    deployment composite is not positive (no share of it means anything)."""
+    return score / deployment_score if deployment_score > 0 else None
 
 
 @dataclass(frozen=True)
@@ -82,8 +93,10 @@ def should_retrain(statuses: Sequence[SymbolStatus], now: datetime, max_data_age
 
     Any stale feed stops all retraining (a stale feed usually means ingestion broke; never retrain on old
     data) and raises one stale_feed alert per stale symbol. Otherwise a symbol is retrained when it has no
-    production model, no recorded score, or a score below `performance_threshold`; `force` retrains every
-    symbol with fresh data (the weekly evaluation found its model degraded).
+    production model, when the weekly evaluation flagged its model and the retrain it asked for did not
+    complete, when no score (live or at deployment) exists, or when the model's performance (live composite /
+    composite at deployment) is below `performance_threshold`; `force` retrains every symbol with fresh data
+    (the weekly evaluation found its model degraded).
     """
     stale = {s.symbol: alert for s in statuses if (alert := _stale(s, now, max_data_age_hours)) is not None}
     if stale:
@@ -92,22 +105,30 @@ def should_retrain(statuses: Sequence[SymbolStatus], now: datetime, max_data_age
             RetrainDecision(s.symbol, False, f"stale feed: {stale[s.symbol].detail}" if s.symbol in stale
                             else f"held: stale feed of {held}; no retraining on old data") for s in statuses),
             tuple(stale.values()))
-    decisions = []
-    for s in statuses:
-        if force:
-            decision = RetrainDecision(s.symbol, True, "requested: production model degraded")
-        elif s.production is None:
-            decision = RetrainDecision(s.symbol, True, "no production model")
-        elif s.score is None:
-            decision = RetrainDecision(s.symbol, True, f"{s.production}: no recorded score")
-        elif s.score < performance_threshold:
-            decision = RetrainDecision(s.symbol, True, f"{s.production}: composite {s.score:.4f} below threshold "
-                                                       f"{performance_threshold:g} ({s.score_source})")
-        else:
-            decision = RetrainDecision(s.symbol, False, f"{s.production}: composite {s.score:.4f} at or above "
-                                                        f"threshold {performance_threshold:g} ({s.score_source})")
-        decisions.append(decision)
+    decisions = [RetrainDecision(s.symbol, True, "requested: production model degraded") if force
+                 else _decision(s, performance_threshold) for s in statuses]
     return RetrainPlan(tuple(decisions))
+
+
+def _decision(s: SymbolStatus, threshold: float) -> RetrainDecision:
+    if s.production is None:
+        return RetrainDecision(s.symbol, True, "no production model")
+    if s.flagged:
+        return RetrainDecision(s.symbol, True, f"{s.production}: flagged by the weekly evaluation ({s.flagged}) "
+                                               "and not retrained since")
+    if s.score is None or s.deployment_score is None:
+        missing = "no recorded score" if s.score is None else "no score recorded at deployment to compare with"
+        return RetrainDecision(s.symbol, True, f"{s.production}: {missing}")
+    share = performance(s.score, s.deployment_score)
+    if share is None:
+        return RetrainDecision(s.symbol, True, f"{s.production}: its composite at deployment, "
+                                               f"{s.deployment_score:.4g}, is not positive, so no share of it can "
+                                               "judge the model")
+    verdict = "below" if share < threshold else "at or above"
+    return RetrainDecision(s.symbol, share < threshold,
+                           f"{s.production}: live composite {s.score:.4g} ({s.score_source}) is {share:.0%} of its "
+                           f"{s.deployment_score:.4g} at deployment, {verdict} the {threshold:.0%} threshold"
+                           + ("" if share < threshold else ": not needed"))
 
 
 @dataclass(frozen=True)
@@ -121,8 +142,8 @@ class HealthCheck:
     """composite on the newest window."""
     deployment_score: float | None
     """composite recorded for this version at deployment; None when none was recorded."""
-    worst_feature: str | None
-    worst_psi: float
+    volatility_ratio: float
+    """the symbol's daily range over the newest sessions as a multiple of the sessions before."""
     degraded: bool
     reasons: tuple[str, ...]
 
@@ -132,29 +153,42 @@ class HealthCheck:
         return Anomaly("degraded_model", self.symbol, f"{self.model}: " + "; ".join(self.reasons)) \
             if self.degraded else None
 
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.model} is {'degraded' if self.degraded else 'healthy'}: " + "; ".join(
+            self.reasons) + "."
 
-@task(name="degraded", task_run_name="degraded-{symbol}", cache_policy=NO_CACHE)
-@resource_logged
-def degraded(symbol: str, model: str, score: float, deployment_score: float | None, drift: FeatureDrift,
-             score_tolerance: float, psi_bound: float) -> HealthCheck:
-    """Degraded when `score` fell more than `score_tolerance` below `deployment_score`, or a feature's PSI
-    exceeds `psi_bound`; the reasons list every check, passed or not."""
-    reasons, bad = [], False
+
+def _performance_reason(a: WindowAssessment, deployment_score: float | None, threshold: float) -> tuple[bool, str]:
+    said = f"its composite over the newest {a.rows} sessions is {a.composite:.4g}"
     if deployment_score is None:
-        reasons.append(f"composite {score:.4f}; no deployment score to compare with")
-    elif deployment_score - score > score_tolerance:
-        bad = True
-        reasons.append(f"composite fell {deployment_score - score:.4f} (from {deployment_score:.4f} at deployment "
-                       f"to {score:.4f}), more than the tolerance {score_tolerance:g}")
-    else:
-        reasons.append(f"composite {score:.4f} within {score_tolerance:g} of {deployment_score:.4f} at deployment")
-    if drift.worst_feature is not None and drift.worst_psi > psi_bound:
-        bad = True
-        reasons.append(f"feature {drift.worst_feature} drifted: PSI {drift.worst_psi:.3f} above {psi_bound:g}")
-    elif drift.worst_feature is not None:
-        reasons.append(f"largest PSI {drift.worst_psi:.3f} ({drift.worst_feature}) within {psi_bound:g}")
-    return HealthCheck(symbol, model, score, deployment_score, drift.worst_feature, drift.worst_psi, bad,
-                       tuple(reasons))
+        return False, f"{said}, with no score recorded at deployment to compare it with"
+    share = performance(a.composite, deployment_score)
+    if share is None:
+        return False, f"{said}; its composite at deployment, {deployment_score:.4g}, is not positive, so no share " \
+                      "of it can judge the model"
+    verdict = "below" if share < threshold else "at or above"
+    return share < threshold, f"{said}, {share:.0%} of its {deployment_score:.4g} at deployment, {verdict} the " \
+                              f"{threshold:.0%} threshold"
+
+
+def _volatility_reason(shift: VolatilityShift, bound: float) -> tuple[bool, str]:
+    beyond = shift.ratio > bound or shift.ratio < 1 / bound
+    return beyond, (f"its daily range over the newest {shift.recent_days} sessions is {shift.ratio:.2f}x that of the "
+                    f"{shift.reference_days} before, {'beyond' if beyond else 'within'} the {bound:g}x bound")
+
+
+@task(name="degraded", task_run_name="degraded-{assessment.symbol}", cache_policy=NO_CACHE)
+@resource_logged
+def degraded(assessment: WindowAssessment, deployment_score: float | None, performance_threshold: float,
+             volatility_bound: float) -> HealthCheck:
+    """Degraded when the window's composite is below `performance_threshold` of `deployment_score` (the daily
+    retrain's rule), or the symbol's daily range moved beyond `volatility_bound` (either way); the reasons
+    say every check, passed or not."""
+    a = assessment
+    slow, performance_said = _performance_reason(a, deployment_score, performance_threshold)
+    moved, volatility_said = _volatility_reason(a.volatility, volatility_bound)
+    return HealthCheck(a.symbol, f"{a.model_type} v{a.version}", a.composite, deployment_score, a.volatility.ratio,
+                       slow or moved, (performance_said, volatility_said))
 
 
 def disabled_schedule(enabled: bool, name: str) -> str | None:
@@ -173,10 +207,13 @@ def disabled_schedule(enabled: bool, name: str) -> str | None:
 @resource_logged
 def symbol_statuses(symbols: list[str], price_store: PriceStore, registry: ModelRegistry,
                     monitoring: MonitoringSettings) -> list[SymbolStatus]:
-    """Per symbol: the newest bar, the production model and its newest score.
+    """Per symbol: the newest bar, the production model, its live score, its score at deployment and a pending
+    weekly flag.
 
-    The score is the newest one MetricsHistory holds for the production version (weekly evaluations,
-    deployments); without one, `composite` from the version's registry metadata when it has that metric.
+    The live score is the one MetricsHistory recorded last for the production version (a weekly evaluation, or
+    the deployment itself); the deployment score the newest "deployment" record of the version, else the oldest
+    record of it (its first weekly evaluation). Without any record, `composite` from the version's registry
+    metadata serves as both. The flag is the newest record's, when that record is a weekly evaluation's.
     """
     history = MetricsHistory(monitoring.history_path)
     statuses = []
@@ -192,13 +229,17 @@ def symbol_statuses(symbols: list[str], price_store: PriceStore, registry: Model
             statuses.append(SymbolStatus(symbol, newest))  # type: ignore[arg-type]
             continue
         name = f"{production.model_type} v{production.version}"
-        records = [r for r in history.recent_scores(symbol, 100, production.model_type)
-                   if r.version == production.version]
+        records = sorted((r for r in history.recent_scores(symbol, 1000, production.model_type)
+                          if r.version == production.version), key=lambda r: r.recorded_at, reverse=True)
         if records:
-            score, source = records[0].composite, f"{records[0].source} {records[0].window_end.isoformat()}"
+            live, deployed = records[0], [r for r in records if r.source == "deployment"] or records[-1:]
+            statuses.append(SymbolStatus(symbol, newest, name, live.composite,  # type: ignore[arg-type]
+                                         f"{live.source} {live.window_end.isoformat()}", deployed[0].composite,
+                                         live.flagged))
         elif "composite" in production.metadata.metrics:
-            score, source = production.metadata.metrics["composite"], "registry metadata"
+            composite = production.metadata.metrics["composite"]
+            statuses.append(SymbolStatus(symbol, newest, name, composite,  # type: ignore[arg-type]
+                                         "registry metadata", composite))
         else:
-            score, source = None, ""
-        statuses.append(SymbolStatus(symbol, newest, name, score, source))  # type: ignore[arg-type]
+            statuses.append(SymbolStatus(symbol, newest, name))  # type: ignore[arg-type]
     return statuses

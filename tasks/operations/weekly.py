@@ -92,21 +92,28 @@ def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -
 
 @task(name="record-scores", cache_policy=NO_CACHE)
 @resource_logged
-def record_scores(assessments: list[WindowAssessment], history_path: Path) -> int:
-    """Append each window score to MetricsHistory with source "weekly-evaluation"."""
+def record_scores(assessments: list[WindowAssessment], pending: dict[str, str], history_path: Path) -> int:
+    """Append each window score to MetricsHistory with source "weekly-evaluation"; `pending`: symbol -> why its
+    model was found degraded, for the models whose retrain did not complete (the daily retrain retrains them)."""
     history = MetricsHistory(history_path)
     for a in assessments:
-        history.record_score(a.symbol, a.model_type, a.version, a.composite, a.window_end, SOURCE)
+        history.record_score(a.symbol, a.model_type, a.version, a.composite, a.window_end, SOURCE,
+                             pending.get(a.symbol, ""))
     return len(assessments)
+
+
+def _four(value: float | None) -> float | None:
+    """`value` to 4 significant digits, for tables people read."""
+    return None if value is None else float(f"{value:.4g}")
 
 
 def _rows(assessments: list[WindowAssessment], checks: list[HealthCheck]) -> list[dict[str, Any]]:
     verdicts = {c.symbol: c for c in checks}
     return [{"symbol": a.symbol, "model": f"{a.model_type} v{a.version}", "window": f"{a.window_start}..{a.window_end}",
-             "composite": round(a.composite, 4), "deployment_composite": verdicts[a.symbol].deployment_score,
-             "rmse": a.prediction.rmse, "sharpe": a.strategy.sharpe, "max_drawdown": a.strategy.max_drawdown,
-             "worst_feature": a.drift.worst_feature, "worst_psi": round(a.drift.worst_psi, 4),
-             "degraded": verdicts[a.symbol].degraded, "reasons": "; ".join(verdicts[a.symbol].reasons)}
+             "composite": _four(a.composite), "deployment_composite": _four(verdicts[a.symbol].deployment_score),
+             "rmse": _four(a.prediction.rmse), "sharpe": _four(a.strategy.sharpe),
+             "max_drawdown": _four(a.strategy.max_drawdown), "daily_range_ratio": _four(a.volatility.ratio),
+             "degraded": verdicts[a.symbol].degraded, "verdict": str(verdicts[a.symbol])}
             for a in assessments]
 
 
@@ -118,7 +125,7 @@ def weekly_report(run_id: str, assessments: list[WindowAssessment], checks: list
     rows = _rows(assessments, checks)
     create_table_artifact(rows, key="weekly-evaluation", description=f"weekly evaluation {run_id}")
     lines = [f"# Weekly evaluation {run_id}", ""] + [f"- **FAILED** {f}" for f in failures] + [
-        f"- **{c.symbol}** {c.model}: {'DEGRADED' if c.degraded else 'ok'} - " + "; ".join(c.reasons) for c in checks]
+        f"- {c}" for c in checks]
     create_markdown_artifact("\n".join(lines), key="weekly-evaluation-summary", description=f"weekly {run_id}")
     path = Path(reports_dir) / f"weekly-{run_id}" / "weekly.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,10 +16,12 @@ from flows.weekly_evaluation import weekly_evaluation
 from schemas import RunFailed
 from settings import Settings, load_settings
 from stores.base import SourceInfo
+from stores.factory import open_price_store
 from stores.metrics import MetricsHistory
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.data.ingest import synthetic_market
+from tasks.operations.schedule import should_retrain, symbol_statuses
 from tests.flows.test_training import demo_config
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -32,7 +34,7 @@ def schedule_settings(tmp_path: Path, fresh: bool) -> Settings:
     config["models"]["model_types"] = ["catboost"]
     config["monitoring"] = {"history_path": str(tmp_path / "history.sqlite")}
     config["scheduling"] = {"daily_retrain": {"max_data_age_hours": 120},
-                            "weekly_evaluation": {"window_days": 20, "score_tolerance": 0.1, "psi_bound": 1000}}
+                            "weekly_evaluation": {"window_days": 20, "volatility_bound": 1000}}
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     if fresh:
         shutil.rmtree(tmp_path / "prices")
@@ -50,6 +52,11 @@ def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) 
     for symbol, deployed in (("VCB", 100.0), ("VHM", -100.0)):  # VCB's window score must fall far below 100
         registry.set_alias(symbol, "production", "catboost", 1)
         history.record_score(symbol, "catboost", 1, deployed, datetime(2026, 1, 1).date(), "deployment")
+    # Right after deployment the live score is the deployment score: 100 % of itself, nothing to retrain.
+    statuses = symbol_statuses.fn(["VCB"], open_price_store(settings.data), registry, settings.monitoring)
+    [decision] = should_retrain.fn(statuses, datetime.now(UTC), 120, 0.7).decisions
+    assert not decision.retrain and decision.reason.endswith("is 100% of its 100 at deployment, at or above the "
+                                                             "70% threshold: not needed")
 
     outcome = weekly_evaluation(settings=settings)
 
@@ -86,6 +93,10 @@ def test_a_failed_retrain_fails_the_daily_and_the_weekly_run_after_their_reports
     report = json.loads(outcome.report_path.read_text())
     assert report["status"] == "failed" and report["failures"][0]["step"] == "retrain"
     assert registry.versions("catboost", "VCB") == [1]  # nothing was retrained
+    # The flag stays with the model until it is retrained: the next daily retrain retrains it and says why.
+    statuses = symbol_statuses.fn(["VCB"], open_price_store(settings.data), registry, settings.monitoring)
+    [decision] = should_retrain.fn(statuses, datetime.now(UTC), 120, 0.7).decisions
+    assert decision.retrain and "flagged by the weekly evaluation (its composite over the newest" in decision.reason
 
 
 def test_daily_retrain_with_stale_data_retrains_nothing_and_alerts(tmp_path: Path) -> None:

@@ -66,6 +66,21 @@ def test_scores_newest_window_first(tmp_path: Path) -> None:
     assert [s.version for s in history.recent_scores("VHM", model_type="catboost")] == [2]
 
 
+def test_a_score_carries_its_weekly_flag_and_older_histories_gain_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # a history written before scores carried the weekly verdict
+        conn.execute("CREATE TABLE scores (id INTEGER PRIMARY KEY AUTOINCREMENT, symbol TEXT NOT NULL, "
+                     "model_type TEXT NOT NULL, version INTEGER NOT NULL, composite REAL NOT NULL, "
+                     "window_end TEXT NOT NULL, source TEXT NOT NULL, recorded_at TEXT NOT NULL)")
+        conn.execute("INSERT INTO scores (symbol, model_type, version, composite, window_end, source, recorded_at) "
+                     "VALUES ('VHM', 'lstm', 1, 0.6, '2024-05-03', 'deployment', '2024-05-03T00:00:00+00:00')")
+    history = MetricsHistory(path)
+    history.record_score("VHM", "lstm", 1, 0.2, date(2024, 5, 10), "weekly-evaluation", flagged="range moved")
+    assert [(s.composite, s.flagged) for s in history.recent_scores("VHM")] == [(0.2, "range moved"), (0.6, "")]
+
+
 def test_threads_share_one_history(tmp_path: Path) -> None:
     history = MetricsHistory(tmp_path / "h.sqlite")
     start = threading.Barrier(4)

@@ -1,50 +1,45 @@
-"""PSI and per-feature drift: pure functions on small arrays."""
+"""The volatility shift the weekly evaluation measures: pure functions on small frames and the demo market."""
 
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import polars as pl
 import pytest
 
-from tasks.evaluation.drift import EPSILON, feature_drift, psi
+from tasks.data.ingest import DEMO_PULL, DEMO_REVERSAL, MarketBreak, synthetic_market
+from tasks.evaluation.drift import volatility_shift
 
 
-def test_identical_samples_have_zero_psi() -> None:
-    sample = np.random.default_rng(0).normal(size=1000)
-    assert psi(sample, sample) == pytest.approx(0.0, abs=1e-12)
+def bars(ranges: list[float]) -> pl.DataFrame:
+    low = np.full(len(ranges), 100.0)
+    return pl.DataFrame({"high": low * np.exp(ranges), "low": low})
 
 
-def test_shifted_sample_has_large_psi() -> None:
-    rng = np.random.default_rng(1)
-    assert psi(rng.normal(size=2000), rng.normal(size=2000)) < 0.05
-    assert psi(rng.normal(size=2000), rng.normal(loc=1.5, size=2000)) > 1.0
+def test_the_shift_is_the_ratio_of_geometric_mean_ranges() -> None:
+    shift = volatility_shift(bars([0.01] * 6 + [0.02, 0.08]), recent_days=2, reference_days=6)
+    assert shift.ratio == pytest.approx(4.0) and shift.log_ratio == pytest.approx(math.log(4.0))
+    assert (shift.recent_days, shift.reference_days) == (2, 6)
 
 
-def test_known_value_on_a_tiny_case() -> None:
-    # One inner edge at 2.5: expected shares (0.5, 0.5), actual (0.75, 0.25).
-    expected = 0.25 * math.log(1.5) + 0.25 * math.log(2.0)
-    assert psi([1, 2, 3, 4], [1, 1, 1, 4], bins=2) == pytest.approx(expected)
+def test_only_the_newest_bars_count_and_days_without_a_range_are_left_out() -> None:
+    frame = bars([5.0] * 10 + [0.01, 0.0, 0.01, 0.0, 0.03, 0.0])  # old bars beyond the reference do not count
+    assert volatility_shift(frame, recent_days=2, reference_days=4).ratio == pytest.approx(3.0)
 
 
-def test_empty_bin_is_floored_not_infinite() -> None:
-    value = psi([1, 2, 3, 4], [1, 1, 1, 1], bins=2)
-    assert math.isfinite(value)
-    assert value == pytest.approx((1 - 0.5) * math.log(1 / 0.5) + (EPSILON - 0.5) * math.log(EPSILON / 0.5))
+def test_too_few_bars_or_no_range_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="3 bars, need 4"):
+        volatility_shift(bars([0.01] * 3), recent_days=2, reference_days=2)
+    with pytest.raises(ValueError, match="no bar with a daily range"):
+        volatility_shift(bars([0.01, 0.01, 0.0, 0.0]), recent_days=2, reference_days=2)
 
 
-def test_rejects_empty_input() -> None:
-    with pytest.raises(ValueError, match="no finite"):
-        psi([np.nan], [1.0])
-
-
-def test_feature_drift_names_the_worst_feature() -> None:
-    rng = np.random.default_rng(2)
-    train = pl.DataFrame({"a": rng.normal(size=500), "b": rng.normal(size=500)})
-    window = pl.DataFrame({"a": rng.normal(size=200), "b": rng.normal(loc=3, size=200)})
-    drift = feature_drift(train, window, ["a", "b"])
-    assert list(drift.psi) == ["a", "b"] and drift.worst_feature == "b" and drift.worst_psi == drift.psi["b"]
-    assert feature_drift(train, window, []).worst_feature is None
-    with pytest.raises(ValueError, match="missing"):
-        feature_drift(train, window, ["c"])
+def test_a_planted_doubling_of_volatility_doubles_the_range_and_leaves_older_bars_alone() -> None:
+    end, kwargs = date(2026, 10, 30), {"reversal": DEMO_REVERSAL, "structure": False, "pull": DEMO_PULL}
+    calm = synthetic_market(["VCB"], 400, 3, end, **kwargs)["VCB"]
+    broken = synthetic_market(["VCB"], 400, 3, end, breaks=MarketBreak(340, volatility=2.0), **kwargs)["VCB"]
+    assert broken.head(340).equals(calm.head(340))
+    before, after = volatility_shift(calm, 60, 60).ratio, volatility_shift(broken, 60, 60).ratio
+    assert after / before == pytest.approx(2.0, rel=0.25)

@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 
-from tasks.evaluation.drift import FeatureDrift
+from tasks.evaluation.crossval import PredictionMetrics
+from tasks.evaluation.drift import VolatilityShift, WindowAssessment
+from tasks.evaluation.risk import PerformanceMetrics
 from tasks.operations.schedule import SymbolStatus, degraded, should_retrain
 
 NOW = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 FRESH, OLD = date(2026, 11, 25), date(2026, 11, 20)
-NO_DRIFT = FeatureDrift({"ret_5": 0.02}, "ret_5", 0.02)
 
 
 def plan(*statuses: SymbolStatus, force: bool = False):
     return should_retrain.fn(list(statuses), NOW, 48, 0.7, force)
 
 
-def test_fresh_data_retrains_missing_and_weak_models_only() -> None:
-    result = plan(SymbolStatus("VCB", FRESH), SymbolStatus("VIC", FRESH, "catboost v2", 0.5, "weekly"),
-                  SymbolStatus("VHM", FRESH, "arima v1", 0.9, "weekly"), SymbolStatus("FPT", FRESH, "lstm v1"))
+def test_performance_is_the_live_score_as_a_share_of_the_score_at_deployment() -> None:
+    result = plan(SymbolStatus("VCB", FRESH), SymbolStatus("VIC", FRESH, "catboost v2", 0.15, "weekly", 0.25),
+                  SymbolStatus("VHM", FRESH, "arima v1", 0.2448, "deployment", 0.2448),
+                  SymbolStatus("FPT", FRESH, "lstm v1"), SymbolStatus("HPG", FRESH, "lstm v1", 0.3, "weekly", 0.4))
     assert result.symbols == ["VCB", "VIC", "FPT"] and result.alerts == ()
     reasons = {d.symbol: d.reason for d in result.decisions}
     assert reasons["VCB"] == "no production model"
-    assert "below threshold 0.7" in reasons["VIC"] and "at or above threshold" in reasons["VHM"]
+    assert "0.15 (weekly) is 60% of its 0.25 at deployment, below the 70% threshold" in reasons["VIC"]
+    assert reasons["VHM"].endswith("is 100% of its 0.2448 at deployment, at or above the 70% threshold: not needed")
+    assert "75% of its 0.4" in reasons["HPG"]  # a composite of 0.3 is far below 0.7, yet 75 % of its own standard
     assert "no recorded score" in reasons["FPT"]
     assert str(result.decisions[2]).startswith("VHM: skip")
+
+
+def test_a_weekly_flag_or_a_missing_or_non_positive_deployment_score_retrains() -> None:
+    result = plan(SymbolStatus("VCB", FRESH, "catboost v1", 0.3, "weekly", 0.3, flagged="its daily range moved"),
+                  SymbolStatus("VIC", FRESH, "catboost v1", 0.3, "weekly", None),
+                  SymbolStatus("VHM", FRESH, "catboost v1", 0.3, "weekly", -0.1))
+    reasons = {d.symbol: d.reason for d in result.decisions}
+    assert result.symbols == ["VCB", "VIC", "VHM"]
+    assert "flagged by the weekly evaluation (its daily range moved)" in reasons["VCB"]
+    assert "no score recorded at deployment" in reasons["VIC"] and "is not positive" in reasons["VHM"]
 
 
 def test_stale_feed_retrains_nothing_and_alerts_per_stale_symbol() -> None:
@@ -36,22 +51,35 @@ def test_stale_feed_retrains_nothing_and_alerts_per_stale_symbol() -> None:
 
 
 def test_force_retrains_fresh_symbols_even_above_threshold() -> None:
-    assert plan(SymbolStatus("VHM", FRESH, "arima v1", 0.9), force=True).symbols == ["VHM"]
-    assert plan(SymbolStatus("VHM", OLD, "arima v1", 0.9), force=True).symbols == []
+    assert plan(SymbolStatus("VHM", FRESH, "arima v1", 0.9, "weekly", 0.9), force=True).symbols == ["VHM"]
+    assert plan(SymbolStatus("VHM", OLD, "arima v1", 0.9, "weekly", 0.9), force=True).symbols == []
 
 
-def test_score_drop_beyond_tolerance_is_degraded() -> None:
-    check = degraded.fn("VHM", "catboost v1", 0.5, 0.7, NO_DRIFT, 0.1, 0.25)
-    assert check.degraded and "fell 0.2000" in check.reasons[0]
+def assessment(composite: float, range_ratio: float) -> WindowAssessment:
+    return WindowAssessment("VHM", "catboost", 1, "abc", date(2026, 9, 1), date(2026, 11, 25), 60,
+                            PredictionMetrics(0.01, 0.008, 0.0, 0.5, 0.02, 0.03),
+                            PerformanceMetrics(0.02, 0.08, 0.15, 0.5, 0.6, -0.1, 0.8, 0.5, 1.2, -0.03, 0.02, 3),
+                            composite, VolatilityShift(10, 60, math.log(range_ratio)))
+
+
+def test_a_composite_below_the_share_at_deployment_is_degraded() -> None:
+    check = degraded.fn(assessment(0.15, 1.0), 0.25, 0.7, 1.7)
+    assert check.degraded and "60% of its 0.25 at deployment, below the 70% threshold" in check.reasons[0]
     assert check.alert is not None and check.alert.kind == "degraded_model" and check.alert.subject == "VHM"
+    assert str(check).startswith("VHM catboost v1 is degraded: its composite over the newest 60 sessions is 0.15")
 
 
-def test_small_drop_and_low_psi_are_healthy() -> None:
-    check = degraded.fn("VHM", "catboost v1", 0.65, 0.7, NO_DRIFT, 0.1, 0.25)
-    assert not check.degraded and check.alert is None and len(check.reasons) == 2
-    assert not degraded.fn("VHM", "catboost v1", 0.1, None, NO_DRIFT, 0.1, 0.25).degraded
+def test_a_healthy_model_reads_as_a_sentence() -> None:
+    check = degraded.fn(assessment(0.2771, 1.08), 0.2448, 0.7, 1.7)
+    assert not check.degraded and check.alert is None
+    assert str(check) == ("VHM catboost v1 is healthy: its composite over the newest 60 sessions is 0.2771, 113% of "
+                          "its 0.2448 at deployment, at or above the 70% threshold; its daily range over the newest "
+                          "10 sessions is 1.08x that of the 60 before, within the 1.7x bound.")
+    assert not degraded.fn(assessment(0.1, 1.0), None, 0.7, 1.7).degraded
 
 
-def test_drift_above_bound_is_degraded() -> None:
-    check = degraded.fn("VHM", "catboost v1", 0.9, 0.7, FeatureDrift({"ret_5": 0.4}, "ret_5", 0.4), 0.1, 0.25)
-    assert check.degraded and "ret_5 drifted" in check.reasons[1]
+def test_a_volatility_shift_beyond_the_bound_either_way_is_degraded() -> None:
+    assert degraded.fn(assessment(0.3, 2.1), 0.25, 0.7, 1.7).degraded
+    assert degraded.fn(assessment(0.3, 0.5), 0.25, 0.7, 1.7).degraded
+    check = degraded.fn(assessment(0.3, 2.1), 0.25, 0.7, 1.7)
+    assert "2.10x that of the 60 before, beyond the 1.7x bound" in check.reasons[1]
