@@ -417,8 +417,11 @@ class WeeklyEvaluationSettings(_Scheduled):
     drift_days: int = Field(10, ge=2, description="newest sessions whose daily range is compared with the "
                             "reference_days before them")
     reference_days: int = Field(60, ge=5, description="sessions before the drift_days the daily range is compared with")
-    volatility_bound: float = Field(1.7, gt=1, description="degraded when the daily range of the drift_days is more "
-                                    "than this multiple of the reference one, or less than its inverse")
+    volatility_bound: float = Field(1.7, gt=1, description="degraded when the symbol's daily range over the "
+                                    "drift_days is more than this multiple of the reference one, or less than its "
+                                    "inverse")
+    market_volatility_bound: float = Field(1.45, gt=1, description="the same bound on the market's daily range "
+                                           "(the median shift over data.universe, or the symbols evaluated)")
     retrain_wait_hours: float = Field(6, gt=0, description="how long the weekly run waits for the retrain it "
                                       "started; a retrain still running then fails the weekly run")
 

@@ -27,7 +27,7 @@ from models.pooled import is_pooled
 from schemas import JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
 from stores.factory import open_feature_store, open_registry
-from tasks.evaluation.drift import WindowAssessment, assess_window
+from tasks.evaluation.drift import WindowAssessment, assess_window, market_volatility
 from tasks.evaluation.pooled import cross_section_updates
 from tasks.operations.caching import io_options
 from tasks.operations.monitor import Anomaly, failed_jobs
@@ -36,6 +36,7 @@ from tasks.operations.schedule import HealthCheck, degraded, disabled_schedule
 from tasks.operations.weekly import (
     RETRAIN_DEPLOYMENT,
     RetrainRun,
+    current_refs,
     deployment_scores,
     production_targets,
     record_scores,
@@ -107,8 +108,10 @@ def weekly_evaluation(symbols: list[str] | None = None, settings: Settings | Non
                     describe=lambda a: f"composite {a.composite:.4g}, daily range {a.volatility.ratio:.2f}x",
                     failure=lambda t, error: JobFailure(t.symbol, t.model_type, "evaluate", error))
     baseline = deployment_scores(fanout.results, settings.monitoring.history_path)
+    universe = list(settings.data.universe_symbols(settings.data.universe) or symbols)
+    market = market_volatility(current_refs(universe, feature_store), cfg.drift_days, cfg.reference_days)
     checks = [degraded(a, baseline[a.symbol], settings.models.retraining.performance_threshold,
-                       cfg.volatility_bound) for a in fanout.results]
+                       cfg.volatility_bound, market, cfg.market_volatility_bound) for a in fanout.results]
     for check in checks:
         print(check)
     retrain = [c.symbol for c in checks if c.degraded]

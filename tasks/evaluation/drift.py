@@ -30,7 +30,8 @@ from tasks.evaluation.evaluate import EvaluationError, backtest_settings, loaded
 from tasks.evaluation.risk import PerformanceMetrics
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["VolatilityShift", "WindowAssessment", "assess", "assess_window", "volatility_shift"]
+__all__ = ["VolatilityShift", "WindowAssessment", "assess", "assess_window", "market_shift", "market_volatility",
+           "volatility_shift"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,39 @@ def volatility_shift(bars: pl.DataFrame, recent_days: int, reference_days: int) 
     if reference.size == 0 or recent.size == 0:
         raise ValueError("no bar with a daily range (high above low) on one side of the volatility shift")
     return VolatilityShift(recent_days, reference_days, float(np.log(recent).mean() - np.log(reference).mean()))
+
+
+def market_shift(shifts: list[VolatilityShift]) -> VolatilityShift:
+    """The market's volatility shift: the median of its symbols' log ratios (one symbol's news moves it little, a
+    change of the whole market moves every symbol).
+
+    Raises:
+        ValueError: no shift given.
+    """
+    if not shifts:
+        raise ValueError("no symbol's volatility shift to take the market's from")
+    first = shifts[0]
+    return VolatilityShift(first.recent_days, first.reference_days,
+                           float(np.median([s.log_ratio for s in shifts])))
+
+
+@task(name="market-volatility", cache_policy=NO_CACHE)
+@resource_logged
+def market_volatility(refs: list[FeatureSetRef], recent_days: int, reference_days: int) -> VolatilityShift | None:
+    """The market's volatility shift over the current feature sets `refs` of a universe (see `market_shift`);
+    symbols with too few bars are left out, and None is returned when fewer than 5 symbols remain."""
+    shifts = []
+    for ref in refs:
+        bars = read_split(ref, "all").select("high", "low")
+        try:
+            shifts.append(volatility_shift(bars, recent_days, reference_days))
+        except ValueError as exc:
+            print(f"{ref.symbol}: left out of the market's volatility ({exc})")
+    return market_shift(shifts) if len(shifts) >= MARKET_MIN_SYMBOLS else None
+
+
+MARKET_MIN_SYMBOLS = 5
+"""fewest symbols whose median is taken as the market's volatility shift."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from tasks.evaluation.drift import WindowAssessment
 from tasks.operations.monitor import resource_logged
 from tasks.operations.schedule import HealthCheck
 
-__all__ = ["RETRAIN_DEPLOYMENT", "SOURCE", "ProductionTarget", "RetrainRun", "deployment_scores",
+__all__ = ["RETRAIN_DEPLOYMENT", "SOURCE", "ProductionTarget", "RetrainRun", "current_refs", "deployment_scores",
            "production_targets", "record_scores", "request_retrain", "weekly_report"]
 
 RETRAIN_DEPLOYMENT = "daily-retrain/daily"
@@ -74,6 +74,17 @@ def production_targets(symbols: list[str], registry: ModelRegistry, features: Fe
     return targets
 
 
+def current_refs(symbols: list[str], features: FeatureStore) -> list[FeatureSetRef]:
+    """The current feature set of each of `symbols` that has one."""
+    refs = []
+    for symbol in symbols:
+        try:
+            refs.append(features.current(symbol))
+        except FeatureStoreError:
+            continue
+    return refs
+
+
 @task(name="deployment-scores", cache_policy=NO_CACHE)
 @resource_logged
 def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -> dict[str, float | None]:
@@ -113,6 +124,7 @@ def _rows(assessments: list[WindowAssessment], checks: list[HealthCheck]) -> lis
              "composite": _four(a.composite), "deployment_composite": _four(verdicts[a.symbol].deployment_score),
              "rmse": _four(a.prediction.rmse), "sharpe": _four(a.strategy.sharpe),
              "max_drawdown": _four(a.strategy.max_drawdown), "daily_range_ratio": _four(a.volatility.ratio),
+             "market_range_ratio": _four(verdicts[a.symbol].market_ratio),
              "degraded": verdicts[a.symbol].degraded, "verdict": str(verdicts[a.symbol])}
             for a in assessments]
 

@@ -6,6 +6,7 @@ starts, must reach Completed.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -43,6 +44,13 @@ def flow_runs(api: str) -> list[tuple[str, str, str]]:
     return [(flows[r["flow_id"]], deployments.get(r["deployment_id"], ""), r["state"]["name"]) for r in runs]
 
 
+def flow_run_id(output: str) -> str:
+    """The flow run `prefect deployment run` created, from its output."""
+    match = re.search(r"UUID: ([0-9a-f-]{36})", output)
+    assert match, output[-2000:]
+    return match.group(1)
+
+
 def test_every_path_setting_is_redirected_into_the_workspace(tmp_path: Path) -> None:
     settings = load_settings(None).model_dump()
     found = {f"{section.upper()}__{key.upper()}" for section, values in settings.items()
@@ -54,7 +62,8 @@ def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
     with prefect_server(tmp_path, tmp_path / "server.log") as api:
         # The worker's flow runs start in the checkout (prefect.yaml's pull step); their data goes to tmp_path.
         env = user_env(tmp_path, **workspace_paths(tmp_path), OPTIMIZATION__N_TRIALS="2",
-                       DEPLOYMENT__ENABLED="false") | {"PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+                       DEPLOYMENT__ENABLED="false", SCHEDULING__WEEKLY_EVALUATION__VOLATILITY_BOUND="1.0001",
+                       ) | {"PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2"}
         ingest_demo(tmp_path, env, days=500)
         for command in (["work-pool", "create", "stock-ai", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
             result = run([*PREFECT, *command], ROOT, env, timeout=300)
@@ -71,20 +80,34 @@ def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
                         ROOT, env)
             assert daily.returncode == 0, tail(daily) + (tmp_path / "worker.log").read_text()[-5000:]
 
-            # VHM goes to production with a deployment score its weekly window cannot reach: it is degraded.
+            # VHM goes to production as a deployment records it: the next daily retrain has nothing to do and says
+            # why, in the run's own log.
             registry = LocalModelRegistry(tmp_path / PATH_SETTINGS["MODELS__REGISTRY_PATH"])
             version = registry.get("catboost", "VHM").version
             registry.set_alias("VHM", "production", "catboost", version)
             MetricsHistory(tmp_path / PATH_SETTINGS["MONITORING__HISTORY_PATH"]).record_score(
-                "VHM", "catboost", version, 100.0, datetime.now(UTC).date(), "deployment")
+                "VHM", "catboost", version, 0.25, datetime.now(UTC).date(), "deployment")
+            again = run([*PREFECT, "deployment", "run", "daily-retrain/daily", "--watch", "--watch-timeout", "900"],
+                        ROOT, env)
+            assert again.returncode == 0, tail(again) + (tmp_path / "worker.log").read_text()[-5000:]
+            logs = run([*PREFECT, "flow-run", "logs", flow_run_id(again.stdout)], ROOT, env)
+            assert logs.returncode == 0, tail(logs)
+            assert (f"VHM: skip (catboost v{version}: live composite 0.25 (deployment " in logs.stdout and
+                    "is 100% of its 0.25 at deployment, at or above the 70% threshold: not needed)" in logs.stdout and
+                    "nothing to retrain among 1 symbol(s)" in logs.stdout), logs.stdout[-3000:]
+
+            # The worker's weekly runs read a volatility bound a hair above 1: VHM's daily range moved beyond it.
             weekly = run([*PREFECT, "deployment", "run", "weekly-evaluation/weekly", "--watch",
                           "--watch-timeout", "900"], ROOT, env)
             assert weekly.returncode == 0, tail(weekly) + (tmp_path / "worker.log").read_text()[-5000:]
+            logs = run([*PREFECT, "flow-run", "logs", flow_run_id(weekly.stdout)], ROOT, env).stdout
+            assert f"VHM catboost v{version} is degraded: its composite over the newest 60 sessions is " in logs, logs
 
         runs = flow_runs(api)
     top_level = [(flow, deployment, state) for flow, deployment, state in runs if deployment]
     assert top_level == [("training", "full", "Completed"), ("daily-retrain", "daily", "Completed"),
-                         ("weekly-evaluation", "weekly", "Completed"), ("daily-retrain", "daily", "Completed")], runs
+                         ("daily-retrain", "daily", "Completed"), ("weekly-evaluation", "weekly", "Completed"),
+                         ("daily-retrain", "daily", "Completed")], runs
     assert all(state == "Completed" for _, _, state in runs), runs
     weekly_reports = list((tmp_path / "reports").glob("weekly-*/weekly.json"))
     assert len(weekly_reports) == 1

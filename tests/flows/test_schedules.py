@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,11 +17,13 @@ from flows.weekly_evaluation import weekly_evaluation
 from schemas import RunFailed
 from settings import Settings, load_settings
 from stores.base import SourceInfo
-from stores.factory import open_price_store
+from stores.factory import open_feature_store, open_price_store
+from stores.features import read_split
 from stores.metrics import MetricsHistory
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.data.ingest import synthetic_market
+from tasks.evaluation.drift import volatility_shift
 from tasks.operations.schedule import should_retrain, symbol_statuses
 from tests.flows.test_training import demo_config
 
@@ -44,6 +47,13 @@ def schedule_settings(tmp_path: Path, fresh: bool) -> Settings:
     return load_settings(path)
 
 
+def weekly_bound(settings: Settings, bound: float) -> Settings:
+    """`settings` with scheduling.weekly_evaluation.volatility_bound = `bound`."""
+    weekly = settings.scheduling.weekly_evaluation.model_copy(update={"volatility_bound": bound})
+    return settings.model_copy(update={"scheduling": settings.scheduling.model_copy(
+        update={"weekly_evaluation": weekly})})
+
+
 def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) -> None:
     settings = schedule_settings(tmp_path, fresh=True)
     training(settings=settings)
@@ -52,6 +62,11 @@ def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) 
     for symbol, deployed in (("VCB", 100.0), ("VHM", -100.0)):  # VCB's window score must fall far below 100
         registry.set_alias(symbol, "production", "catboost", 1)
         history.record_score(symbol, "catboost", 1, deployed, datetime(2026, 1, 1).date(), "deployment")
+    # The weekly bound falls between the two symbols' volatility shifts: one moved beyond it, the other did not.
+    store = open_feature_store(settings.data)
+    moves = {s: abs(volatility_shift(read_split(store.current(s), "all"), 10, 60).log_ratio) for s in ("VCB", "VHM")}
+    moved, calm = sorted(moves, key=lambda s: moves[s], reverse=True)
+    settings = weekly_bound(settings, math.exp((moves[moved] + moves[calm]) / 2))
     # Right after deployment the live score is the deployment score: 100 % of itself, nothing to retrain.
     statuses = symbol_statuses.fn(["VCB"], open_price_store(settings.data), registry, settings.monitoring)
     [decision] = should_retrain.fn(statuses, datetime.now(UTC), 120, 0.7).decisions
@@ -60,12 +75,13 @@ def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) 
 
     outcome = weekly_evaluation(settings=settings)
 
-    assert {c.symbol: c.degraded for c in outcome.checks} == {"VCB": True, "VHM": False}
-    assert outcome.retrain == ["VCB"] and outcome.retrain_run is None  # no deployment on the test API
-    assert outcome.retrained is not None and outcome.retrained.plan.symbols == ["VCB"]
-    assert registry.versions("catboost", "VCB") == [1, 2] and registry.versions("catboost", "VHM") == [1]
+    assert {c.symbol: c.degraded for c in outcome.checks} == {moved: True, calm: False}
+    assert outcome.retrain == [moved] and outcome.retrain_run is None  # no deployment on the test API
+    assert outcome.retrained is not None and outcome.retrained.plan.symbols == [moved]
+    assert registry.versions("catboost", moved) == [1, 2] and registry.versions("catboost", calm) == [1]
     report = json.loads(outcome.report_path.read_text())
-    assert {r["symbol"]: r["degraded"] for r in report["rows"]} == {"VCB": True, "VHM": False}
+    assert {r["symbol"]: r["degraded"] for r in report["rows"]} == {moved: True, calm: False}
+    assert next(str(c) for c in outcome.checks if c.symbol == "VHM").startswith("VHM catboost v1 is ")
     weekly = [r for r in history.recent_scores("VHM", 10) if r.source == "weekly-evaluation"]
     scores = {c.symbol: c.score for c in outcome.checks}
     assert len(weekly) == 1 and weekly[0].composite == scores["VHM"]
@@ -78,8 +94,8 @@ def test_a_failed_retrain_fails_the_daily_and_the_weekly_run_after_their_reports
     registry.set_alias("VCB", "production", "catboost", 1)
     MetricsHistory(settings.monitoring.history_path).record_score(
         "VCB", "catboost", 1, 100.0, datetime(2026, 1, 1).date(), "deployment")
-    broken = settings.model_copy(update={"models": settings.models.model_copy(
-        update={"params": {**settings.models.params, "catboost": {"depth": 99}}})})
+    broken = weekly_bound(settings.model_copy(update={"models": settings.models.model_copy(
+        update={"params": {**settings.models.params, "catboost": {"depth": 99}}})}), 1.0001)  # VCB's range moved
 
     with pytest.raises(RunFailed, match="retraining of VCB failed") as daily:
         daily_retrain(symbols=["VCB"], settings=broken, force=True)
@@ -97,6 +113,7 @@ def test_a_failed_retrain_fails_the_daily_and_the_weekly_run_after_their_reports
     statuses = symbol_statuses.fn(["VCB"], open_price_store(settings.data), registry, settings.monitoring)
     [decision] = should_retrain.fn(statuses, datetime.now(UTC), 120, 0.7).decisions
     assert decision.retrain and "flagged by the weekly evaluation (its composite over the newest" in decision.reason
+    assert "beyond the 1.0001x bound" in decision.reason
 
 
 def test_daily_retrain_with_stale_data_retrains_nothing_and_alerts(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from tasks.data.ingest import DEMO_PULL, DEMO_REVERSAL, MarketBreak, synthetic_market
-from tasks.evaluation.drift import volatility_shift
+from tasks.evaluation.drift import VolatilityShift, market_shift, volatility_shift
 
 
 def bars(ranges: list[float]) -> pl.DataFrame:
@@ -43,3 +43,10 @@ def test_a_planted_doubling_of_volatility_doubles_the_range_and_leaves_older_bar
     assert broken.head(340).equals(calm.head(340))
     before, after = volatility_shift(calm, 60, 60).ratio, volatility_shift(broken, 60, 60).ratio
     assert after / before == pytest.approx(2.0, rel=0.25)
+
+
+def test_the_market_shift_is_the_median_of_its_symbols() -> None:
+    shifts = [VolatilityShift(10, 60, math.log(r)) for r in (0.9, 1.0, 1.1, 3.0, 1.05)]
+    assert market_shift(shifts).ratio == pytest.approx(1.05)  # one symbol's news hardly moves it
+    with pytest.raises(ValueError, match="no symbol"):
+        market_shift([])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime
 
+import pytest
+
 from tasks.evaluation.crossval import PredictionMetrics
 from tasks.evaluation.drift import VolatilityShift, WindowAssessment
 from tasks.evaluation.risk import PerformanceMetrics
@@ -62,24 +64,31 @@ def assessment(composite: float, range_ratio: float) -> WindowAssessment:
                             composite, VolatilityShift(10, 60, math.log(range_ratio)))
 
 
-def test_a_composite_below_the_share_at_deployment_is_degraded() -> None:
+def test_a_low_performance_share_is_said_and_left_to_the_daily_retrain() -> None:
     check = degraded.fn(assessment(0.15, 1.0), 0.25, 0.7, 1.7)
-    assert check.degraded and "60% of its 0.25 at deployment, below the 70% threshold" in check.reasons[0]
-    assert check.alert is not None and check.alert.kind == "degraded_model" and check.alert.subject == "VHM"
-    assert str(check).startswith("VHM catboost v1 is degraded: its composite over the newest 60 sessions is 0.15")
+    assert not check.degraded and check.alert is None
+    assert "is 0.15, 60% of its 0.25 at deployment (the daily retrain retrains below 70%)" in check.reasons[0]
 
 
 def test_a_healthy_model_reads_as_a_sentence() -> None:
-    check = degraded.fn(assessment(0.2771, 1.08), 0.2448, 0.7, 1.7)
+    check = degraded.fn(assessment(0.2771, 1.08), 0.2448, 0.7, 1.7, VolatilityShift(10, 60, math.log(1.02)), 1.45)
     assert not check.degraded and check.alert is None
     assert str(check) == ("VHM catboost v1 is healthy: its composite over the newest 60 sessions is 0.2771, 113% of "
-                          "its 0.2448 at deployment, at or above the 70% threshold; its daily range over the newest "
-                          "10 sessions is 1.08x that of the 60 before, within the 1.7x bound.")
+                          "its 0.2448 at deployment (the daily retrain retrains below 70%); its daily range over the "
+                          "newest 10 sessions is 1.08x that of the 60 before, within the 1.7x bound; the market's "
+                          "daily range over the newest 10 sessions is 1.02x that of the 60 before, within the 1.45x "
+                          "bound.")
     assert not degraded.fn(assessment(0.1, 1.0), None, 0.7, 1.7).degraded
 
 
-def test_a_volatility_shift_beyond_the_bound_either_way_is_degraded() -> None:
+def test_a_volatility_shift_of_the_symbol_or_the_market_beyond_its_bound_either_way_is_degraded() -> None:
     assert degraded.fn(assessment(0.3, 2.1), 0.25, 0.7, 1.7).degraded
     assert degraded.fn(assessment(0.3, 0.5), 0.25, 0.7, 1.7).degraded
     check = degraded.fn(assessment(0.3, 2.1), 0.25, 0.7, 1.7)
     assert "2.10x that of the 60 before, beyond the 1.7x bound" in check.reasons[1]
+    assert "market's daily range was not measured" in check.reasons[2]
+    assert check.alert is not None and check.alert.kind == "degraded_model" and check.alert.subject == "VHM"
+    assert str(check).startswith("VHM catboost v1 is degraded: ")
+    market = degraded.fn(assessment(0.3, 1.3), 0.25, 0.7, 1.7, VolatilityShift(10, 60, math.log(1.5)), 1.45)
+    assert market.degraded and market.market_ratio == pytest.approx(1.5) and "beyond the 1.45x" in market.reasons[2]
+    assert degraded.fn(assessment(0.3, 1.0), 0.25, 0.7, 1.7, VolatilityShift(10, 60, math.log(0.6)), 1.45).degraded
