@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas import RunFailed, validate_symbol
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line", "parse_symbols",
-    "prefect_environment", "quiet_server_shutdown", "run_cli", "short_tracebacks", "training_parser",
+    "prefect_environment", "quiet_server_shutdown", "run_cli", "short_tracebacks", "summary_off_console",
+    "training_parser",
     "tuning_overrides", "weekly_evaluation_parser",
 ]
 
@@ -77,6 +78,35 @@ def short_tracebacks(expected: tuple[type[BaseException], ...]) -> Iterator[None
             handler.removeFilter(log_filter)
 
 
+class _NotOnConsole(logging.Filter):
+    """Drops records that carry `attribute` (set to True)."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__()
+        self.attribute = attribute
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, self.attribute, False)
+
+
+@contextmanager
+def summary_off_console() -> Iterator[None]:
+    """While inside, the run summary a flow logs (tasks/delivery/run_log.py) stays off the console: for a command
+    line that prints the same summary itself once the flow returned. The run log keeps the records (Prefect's API
+    handler sits on the run loggers, before the root console handler)."""
+    from tasks.delivery.run_log import SUMMARY
+
+    handlers = list(logging.getLogger().handlers)
+    log_filter = _NotOnConsole(SUMMARY)
+    for handler in handlers:
+        handler.addFilter(log_filter)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(log_filter)
+
+
 def parse_symbols(text: str) -> list[str]:
     """Split 'VCB,VIC' into validated symbols; raises InvalidSymbolError naming a bad one."""
     symbols = [validate_symbol(part.strip()) for part in text.split(",") if part.strip()]
@@ -97,7 +127,7 @@ def quiet_server_shutdown() -> None:
 def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outcome],
             report: Callable[[Outcome, Settings], int], *, failed: str | None = None,
             input_errors: tuple[type[Exception], ...] = (), overrides: Mapping[str, Any] | None = None,
-            run_failed: Callable[[RunFailed], int] | None = None) -> int:
+            run_failed: Callable[[RunFailed], int] | None = None, prints_summary: bool = False) -> int:
     """The body of a flow's `main()`: settings and symbols from `args`, then `run`, then `report` its outcome.
 
     Args:
@@ -110,6 +140,8 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
         input_errors: errors beside ConfigError and ValueError that mean bad input: `error: <message>`, exit 2.
         overrides: settings that win over the file and environment.
         run_failed: handles RunFailed instead, returning the exit code.
+        prints_summary: `report` and `run_failed` print the run summary the flow logs: its records stay off the
+            console (summary_off_console), so no line shows twice.
 
     Returns:
         The exit code. The temporary Prefect server is quiet afterwards, whatever happened.
@@ -124,7 +156,7 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
     try:
         settings = load_settings(args.config, overrides)
         symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
-        with short_tracebacks((*expected, RunFailed)):
+        with short_tracebacks((*expected, RunFailed)), summary_off_console() if prints_summary else nullcontext():
             outcome = run(settings, symbols)
     except expected as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
