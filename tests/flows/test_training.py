@@ -191,8 +191,9 @@ def test_a_failed_job_is_reported_then_fails_the_run(tmp_path: Path) -> None:
     settings = load_settings(demo_config(tmp_path, symbols=("VHM",)))
     broken = settings.model_copy(update={"models": settings.models.model_copy(
         update={"params": {**settings.models.params, "lstm": {"lookback": 5000}}})})
+    state = training(settings=broken, return_state=True)
     with pytest.raises(RunFailed, match=r"^1 of 7 jobs failed; first: train lstm VHM: ModelError") as failed:
-        training(settings=broken)
+        state.result()
     outcome = failed.value.outcome
     assert [(f.symbol, f.model_type, f.step) for f in outcome.failures] == [("VHM", "lstm", "train")]
     assert sorted(row["model"] for row in outcome.leaderboard) == ["arima", "catboost", "transformer"]
@@ -203,6 +204,9 @@ def test_a_failed_job_is_reported_then_fails_the_run(tmp_path: Path) -> None:
     assert page.index('class="failures"') < page.index("Leaderboard")
     assert MetricsHistory(settings.monitoring.history_path).recent_runs("training")[0].status == \
         "completed_with_failures"
+    assert state.state_details.flow_run_id is not None
+    log = "\n".join(asyncio.run(run_log(state.state_details.flow_run_id)))
+    assert "failed: train lstm VHM: ModelError" in log and f"report: {outcome.report.html_path}" in log
 
 
 def test_cli_prints_the_leaderboard_once(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
