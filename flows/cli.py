@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas import RunFailed, validate_symbol
@@ -60,15 +60,10 @@ class _ShortTracebacks(logging.Filter):
 
 
 @contextmanager
-def short_tracebacks(expected: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """While inside, console log records about `expected` errors (bad input, failed jobs) lose their traceback.
-
-    Prefect logs every failed task and flow with a traceback. For errors the command explains itself in
-    one line, that is noise on the console; the run log in the Prefect UI keeps the full record, because
-    Prefect's API handler sits on the run loggers and sees each record before the root console handler.
-    """
+def _on_console(log_filter: logging.Filter) -> Iterator[None]:
+    """While inside, `log_filter` sits on the root logger's handlers (the console); Prefect's API handler sits on the
+    run loggers and sees each record before them, so the run log in the Prefect UI keeps the full record."""
     handlers = list(logging.getLogger().handlers)
-    log_filter = _ShortTracebacks(expected)
     for handler in handlers:
         handler.addFilter(log_filter)
     try:
@@ -76,6 +71,15 @@ def short_tracebacks(expected: tuple[type[BaseException], ...]) -> Iterator[None
     finally:
         for handler in handlers:
             handler.removeFilter(log_filter)
+
+
+def short_tracebacks(expected: tuple[type[BaseException], ...]) -> AbstractContextManager[None]:
+    """While inside, console log records about `expected` errors (bad input, failed jobs) lose their traceback.
+
+    Prefect logs every failed task and flow with a traceback. For errors the command explains itself in
+    one line, that is noise on the console; the run log keeps the full record.
+    """
+    return _on_console(_ShortTracebacks(expected))
 
 
 class _NotOnConsole(logging.Filter):
@@ -89,22 +93,12 @@ class _NotOnConsole(logging.Filter):
         return not getattr(record, self.attribute, False)
 
 
-@contextmanager
-def summary_off_console() -> Iterator[None]:
+def summary_off_console() -> AbstractContextManager[None]:
     """While inside, the run summary a flow logs (tasks/delivery/run_log.py) stays off the console: for a command
-    line that prints the same summary itself once the flow returned. The run log keeps the records (Prefect's API
-    handler sits on the run loggers, before the root console handler)."""
+    line that prints the same summary itself once the flow returned. The run log keeps the records."""
     from tasks.delivery.run_log import SUMMARY
 
-    handlers = list(logging.getLogger().handlers)
-    log_filter = _NotOnConsole(SUMMARY)
-    for handler in handlers:
-        handler.addFilter(log_filter)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(log_filter)
+    return _on_console(_NotOnConsole(SUMMARY))
 
 
 def parse_symbols(text: str) -> list[str]:
