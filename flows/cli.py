@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from schemas import RunFailed, validate_symbol
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line", "parse_symbols",
-    "prefect_environment", "quiet_server_shutdown", "run_cli", "short_tracebacks", "training_parser",
+    "prefect_environment", "quiet_server_shutdown", "run_cli", "short_tracebacks", "summary_off_console",
+    "training_parser",
     "tuning_overrides", "weekly_evaluation_parser",
 ]
 
@@ -59,15 +60,10 @@ class _ShortTracebacks(logging.Filter):
 
 
 @contextmanager
-def short_tracebacks(expected: tuple[type[BaseException], ...]) -> Iterator[None]:
-    """While inside, console log records about `expected` errors (bad input, failed jobs) lose their traceback.
-
-    Prefect logs every failed task and flow with a traceback. For errors the command explains itself in
-    one line, that is noise on the console; the run log in the Prefect UI keeps the full record, because
-    Prefect's API handler sits on the run loggers and sees each record before the root console handler.
-    """
+def _on_console(log_filter: logging.Filter) -> Iterator[None]:
+    """While inside, `log_filter` sits on the root logger's handlers (the console); Prefect's API handler sits on the
+    run loggers and sees each record before them, so the run log in the Prefect UI keeps the full record."""
     handlers = list(logging.getLogger().handlers)
-    log_filter = _ShortTracebacks(expected)
     for handler in handlers:
         handler.addFilter(log_filter)
     try:
@@ -75,6 +71,34 @@ def short_tracebacks(expected: tuple[type[BaseException], ...]) -> Iterator[None
     finally:
         for handler in handlers:
             handler.removeFilter(log_filter)
+
+
+def short_tracebacks(expected: tuple[type[BaseException], ...]) -> AbstractContextManager[None]:
+    """While inside, console log records about `expected` errors (bad input, failed jobs) lose their traceback.
+
+    Prefect logs every failed task and flow with a traceback. For errors the command explains itself in
+    one line, that is noise on the console; the run log keeps the full record.
+    """
+    return _on_console(_ShortTracebacks(expected))
+
+
+class _NotOnConsole(logging.Filter):
+    """Drops records that carry `attribute` (set to True)."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__()
+        self.attribute = attribute
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, self.attribute, False)
+
+
+def summary_off_console() -> AbstractContextManager[None]:
+    """While inside, the run summary a flow logs (tasks/delivery/run_log.py) stays off the console: for a command
+    line that prints the same summary itself once the flow returned. The run log keeps the records."""
+    from tasks.delivery.run_log import SUMMARY
+
+    return _on_console(_NotOnConsole(SUMMARY))
 
 
 def parse_symbols(text: str) -> list[str]:
@@ -97,7 +121,7 @@ def quiet_server_shutdown() -> None:
 def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outcome],
             report: Callable[[Outcome, Settings], int], *, failed: str | None = None,
             input_errors: tuple[type[Exception], ...] = (), overrides: Mapping[str, Any] | None = None,
-            run_failed: Callable[[RunFailed], int] | None = None) -> int:
+            run_failed: Callable[[RunFailed], int] | None = None, prints_summary: bool = False) -> int:
     """The body of a flow's `main()`: settings and symbols from `args`, then `run`, then `report` its outcome.
 
     Args:
@@ -110,6 +134,8 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
         input_errors: errors beside ConfigError and ValueError that mean bad input: `error: <message>`, exit 2.
         overrides: settings that win over the file and environment.
         run_failed: handles RunFailed instead, returning the exit code.
+        prints_summary: `report` and `run_failed` print the run summary the flow logs: its records stay off the
+            console (summary_off_console), so no line shows twice.
 
     Returns:
         The exit code. The temporary Prefect server is quiet afterwards, whatever happened.
@@ -124,7 +150,7 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
     try:
         settings = load_settings(args.config, overrides)
         symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
-        with short_tracebacks((*expected, RunFailed)):
+        with short_tracebacks((*expected, RunFailed)), summary_off_console() if prints_summary else nullcontext():
             outcome = run(settings, symbols)
     except expected as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)

@@ -63,6 +63,8 @@ def deployment_pipeline(decisions: list[Decision], refs: dict[str, FeatureSetRef
     send = push.with_options(retries=cfg.retries, retry_delay_seconds=[3**i for i in range(cfg.retries)])
     results = []
     promoted = [d for d in decisions if d.action == "promote"]
+    if not promoted:
+        print("nothing to deploy: no champion promoted")
     pooled = [(d.model_type, d.version) for d in promoted if d.model_type and d.version and is_pooled(d.model_type)]
     later = cross_section_updates(pooled, registry, open_feature_store(settings.data)) if pooled else {}
     for decision in promoted:

@@ -34,6 +34,7 @@ from stores.factory import open_feature_store, open_registry
 from stores.features import FeatureStoreError
 from tasks.data.select_universe import universe_selection
 from tasks.data.store import current_feature_sets
+from tasks.delivery.markdown import table_rows
 from tasks.modeling.train import TrainBatch, TrainJob, TrainResult, job_types, plan_training, train, train_batch
 from tasks.modeling.tune import tune
 from tasks.operations.caching import cache_options
@@ -151,11 +152,11 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
 
     fanout = _gather_jobs(futures, [*alone, *batches], failure)
     outcome = ModelPipelineResult(plan.skipped + fanout.results, fanout.failures)
-    create_table_artifact([
+    create_table_artifact(table_rows([
         {"symbol": r.symbol, "model": r.model_type, "status": r.status, "version": r.version,
          "val_rmse": r.val_rmse, "val_zero_return_rmse": r.val_naive_rmse, "seconds": round(r.duration_seconds, 2),
          "note": r.reason} for r in outcome.results
-    ] + [{"symbol": f.symbol, "model": f.model_type, "status": "failed", "note": f.error} for f in outcome.failures],
+    ] + [{"symbol": f.symbol, "model": f.model_type, "status": "failed", "note": f.error} for f in outcome.failures]),
         key="model-pipeline-jobs", description="model-pipeline: one row per (symbol, model type) job")
     if outcome.failures:
         raise RunFailed(failed_jobs_message(outcome.failures, outcome.jobs), outcome)

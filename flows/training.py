@@ -34,6 +34,7 @@ from stores.factory import open_price_store, open_registry
 from tasks.data.load import check_prices, describe_sources
 from tasks.delivery.deploy import DeploymentResult, stage_champions
 from tasks.delivery.report import ReportRef, leaderboard_rows, report, run_status, write_failure_report
+from tasks.delivery.run_log import log_choice, log_deployments, log_failures, log_report
 from tasks.delivery.summaries import format_leaderboard, report_sections, run_failures
 from tasks.evaluation.champions import champions_portfolio
 from tasks.evaluation.choose import Decision, choose
@@ -113,22 +114,28 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         adjusted = {key: v.adjusted for key, v in gate_verdicts(
             evaluation.results, {(e.model_type, e.version): e for e in evidence}, level, money).items()}
         decisions = choose(evaluation.results, evaluation.production, level, evidence, money)
+        leaderboard = leaderboard_rows(evaluation.results, decisions, adjusted, evaluation.production)
+        log_choice(get_run_logger(), leaderboard, lines, decisions)
         champions = champions_portfolio(decisions, evaluation.results, evaluation.production, refs,
                                         settings.evaluation, settings.markets)
         stage_champions.with_options(**io_options(settings.execution))(decisions, open_registry(settings.models))
         if settings.deployment.enabled if deploy is None else deploy:
             step = "deployment-pipeline"
             deployments = despite_failed_jobs(deployment_pipeline, decisions, refs, settings)
+        log_deployments(get_run_logger(), decisions, deployments)
         step = "report"
         failures = run_failures(models, evaluation, deployments)
         portfolios = [e.portfolio for e in evidence if e.portfolio] + ([champions] if champions else [])
         written = report(run_id, settings.execution.reports_dir, evaluation.results, decisions,
                          report_sections(data, models, evaluation, sources, deployments, lines), failures, adjusted,
-                         portfolios)
+                         portfolios, evaluation.production)
+        log_report(get_run_logger(), failures, written.html_path)
     except Exception as exc:
+        failed_jobs = run_failures(models, evaluation, deployments)
         failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
                                              report_sections(data, models, evaluation, sources, deployments, lines),
-                                             run_failures(models, evaluation, deployments))
+                                             failed_jobs)
+        log_failures(get_run_logger(), failed_jobs)
         get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
                                failed_report.html_path)
         failed = Anomaly("failed_job", f"training {run_id}", f"step {step} failed: {type(exc).__name__}: {exc}")
@@ -139,8 +146,7 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
                        run_status(failures), models.results, failures, settings.monitoring)
     notify.with_options(**io_options(settings.execution))(alerts, f"training {run_id}: {len(alerts)} alert(s)",
                                                           notifiers(settings.monitoring))
-    outcome = TrainingOutcome(run_id, written, decisions, leaderboard_rows(evaluation.results, decisions, adjusted),
-                              failures, deployments or [], alerts,
+    outcome = TrainingOutcome(run_id, written, decisions, leaderboard, failures, deployments or [], alerts,
                               jobs=models.jobs + evaluation.jobs + len(deployments or []), evidence=evidence,
                               universe_lines=lines)
     if failures:
@@ -178,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         universe=args.universe)
 
     return run_cli(args, run, _print_outcome, failed="training", input_errors=(PriceStoreError, DataPipelineError),
-                   overrides=tuning_overrides(args), run_failed=_print_failed_run)
+                   overrides=tuning_overrides(args), run_failed=_print_failed_run,
+                   prints_summary=True)
 
 
 def _print_outcome(outcome: TrainingOutcome, settings: Settings) -> int:

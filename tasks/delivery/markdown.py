@@ -1,8 +1,21 @@
-"""Text made safe for one Markdown table cell or one list item (Prefect artifacts render Markdown)."""
+"""Text and numbers made readable in Prefect artifacts, which render Markdown (table cells included): text on one
+line with Markdown's special characters escaped, numbers rounded to a few significant digits."""
 
 from __future__ import annotations
 
-__all__ = ["cell", "inline"]
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["DIGITS", "cell", "inline", "rounded", "table_rows"]
+
+DIGITS = 4
+"""significant digits of the numbers people read: 0.2455400208940786 is shown as 0.2455."""
+
+# Characters that start emphasis, code, links, HTML, strike-through or a table cell in the Markdown that Prefect
+# renders: `lstm_pooled` or `_POOLED_` would turn italic, a pipe would split a row.
+_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
 
 
 def inline(text: str) -> str:
@@ -11,5 +24,30 @@ def inline(text: str) -> str:
 
 
 def cell(text: str) -> str:
-    """One table cell: on one line, with its pipes escaped so they do not split the row."""
-    return inline(text).replace("|", "\\|")
+    """Text shown literally in a table cell or a list item: on one line, Markdown's special characters escaped."""
+    return _SPECIAL.sub(r"\\\1", inline(text))
+
+
+def rounded(value: float, digits: int = DIGITS) -> float | None:
+    """`value` to `digits` significant digits; None for NaN and infinities (JSON has neither)."""
+    if not math.isfinite(value):
+        return None
+    return float(f"{value:.{digits}g}")
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return rounded(value)
+    if isinstance(value, int):
+        return value
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _value(value.item())
+    return cell(str(value))
+
+
+def table_rows(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for `create_table_artifact`: floats to DIGITS significant digits, text cells escaped, booleans, integers
+    and nulls as they are."""
+    return [{str(key): _value(value) for key, value in row.items()} for row in rows]

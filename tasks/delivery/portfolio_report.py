@@ -7,10 +7,10 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
-from tasks.delivery.charts import png_base64, pyplot
+from tasks.delivery.charts import legend_outside, png_base64, pyplot
 from tasks.evaluation.portfolio_figures import Figures, PortfolioResult
 
-__all__ = ["portfolio_html", "portfolio_rows"]
+__all__ = ["portfolio_figure", "portfolio_html", "portfolio_rows"]
 
 _COLUMNS = ("portfolio", "strategy", "annual_return", "excess_return", "information_ratio", "psr", "max_drawdown",
             "turnover", "commission", "tax", "cost_share", "cash_share", "unaffordable")
@@ -50,7 +50,8 @@ def _cell(column: str, value: Any) -> str:
     return f"<td>{html.escape(text)}</td>"
 
 
-def _chart_png(p: PortfolioResult) -> str:
+def portfolio_figure(p: PortfolioResult) -> Any:
+    """The portfolio's equity against the equal-weight universe and its buy-and-hold; the legend beside the axes."""
     import numpy as np
 
     dates = np.array(p.dates, dtype="datetime64[D]")
@@ -59,8 +60,8 @@ def _chart_png(p: PortfolioResult) -> str:
     axis.plot(dates, p.equal_weight_equity, color="black", linewidth=1, label="equal-weight universe")
     axis.plot(dates, p.buy_and_hold_equity, color="grey", linewidth=1, linestyle="--", label="buy-and-hold")
     axis.set_title(f"{p.label}: equity after costs and taxes (from {p.equity[0]:,.0f})")
-    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return png_base64(fig)
+    legend_outside(axis)
+    return fig
 
 
 def portfolio_html(portfolios: Sequence[PortfolioResult]) -> str:
@@ -73,5 +74,5 @@ def portfolio_html(portfolios: Sequence[PortfolioResult]) -> str:
         rows = "".join("<tr>" + "".join(_cell(c, row[c]) for c in _COLUMNS[1:]) + "</tr>"
                        for row in portfolio_rows([p]))
         parts.append(f"<h3>{html.escape(p.label)}</h3><p>{html.escape(p.line())}</p><table>{header}{rows}</table>"
-                     f'<img src="data:image/png;base64,{_chart_png(p)}">')
+                     f'<img src="data:image/png;base64,{png_base64(portfolio_figure(p))}">')
     return "".join(parts)

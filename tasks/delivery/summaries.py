@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from schemas import DataSummary, JobFailure
 from tasks.delivery.deploy import DeploymentResult
+from tasks.delivery.run_log import decision_lines, deployment_lines, failure_lines
 from tasks.evaluation.choose import Decision
 from tasks.modeling.train import TrainResult
 
@@ -54,7 +55,7 @@ def format_leaderboard(leaderboard: list[dict[str, Any]], decisions: Sequence[De
                        failures: Sequence[JobFailure], deployments: Sequence[DeploymentResult],
                        report_path: Path, universe: Sequence[str] = ()) -> str:
     """The console leaderboard: the main metrics per (symbol, model), each universe model's gate across its
-    universe, the decisions, failures, deployments."""
+    universe, then the decision, failure, deployment and report lines the run also logs (tasks/delivery/run_log.py)."""
     columns = ("symbol", "model", "version", "composite", "rmse", "zero_rmse", "dm_p", "p_adj", "r2", "dir_acc",
                "sharpe", "psr", "max_dd", "total_return", "bh_return", "price_move", "chosen")
     lines = [" ".join(f"{c:>12}" for c in columns)]
@@ -65,15 +66,7 @@ def format_leaderboard(leaderboard: list[dict[str, Any]], decisions: Sequence[De
             f"{('n/a' if c == 'psr' and row.get('tradable') else '') if row[c] is None else str(row[c]):>12}"
             for c in columns))
     lines += [f"universe gate {line}" for line in universe]
-    for d in decisions:
-        target = f"{d.model_type} v{d.version}" if d.model_type else "no model"
-        lines.append(f"{d.symbol}: {d.action} ({target})")
-        lines += [f"    {reason}" for reason in d.reasons]
-    for failure in failures:
-        lines.append(f"failed: {failure}")
-    for deployed in deployments:
-        lines.append(f"deployment {deployed.symbol}: {deployed.model_type} v{deployed.version} -> {deployed.status} "
-                     f"({deployed.reason})")
+    lines += decision_lines(decisions) + failure_lines(failures) + deployment_lines(deployments)
     lines.append(f"report: {report_path}")
     return "\n".join(lines)
 

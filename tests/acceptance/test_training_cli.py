@@ -49,7 +49,8 @@ def test_default_tuned_run_trains_every_type_and_a_failed_job_fails_the_run(tmp_
     content = newest_report(tmp_path)
     assert content["status"] == "completed_with_failures"
     assert [(f["symbol"], f["model_type"], f["step"]) for f in content["failures"]] == [("VHM", "lstm", "train")]
-    assert sorted(row["model"] for row in content["leaderboard"]) == TYPES  # lstm's earlier version is evaluated
+    # lstm's earlier version is evaluated; a production model older than its type's newest version has a row too
+    assert sorted({row["model"] for row in content["leaderboard"]}) == TYPES
     page = sorted((tmp_path / "reports").glob("*/report.html"))[-1].read_text()
     assert page.index('class="failures"') < page.index("Leaderboard") and "lstm VHM" in page
     assert "1 of " in failed.stderr and "jobs failed" in failed.stderr

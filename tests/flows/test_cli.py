@@ -7,7 +7,14 @@ import logging
 
 import pytest
 
-from flows.cli import models_parser, one_line, short_tracebacks, training_parser, tuning_overrides
+from flows.cli import (
+    models_parser,
+    one_line,
+    short_tracebacks,
+    summary_off_console,
+    training_parser,
+    tuning_overrides,
+)
 
 
 def test_tuning_budget_flags_become_optimization_overrides() -> None:
@@ -47,6 +54,24 @@ def test_short_tracebacks_drops_the_traceback_of_expected_errors_only() -> None:
     assert console_text(KeyError("explained"), (KeyError,)) == "failed: KeyError('explained')\n"
     bug = console_text(ZeroDivisionError("a bug"), (KeyError,))
     assert bug.startswith("failed: ZeroDivisionError('a bug')\nTraceback (most recent call last):")
+
+
+def test_the_run_summary_stays_off_the_console_of_a_command_line_that_prints_it() -> None:
+    from tasks.delivery.run_log import SUMMARY
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logging.getLogger().addHandler(handler)
+    logger = logging.getLogger("tests.cli.summary")
+    try:
+        with summary_off_console():
+            logger.warning("decision VHM: promote lstm v1", extra={SUMMARY: True})
+            logger.warning("other line")
+        assert handler.filters == []
+        logger.warning("decision VHM: shown again outside", extra={SUMMARY: True})
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert stream.getvalue() == "other line\ndecision VHM: shown again outside\n"
 
 
 @pytest.mark.parametrize("module", ["flows.training", "flows.data_pipeline", "flows.model_pipeline",

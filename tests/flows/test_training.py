@@ -74,6 +74,25 @@ async def run_artifacts(flow_run_id: UUID) -> dict[str, Artifact]:
     return {a.key: a for a in artifacts if a.key}
 
 
+async def run_log(flow_run_id: UUID) -> list[str]:
+    """The messages of one flow run's own log (its tasks' records included), oldest first: what the Logs tab of the
+    run and `prefect flow-run logs` show."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.sorting import LogSort
+    from prefect.logging.handlers import APILogHandler
+
+    await APILogHandler.aflush()
+    async with get_client() as client:
+        logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                                      sort=LogSort.TIMESTAMP_ASC, limit=200)
+    return [log.message for log in logs]
+
+
+def significant(value: float, digits: int = 4) -> bool:
+    return float(f"{value:.{digits}g}") == value
+
+
 def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None:
     settings = load_settings(demo_config(tmp_path))
     state = training(settings=settings, return_state=True)
@@ -93,6 +112,7 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     portfolios = content["portfolios"]
     assert {p["name"] for p in portfolios} >= {f"{t} v1" for t in POOLED} and all(p["k"] == 1 for p in portfolios)
     assert page.count('<img src="data:image/png;base64,') == 2 + len(portfolios) and "Leaderboard" in page
+    assert "<h2>Data sources</h2>" in page and page.count("<table>") == 3 + len(portfolios)  # sources, 2 boards
     assert "Portfolios: what the rankings earn after costs and taxes" in page
     assert state.state_details.flow_run_id is not None
     artifacts = asyncio.run(run_artifacts(state.state_details.flow_run_id))
@@ -103,16 +123,33 @@ def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None
     leaderboard = json.loads(str(artifacts["training-leaderboard"].data))
     assert [(row["symbol"], row["model"]) for row in leaderboard] == [
         (row["symbol"], row["model"]) for row in outcome.leaderboard]
+    # Artifact tables read like the report: 4 significant digits, text shown literally in the UI's Markdown cells.
+    numbers = [v for row in leaderboard + table for v in row.values() if isinstance(v, float)]
+    assert numbers and all(significant(v) for v in numbers)
+    assert any(not significant(v) for row in outcome.leaderboard for v in row.values() if isinstance(v, float))
     jobs = json.loads(str(artifacts["model-pipeline-jobs"].data))
     assert sorted((row["symbol"], row["model"], row["status"]) for row in jobs) == sorted(
-        [(s, t, "trained") for s in ("VCB", "VHM") for t in TYPES] + [("_POOLED_", t, "trained") for t in POOLED])
+        [(s, t, "trained") for s in ("VCB", "VHM") for t in TYPES] + [("\\_POOLED\\_", t, "trained") for t in POOLED])
+    assert all(significant(row["val_rmse"]) for row in jobs)
+
+    # The run's own log tells what it did: best models per symbol, decisions with reasons, deployment, report.
+    log = "\n".join(asyncio.run(run_log(state.state_details.flow_run_id)))
+    for symbol in ("VCB", "VHM"):
+        assert f"leaderboard {symbol}: 7 model(s), best composite first" in log
+        decision = next(d for d in outcome.decisions if d.symbol == symbol)
+        assert f"decision {symbol}: {decision.action}" in log and all(r in log for r in decision.reasons)
+    best = max((row for row in outcome.leaderboard if row["symbol"] == "VHM"), key=lambda row: row["composite"])
+    assert f"  {best['model']} v{best['version']}: composite {best['composite']:.4g}, r2 {best['r2']:.4g}" in log
+    assert "deployment off (deployment.enabled false or --no-deploy)" in log
+    assert f"report: {outcome.report.html_path}" in log
+    assert all(f"universe gate {line}" in log for line in outcome.universe_lines)
     assert all(d.symbol in str(artifacts["training-decisions"].data) for d in outcome.decisions)
 
     registry = LocalModelRegistry(settings.models.registry_path)
     for decision in outcome.decisions:
         staged = registry.alias(decision.symbol, "staging")
         if decision.action == "promote":
-            assert (staged.model_type, staged.version) == (decision.model_type, decision.version)
+            assert staged is not None and (staged.model_type, staged.version) == (decision.model_type, decision.version)
         else:
             assert staged is None
     history = MetricsHistory(settings.monitoring.history_path)
@@ -154,8 +191,9 @@ def test_a_failed_job_is_reported_then_fails_the_run(tmp_path: Path) -> None:
     settings = load_settings(demo_config(tmp_path, symbols=("VHM",)))
     broken = settings.model_copy(update={"models": settings.models.model_copy(
         update={"params": {**settings.models.params, "lstm": {"lookback": 5000}}})})
+    state = training(settings=broken, return_state=True)
     with pytest.raises(RunFailed, match=r"^1 of 7 jobs failed; first: train lstm VHM: ModelError") as failed:
-        training(settings=broken)
+        state.result()
     outcome = failed.value.outcome
     assert [(f.symbol, f.model_type, f.step) for f in outcome.failures] == [("VHM", "lstm", "train")]
     assert sorted(row["model"] for row in outcome.leaderboard) == ["arima", "catboost", "transformer"]
@@ -166,11 +204,18 @@ def test_a_failed_job_is_reported_then_fails_the_run(tmp_path: Path) -> None:
     assert page.index('class="failures"') < page.index("Leaderboard")
     assert MetricsHistory(settings.monitoring.history_path).recent_runs("training")[0].status == \
         "completed_with_failures"
+    assert state.state_details.flow_run_id is not None
+    log = "\n".join(asyncio.run(run_log(state.state_details.flow_run_id)))
+    assert "failed: train lstm VHM: ModelError" in log and f"report: {outcome.report.html_path}" in log
 
 
-def test_cli_prints_the_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_the_leaderboard_once(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
     config = demo_config(tmp_path, symbols=("VHM",))
     assert main(["--symbols", "VHM", "--config", str(config), "--no-optimize"]) == 0
-    out = capsys.readouterr().out
-    assert "VHM:" in out and "report:" in out and "transformer" in out
+    out, err = capfd.readouterr()
+    assert "decision VHM:" in out and "report:" in out and "transformer" in out
+    # The flow logs the same lines to its run log; the console shows them once, as the CLI prints them.
+    console = out + err
+    assert console.count("decision VHM:") == 1 and console.count("report: ") == 1
+    assert "leaderboard VHM:" not in console
     assert main(["--symbols", "../x", "--config", str(config)]) == 2

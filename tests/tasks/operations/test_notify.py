@@ -128,7 +128,7 @@ def test_a_multi_line_error_stays_in_its_row_of_the_alerts_table() -> None:
 
     assert table[0] == "# training / run 7"
     rows = [line for line in table if line.startswith("| ") and "---" not in line][1:]
-    assert rows == ["| failed_job | arima VHM | ModelError: no fit converged: / (1, 0, 1): maxiter \\| "
+    assert rows == ["| failed\\_job | arima VHM | ModelError: no fit converged: / (1, 0, 1): maxiter \\| "
                     "(1, 0, 0): roots |",
-                    "| stale_feed | VCB | newest prices are from 2024-05-01 |"]
+                    "| stale\\_feed | VCB | newest prices are from 2024-05-01 |"]  # shown literally, not italic
     assert all(row.count(" | ") == 2 for row in rows)  # three cells each: an escaped pipe splits none
