@@ -22,7 +22,7 @@ from models.pooled import CrossSection, PooledForecaster
 from serving import ServerProcess
 from settings import Settings, load_settings
 from stores.base import SourceInfo
-from stores.features import read_split, stored_features
+from stores.features import read_split
 from stores.parquet import ParquetPriceStore
 from stores.registry import LocalModelRegistry
 from tasks.data.ingest import synthetic_market
