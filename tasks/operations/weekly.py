@@ -20,6 +20,7 @@ from stores.features import FeatureStore, FeatureStoreError
 from stores.files import atomic_write
 from stores.metrics import MetricsHistory
 from stores.registry import ModelRegistry
+from tasks.delivery.markdown import cell, table_rows
 from tasks.evaluation.drift import WindowAssessment
 from tasks.operations.monitor import resource_logged
 from tasks.operations.schedule import HealthCheck
@@ -113,18 +114,13 @@ def record_scores(assessments: list[WindowAssessment], pending: dict[str, str], 
     return len(assessments)
 
 
-def _four(value: float | None) -> float | None:
-    """`value` to 4 significant digits, for tables people read."""
-    return None if value is None else float(f"{value:.4g}")
-
-
 def _rows(assessments: list[WindowAssessment], checks: list[HealthCheck]) -> list[dict[str, Any]]:
     verdicts = {c.symbol: c for c in checks}
     return [{"symbol": a.symbol, "model": f"{a.model_type} v{a.version}", "window": f"{a.window_start}..{a.window_end}",
-             "composite": _four(a.composite), "deployment_composite": _four(verdicts[a.symbol].deployment_score),
-             "rmse": _four(a.prediction.rmse), "sharpe": _four(a.strategy.sharpe),
-             "max_drawdown": _four(a.strategy.max_drawdown), "daily_range_ratio": _four(a.volatility.ratio),
-             "market_range_ratio": _four(verdicts[a.symbol].market_ratio),
+             "composite": a.composite, "deployment_composite": verdicts[a.symbol].deployment_score,
+             "rmse": a.prediction.rmse, "sharpe": a.strategy.sharpe,
+             "max_drawdown": a.strategy.max_drawdown, "daily_range_ratio": a.volatility.ratio,
+             "market_range_ratio": verdicts[a.symbol].market_ratio,
              "degraded": verdicts[a.symbol].degraded, "verdict": str(verdicts[a.symbol])}
             for a in assessments]
 
@@ -135,9 +131,9 @@ def weekly_report(run_id: str, assessments: list[WindowAssessment], checks: list
                   failures: list[JobFailure], reports_dir: Path) -> Path:
     """Publish the "weekly-evaluation" table and markdown artifacts and write reports/weekly-<run_id>/weekly.json."""
     rows = _rows(assessments, checks)
-    create_table_artifact(rows, key="weekly-evaluation", description=f"weekly evaluation {run_id}")
-    lines = [f"# Weekly evaluation {run_id}", ""] + [f"- **FAILED** {f}" for f in failures] + [
-        f"- {c}" for c in checks]
+    create_table_artifact(table_rows(rows), key="weekly-evaluation", description=f"weekly evaluation {run_id}")
+    lines = [f"# Weekly evaluation {run_id}", ""] + [f"- **FAILED** {cell(str(f))}" for f in failures] + [
+        f"- {cell(str(c))}" for c in checks]
     create_markdown_artifact("\n".join(lines), key="weekly-evaluation-summary", description=f"weekly {run_id}")
     path = Path(reports_dir) / f"weekly-{run_id}" / "weekly.json"
     path.parent.mkdir(parents=True, exist_ok=True)
