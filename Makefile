@@ -67,6 +67,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.evaluation
 	$(PYTHON) -m benchmarks.scale
 	$(PYTHON) -m benchmarks.promotion
+	$(PYTHON) -m benchmarks.monitoring
 
 clean-demo:
 	rm -rf data artifacts reports
