@@ -27,6 +27,7 @@ from prefect.futures import PrefectFuture, as_completed
 
 from flows.fanout import Fanout, despite_failed_jobs, error_text
 from flows.runners import task_runner
+from models.notices import describe_notices
 from models.pooled import MIN_SYMBOLS, POOLED_FOLDER, is_pooled
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
 from settings import Settings, load_settings
@@ -58,8 +59,9 @@ class ModelPipelineResult:
 def _describe(result: TrainResult) -> str:
     if result.status != "trained":
         return f"{result.status}: {result.reason}"
+    notices = describe_notices(result.fit_warnings)  # the one line that mentions them
     return (f"trained: v{result.version} val_rmse={result.val_rmse:.6f} (zero-return {result.val_naive_rmse:.6f}) "
-            f"in {result.duration_seconds:.1f}s")
+            f"in {result.duration_seconds:.1f}s" + (f"; {notices}" if notices else ""))
 
 
 def _gather_jobs(futures: list[PrefectFuture[Any]], units: list[TrainJob | TrainBatch],

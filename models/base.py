@@ -16,6 +16,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from models.notices import counted_notices
+
 if TYPE_CHECKING:
     import optuna
 
@@ -67,6 +69,8 @@ class Forecaster(ABC):
         self.seed = seed
         self.threads = threads
         self.fitted = False
+        self.fit_notices: dict[str, int] = {}
+        """statsmodels' routine warnings the last fit raised, by kind (models/notices.py); none was shown."""
 
     # -- the contract -------------------------------------------------------------------------------
     @classmethod
@@ -75,10 +79,13 @@ class Forecaster(ABC):
         """Draw hyper-parameters from this type's Optuna search space."""
 
     def fit(self, train: pl.DataFrame, val: pl.DataFrame) -> Self:
-        """Fit on `train`, using `val` only for early stopping / model choice."""
+        """Fit on `train`, using `val` only for early stopping / model choice; `fit_notices` then counts the
+        routine library warnings the fit raised."""
         for name, frame in (("train", train), ("val", val)):
             self._check(frame, name, need_label=True)
-        self._fit(train, val)
+        with counted_notices() as notices:
+            self._fit(train, val)
+        self.fit_notices = dict(notices)
         self.fitted = True
         return self
 
@@ -149,7 +156,9 @@ class Forecaster(ABC):
         for i, (t, v) in enumerate(zip(train, val, strict=True)):
             self._check(t, f"train series {i}", need_label=True)
             self._check(v, f"val series {i}", need_label=True)
-        self._fit_segments(list(train), list(val))
+        with counted_notices() as notices:
+            self._fit_segments(list(train), list(val))
+        self.fit_notices = dict(notices)
         self.fitted = True
         return self
 

@@ -65,7 +65,8 @@ class ModelMetadata(BaseModel):
     """a pooled model's symbols (`symbol` is then models.pooled.POOLED_FOLDER); empty for a per-symbol one."""
     details: dict[str, Any] = {}
     """what training recorded beside the model: a universe model's feature selection (`selection`, with each
-    kept feature's evidence) and the dates it fitted and stopped early on (`fit_dates`)."""
+    kept feature's evidence) and the dates it fitted and stopped early on (`fit_dates`); statsmodels' routine warnings
+    the fit raised, by kind (`fit_warnings`, models/notices.py; absent when none)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import dataclasses
 import hashlib
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -70,6 +70,8 @@ class TrainResult:
     """CPU time of the whole process during the job (jobs share the process: concurrent ones included)."""
     process_peak_rss_mb: float = 0.0
     """the process's peak resident memory during the job (process-wide: jobs share the process)."""
+    fit_warnings: dict[str, int] = field(default_factory=dict)
+    """statsmodels' routine warnings the fit raised, by kind (models/notices.py): counted, never shown one by one."""
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,11 @@ def _fit_and_register(job: TrainJob, ref: FeatureSetRef, tuned: TuneResult, mode
                "val_naive_rmse": rmse(np.zeros_like(actual), actual)}
     version = registry.register(model, job.symbol, metrics=metrics, data_hash=ref.content_hash,
                                 code_version=code_version((*MODEL_MODULES, "tasks.modeling.train")),
-                                duration_seconds=duration)
+                                duration_seconds=duration,
+                                details={"fit_warnings": model.fit_notices} if model.fit_notices else None)
     return TrainResult(job.symbol, job.model_type, "trained", version=version.version,
                        val_rmse=metrics["val_rmse"], val_naive_rmse=metrics["val_naive_rmse"],
-                       duration_seconds=duration, reason=f"{tuned.source} params")
+                       duration_seconds=duration, reason=f"{tuned.source} params", fit_warnings=model.fit_notices)
 
 
 def job_types(models: ModelsSettings) -> tuple[list[str], list[str]]:

@@ -73,6 +73,20 @@ def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path) -> None
     assert [(r.symbol, r.status, r.version) for r in forced.results] == [("VHM", "trained", 2)]
 
 
+def test_a_job_s_routine_fit_warnings_make_one_line_and_none_is_shown(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, recwarn: pytest.WarningsRecorder) -> None:
+    settings = load_settings(config(tmp_path, FAST, ("VCB", "VHM", "FPT"), model_types=["arima"], grouped_types=[]))
+    # VHM explosive: statsmodels' start values for it are non-stationary (tests/tasks/modeling/test_train.py).
+    write_feature_set(tmp_path / "features", "VHM", rows=300, phi=1.02)
+    outcome = model_pipeline(settings=settings)  # three ARIMA jobs, each a task run in its own thread
+    assert {r.symbol: r.fit_warnings for r in outcome.results} == {
+        "VCB": {}, "VHM": {"non-stationary starting parameters": 1}, "FPT": {}}
+    mentions = [line for line in caplog.messages if "statsmodels warning" in line]
+    assert len(mentions) == 1 and "VHM" in mentions[0], caplog.messages
+    assert mentions[0].endswith("; 1 statsmodels warning during the fit (non-stationary starting parameters 1)")
+    assert [str(w.message) for w in recwarn if "starting" in str(w.message)] == []  # what would reach the console
+
+
 def test_one_failing_model_type_is_reported_and_the_rest_finish(tmp_path: Path) -> None:
     settings = load_settings(config(tmp_path, {**FAST, "catboost": {"depth": 99}}))
     with pytest.raises(RunFailed, match="2 of 4 jobs failed") as failed:

@@ -28,9 +28,9 @@ from tests.models.test_contract import FEATURES, ar1_frame
 FAST = {"arima": {}, "catboost": {"iterations": 60}}
 
 
-def write_feature_set(root: Path, symbol: str, seed: int = 3, rows: int = 500) -> FeatureSetRef:
+def write_feature_set(root: Path, symbol: str, seed: int = 3, rows: int = 500, phi: float = 0.7) -> FeatureSetRef:
     """An AR(1) feature set with train/val/test parts, one-row embargoes and the `all` part."""
-    frame = ar1_frame(rows=rows, seed=seed)
+    frame = ar1_frame(rows=rows, phi=phi, seed=seed)
     n_train, n_val = int(rows * 0.6), int(rows * 0.2)
     part = (["train"] * n_train + ["embargo"] + ["val"] * n_val + ["embargo"]
             + ["test"] * (rows - n_train - n_val - 3) + ["latest"])
@@ -76,6 +76,20 @@ def test_train_registers_and_the_plan_skips_recent_models_until_forced(tmp_path:
     forced = train.fn(TrainJob("VHM", "catboost"), refs, tuned, cfg, LocalModelRegistry(cfg.registry_path))
     assert forced.status == "trained" and forced.version == 2
 
+
+def test_a_fit_s_routine_warnings_are_counted_in_the_job_s_record_not_shown(
+        tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    # An explosive series: statsmodels' ARIMA start values are non-stationary, so it warns and starts from zeros.
+    refs = {"VHM": write_feature_set(tmp_path / "features", "VHM", rows=300, phi=1.02),
+            "VCB": write_feature_set(tmp_path / "features", "VCB", rows=300)}
+    cfg = models_cfg(tmp_path)
+    tuned = tune.fn("arima", refs, OptimizationSettings(), cfg, 1, False)
+    registry = LocalModelRegistry(cfg.registry_path)
+    explosive, calm = (train.fn(TrainJob(s, "arima"), refs, tuned, cfg, registry) for s in ("VHM", "VCB"))
+    assert explosive.fit_warnings == {"non-stationary starting parameters": 1}
+    assert registry.get("arima", "VHM").metadata.details == {"fit_warnings": explosive.fit_warnings}
+    assert calm.fit_warnings == {} and registry.get("arima", "VCB").metadata.details == {}
+    assert [str(w.message) for w in recwarn if "starting" in str(w.message)] == []  # what would reach the console
 
 
 def test_short_fit_types_are_cut_into_even_batches_and_the_rest_run_alone() -> None:
