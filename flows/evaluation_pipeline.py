@@ -25,6 +25,7 @@ from tasks.evaluation.pooled import cross_section_updates, pooled_cross_validati
 from tasks.evaluation.score import backtest_candidates
 from tasks.evaluation.universe import UniverseEvidence, universe_evidence
 from tasks.modeling.train import job_types
+from tasks.operations.caching import cache_options
 
 __all__ = ["EvaluationOutcome", "evaluation_pipeline"]
 
@@ -77,18 +78,21 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings, mode
     # Every version's walk-forward CV and universe evidence, and every candidate's test predictions, start at once:
     # a pooled candidate's predictions wait for its version's CV only.
     universe = {key: _universe_refs(*key, known, registry, feature_store) for key in versions}
-    cv = {key: pooled_cross_validation.submit(
+    # Cached on what each result depends on (the version, the feature sets' content, the settings it reads, the
+    # code), persisted under the cache dir: an unchanged rerun reads them back.
+    cached = cache_options(settings.execution)
+    evaluation, threads = settings.evaluation, settings.models.threads
+    cv = {key: pooled_cross_validation.with_options(**cached).submit(
         *key, universe[key] | {j.symbol: refs[j.symbol] for j in jobs if (j.model_type, j.version) == key},
-        settings.evaluation.cross_validation, settings.models, registry) for key in versions}
-    weighed = {key: universe_evidence.submit(*key, universe[key], settings.models, registry,
-                                             settings.model_selection.universe_min_symbols, later.get(key),
-                                             evaluation=settings.evaluation, markets=settings.markets)
-               for key in versions}
-    futures = predict_test.map([j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
-                               [refs[j.symbol] for j in jobs], unmapped(settings.evaluation.cross_validation),
-                               unmapped(models), unmapped(registry),
-                               [cv.get((j.model_type, j.version)) for j in jobs],
-                               [later.get((j.model_type, j.version)) for j in jobs])
+        evaluation.cross_validation, threads, registry) for key in versions}
+    weighed = {key: universe_evidence.with_options(**cached).submit(
+        *key, universe[key], threads, registry, settings.model_selection.universe_min_symbols, later.get(key),
+        portfolio=evaluation.portfolio, commission=evaluation.backtesting.commission, markets=settings.markets)
+        for key in versions}
+    futures = predict_test.with_options(**cached).map(
+        [j.symbol for j in jobs], [j.model_type for j in jobs], [j.version for j in jobs],
+        [refs[j.symbol] for j in jobs], unmapped(evaluation.cross_validation), unmapped(threads), unmapped(registry),
+        [cv.get((j.model_type, j.version)) for j in jobs], [later.get((j.model_type, j.version)) for j in jobs])
 
     def failure(job: ModelRef, error: str) -> JobFailure:  # a failed CV is the real reason its candidates failed
         upstream = _failed(cv[(job.model_type, job.version)]) if is_pooled(job.model_type) else None
@@ -105,7 +109,7 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings, mode
         else:
             failed = JobFailure(POOLED_FOLDER, key[0], "evaluate", f"universe evidence failed: {error}")
             evidence_failures.append(failed)
-    scored = backtest_candidates(fanout.results, settings.evaluation, settings.model_selection.weights,
+    scored = backtest_candidates(fanout.results, evaluation, settings.model_selection.weights,
                                  [settings.markets.of(p.symbol) for p in fanout.results])
     challengers, production = challengers_and_production(jobs, scored.results, refs)
     outcome = EvaluationOutcome(challengers, production,

@@ -31,7 +31,6 @@ from settings import (
     CrossValidationSettings,
     EvaluationSettings,
     Market,
-    ModelsSettings,
     WeightSettings,
 )
 from stores.features import history_before, read_manifest, read_split, stored_features
@@ -42,13 +41,14 @@ from tasks.evaluation.baselines import Baselines, last_return_baseline, naive_ba
 from tasks.evaluation.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
 from tasks.evaluation.risk import PerformanceMetrics, performance
 from tasks.evaluation.significance import DieboldMariano, diebold_mariano
-from tasks.operations.caching import ContentInputs, ModuleSources
+from tasks.operations.caching import RegisteredVersionInputs
 from tasks.operations.monitor import resource_logged
 
 __all__ = [
     "CV_PARTS",
     "PSR_MIN_DAYS_IN_POSITION",
     "PSR_MIN_TRADES",
+    "READ_MODULES",
     "Curves",
     "EvaluationError",
     "EvaluationResult",
@@ -250,14 +250,14 @@ def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
 
 
 def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
-             cross_validation: CrossValidationSettings, models: ModelsSettings, registry: ModelRegistry,
+             cross_validation: CrossValidationSettings, threads: int, registry: ModelRegistry,
              pooled_cv: dict[str, CVSummary] | None = None, cross_section: CrossSection | None = None) -> Predicted:
     entry = registry.get(model_type, symbol, version)
     horizon = int(read_manifest(ref)["horizon"])
     if entry.metadata.horizon != horizon:
         raise EvaluationError(f"{model_type} v{version} for {symbol} predicts {entry.metadata.horizon}-day "
                               f"returns; feature set {ref.content_hash[:12]} labels {horizon}-day returns")
-    model = loaded(registry, model_type, symbol, version, models.threads, cross_section)
+    model = loaded(registry, model_type, symbol, version, threads, cross_section)
     available = set(stored_features(ref))  # a universe model reads features the symbol did not select itself
     missing = [f for f in model.features if f not in available]
     if missing:
@@ -282,7 +282,7 @@ def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
     else:
         cv = summarize(walk_forward_metrics(
             model_type, model_class(model_type).params_type(**entry.metadata.params), cv_history(ref),
-            model.features, horizon, cross_validation.cv_folds, entry.metadata.seed, models.threads))
+            model.features, horizon, cross_validation.cv_folds, entry.metadata.seed, threads))
 
     context_close = context["close"].to_numpy()
     baselines = naive_baselines(actual, close, context_close, horizon)
@@ -317,15 +317,18 @@ def evaluation_result(candidate: Predicted, trade: Traded, hold: PerformanceMetr
     )
 
 
-_CACHE = ContentInputs() + ModuleSources(modules=(
-    "tasks.evaluation.evaluate", "tasks.evaluation.baselines", "tasks.evaluation.backtest", "tasks.evaluation.risk",
-    "tasks.evaluation.crossval", "tasks.data.split", *MODEL_MODULES))
+READ_MODULES = ("tasks.evaluation.evaluate", "tasks.data.split", "stores.features", *MODEL_MODULES)
+"""modules whose code shapes what an evaluation reads: a registered version, loaded, and its feature sets."""
+
+_CACHE = RegisteredVersionInputs(modules=(
+    *READ_MODULES, "tasks.evaluation.crossval", "tasks.data.calendar", "tasks.evaluation.baselines",
+    "tasks.evaluation.significance", "tasks.evaluation.backtest", "tasks.evaluation.risk"))
 
 
 @task(name="predict-test", task_run_name="predict-test-{model_type}-{symbol}", cache_policy=_CACHE)
 @resource_logged
 def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
-                 cross_validation: CrossValidationSettings, models: ModelsSettings,
+                 cross_validation: CrossValidationSettings, threads: int,
                  registry: ModelRegistry, pooled_cv: dict[str, CVSummary] | None = None,
                  cross_section: CrossSection | None = None) -> Predicted:
     """Predict the test split of `ref` with registered `model_type` v`version` of `symbol`; score everything
@@ -333,17 +336,19 @@ def predict_test(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
 
     `pooled_cv`: a pooled model's walk-forward summaries by symbol (pooled_cross_validation); a per-symbol model's
     is computed here. `cross_section`: a cross-sectional pooled model's statistics of later dates (`loaded`).
+    Cached on the version's metadata, every other input by content (the feature set's content hash among them) and
+    the code it runs: a new version, feature set, CV setting or code computes it again.
 
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return _predict(symbol, model_type, version, ref, cross_validation, models, registry, pooled_cv, cross_section)
+    return _predict(symbol, model_type, version, ref, cross_validation, threads, registry, pooled_cv, cross_section)
 
 
 @task(name="evaluate", task_run_name="evaluate-{model_type}-{symbol}", cache_policy=_CACHE)
 @resource_logged
 def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, evaluation: EvaluationSettings,
-             models: ModelsSettings, weights: WeightSettings, market: Market,
+             threads: int, weights: WeightSettings, market: Market,
              registry: ModelRegistry, cross_section: CrossSection | None = None) -> EvaluationResult:
     """Score registered `model_type` v`version` of `symbol` on the test split of `ref`, in `market`'s lots.
 
@@ -353,7 +358,7 @@ def evaluate(symbol: str, model_type: str, version: int, ref: FeatureSetRef, eva
     Raises:
         EvaluationError: the model reads features the feature set lacks, or was trained for another horizon.
     """
-    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, models, registry,
+    return score_one(_predict(symbol, model_type, version, ref, evaluation.cross_validation, threads, registry,
                               cross_section=cross_section), evaluation, weights, market)
 
 

@@ -13,26 +13,25 @@ from prefect.cache_policies import NO_CACHE
 
 from models.base import MODEL_FILE
 from models.pooled import POOLED_FOLDER, CrossSection, PooledForecaster, is_pooled, normalisation_of
-from models.registry import MODEL_MODULES, model_class
+from models.registry import model_class
 from schemas import FeatureSetRef
-from settings import CrossValidationSettings, ModelsSettings
+from settings import CrossValidationSettings
 from stores.features import FeatureStore, read_manifest, read_split
 from stores.registry import ModelRegistry
 from tasks.evaluation.crossval import CVSummary, pooled_walk_forward_metrics, summarize
-from tasks.evaluation.evaluate import cv_history
-from tasks.operations.caching import ContentInputs, ModuleSources
+from tasks.evaluation.evaluate import READ_MODULES, cv_history
+from tasks.operations.caching import RegisteredVersionInputs
 from tasks.operations.monitor import resource_logged
 
 __all__ = ["cross_section_updates", "newer_cross_section", "pooled_cross_validation"]
 
 
 @task(name="crossval-pooled", task_run_name="crossval-{model_type}-v{version}",
-      cache_policy=ContentInputs() + ModuleSources(modules=(
-          "tasks.evaluation.pooled", "tasks.evaluation.crossval", "tasks.evaluation.evaluate", "tasks.data.split",
-          *MODEL_MODULES)))
+      cache_policy=RegisteredVersionInputs(folder=POOLED_FOLDER, modules=(
+          *READ_MODULES, "tasks.evaluation.pooled", "tasks.evaluation.crossval", "tasks.data.calendar")))
 @resource_logged
 def pooled_cross_validation(model_type: str, version: int, refs: dict[str, FeatureSetRef],
-                            cross_validation: CrossValidationSettings, models: ModelsSettings,
+                            cross_validation: CrossValidationSettings, threads: int,
                             registry: ModelRegistry) -> dict[str, CVSummary]:
     """Refit pooled `model_type` (v`version`'s params, features and normalisation) per walk-forward fold on the
     history of every symbol of `refs` at once; each symbol's summary of its own scored blocks."""
@@ -41,7 +40,7 @@ def pooled_cross_validation(model_type: str, version: int, refs: dict[str, Featu
     description = json.loads((entry.path / MODEL_FILE).read_text(encoding="utf-8"))
     scores = pooled_walk_forward_metrics(model_type, params, {s: cv_history(ref) for s, ref in refs.items()},
                                          entry.metadata.features, entry.metadata.horizon, cross_validation.cv_folds,
-                                         entry.metadata.seed, models.threads, normalisation_of(description))
+                                         entry.metadata.seed, threads, normalisation_of(description))
     return {symbol: summarize(folds) for symbol, folds in scores.items()}
 
 

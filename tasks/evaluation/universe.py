@@ -21,12 +21,11 @@ from prefect import task
 
 from models.base import LABEL
 from models.pooled import POOLED_FOLDER
-from models.registry import MODEL_MODULES
 from schemas import FeatureSetRef
-from settings import EvaluationSettings, MarketSettings, ModelsSettings
+from settings import MarketSettings, PortfolioSettings
 from stores.features import history_before, read_manifest, read_split
 from stores.registry import ModelRegistry
-from tasks.evaluation.evaluate import EvaluationError, check_unseen, loaded
+from tasks.evaluation.evaluate import READ_MODULES, EvaluationError, check_unseen, loaded
 from tasks.evaluation.portfolio_figures import PortfolioResult, trade_ranking
 from tasks.evaluation.significance import (
     DieboldMariano,
@@ -35,7 +34,7 @@ from tasks.evaluation.significance import (
     newey_west_lags,
     newey_west_mean,
 )
-from tasks.operations.caching import ContentInputs, ModuleSources
+from tasks.operations.caching import RegisteredVersionInputs
 from tasks.operations.monitor import resource_logged
 
 __all__ = ["UniverseEvidence", "daily_rank_ic", "universe_evidence", "weigh_evidence"]
@@ -135,17 +134,16 @@ def weigh_evidence(model_type: str, version: int, rows: pl.DataFrame, min_symbol
 
 
 @task(name="universe-evidence", task_run_name="universe-evidence-{model_type}-v{version}",
-      cache_policy=ContentInputs() + ModuleSources(modules=(
-          "tasks.evaluation.universe", "tasks.evaluation.significance", "tasks.evaluation.evaluate",
-          "tasks.evaluation.portfolio", "tasks.evaluation.strategies", "tasks.evaluation.portfolio_figures",
-          *MODEL_MODULES)))
+      cache_policy=RegisteredVersionInputs(folder=POOLED_FOLDER, modules=(
+          *READ_MODULES, "tasks.evaluation.universe", "tasks.evaluation.significance", "tasks.evaluation.portfolio",
+          "tasks.evaluation.strategies", "tasks.evaluation.portfolio_figures", "tasks.evaluation.risk")))
 @resource_logged
-def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetRef], models: ModelsSettings,
+def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetRef], threads: int,
                       registry: ModelRegistry, min_symbols: int, cross_section: CrossSection | None = None, *,
-                      evaluation: EvaluationSettings, markets: MarketSettings) -> UniverseEvidence:
+                      portfolio: PortfolioSettings, commission: float, markets: MarketSettings) -> UniverseEvidence:
     """Predict the test rows of every symbol of `refs` (the version's universe) with pooled `model_type`
-    v`version`, weigh them as a cross-sectional ranking (`weigh_evidence`) and trade them as a top-k portfolio
-    (`evaluation.portfolio`, the symbols' `markets`, `evaluation.backtesting.commission`).
+    v`version`, weigh them as a cross-sectional ranking (`weigh_evidence`) and trade them as a top-k `portfolio`
+    in the symbols' `markets`, paying `commission` per side (evaluation.backtesting.commission).
 
     Raises:
         EvaluationError: a feature set labels another horizon than the model predicts.
@@ -153,7 +151,7 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
     from models.pooled import PooledForecaster
 
     details = registry.get(model_type, POOLED_FOLDER, version).metadata.details
-    model = loaded(registry, model_type, POOLED_FOLDER, version, models.threads, cross_section)
+    model = loaded(registry, model_type, POOLED_FOLDER, version, threads, cross_section)
     if not isinstance(model, PooledForecaster):
         raise EvaluationError(f"{model_type} v{version} is not a universe model")
     frames = []
@@ -170,8 +168,7 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
     rows = pl.concat(frames) if frames else pl.DataFrame(
         schema={"date": pl.Date, "symbol": pl.String, "predicted": pl.Float64, "actual": pl.Float64,
                 "open": pl.Float64, "close": pl.Float64})
-    portfolio = trade_ranking(f"{model_type} v{version}", rows, evaluation.portfolio, markets,
-                              evaluation.backtesting.commission)
-    evidence = weigh_evidence(model_type, version, rows, min_symbols, model.horizon, portfolio)
+    traded = trade_ranking(f"{model_type} v{version}", rows, portfolio, markets, commission)
+    evidence = weigh_evidence(model_type, version, rows, min_symbols, model.horizon, traded)
     print(evidence.line())
     return evidence

@@ -1,5 +1,6 @@
 """Cache policies that key on content: frames by their values, code by its module sources, prices by
-their store fingerprint. Keys stay cheap and stable, and change exactly when a result could change."""
+their store fingerprint, registered versions by their metadata. Keys stay cheap and stable, and change exactly
+when a result could change."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from pydantic import BaseModel
 from settings import ExecutionSettings
 
 __all__ = [
-    "CachePruned", "ContentInputs", "ModuleSources", "PriceFingerprint", "cache_options", "code_version",
-    "frame_digest", "io_options", "module_digest", "prune_cache", "stable_token",
+    "CachePruned", "ContentInputs", "ModuleSources", "PriceFingerprint", "RegisteredVersionInputs", "cache_options",
+    "code_version", "frame_digest", "io_options", "module_digest", "prune_cache", "stable_token",
 ]
 
 _MB = 1024 * 1024
@@ -120,6 +121,31 @@ class PriceFingerprint(CachePolicy):
             return None
         return hash_objects(store.location(), symbol, str(data.start_date), str(data.end_date),
                             fingerprint, module_digest(self.modules), raise_on_failure=True)
+
+
+@dataclass
+class RegisteredVersionInputs(CachePolicy):
+    """Key a task that reads one registered version (inputs `registry`, `model_type`, `version`, and `symbol` unless
+    `folder` is given) on that version's metadata, its other inputs by content and the source of `modules`.
+
+    A registry is named by its location only, and a version number is given again once a registry is rebuilt; the
+    version's metadata (its files' sha256, training data hash, creation time) tells the two apart. Used alone: when
+    the version cannot be read the key is None, so the task runs and reports the real error.
+    """
+
+    modules: tuple[str, ...] = field(default_factory=tuple)
+    folder: str | None = None
+    """the version's registry folder (a universe version's); None: the task's `symbol` input."""
+
+    def compute_key(self, task_ctx: TaskRunContext, inputs: dict[str, Any],
+                    flow_parameters: dict[str, Any], **kwargs: Any) -> str | None:
+        try:
+            entry = inputs["registry"].get(inputs["model_type"], self.folder or inputs["symbol"], inputs["version"])
+        except Exception:  # missing or unreadable: no key, so the task runs and reports the real error
+            return None
+        others = {name: value for name, value in inputs.items() if name != "registry"}
+        return hash_objects(stable_token(entry.metadata), stable_token(others), module_digest(self.modules),
+                            raise_on_failure=True)
 
 
 def cache_options(execution: ExecutionSettings, refresh: bool = False) -> dict[str, Any]:

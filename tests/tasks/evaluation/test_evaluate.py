@@ -173,7 +173,7 @@ def _floats(value: Any) -> list[float]:
 def test_evaluate_end_to_end(registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
     ref, models = registered
     cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
-    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market(),
+    result = evaluate.fn("VHM", "catboost", 1, ref, cfg, models.threads, WEIGHTS, Market(),
                          LocalModelRegistry(models.registry_path))
 
     test = read_split(ref, "test")
@@ -205,18 +205,52 @@ def test_evaluate_end_to_end(registered: tuple[FeatureSetRef, ModelsSettings]) -
     assert result.strategy.closed_trades > 0 and result.buy_and_hold.closed_trades == 0
 
 
+def test_the_cache_key_reads_the_version_and_the_inputs_not_where_the_registry_lies(
+        registered: tuple[FeatureSetRef, ModelsSettings], tmp_path: Path) -> None:
+    import shutil
+
+    from tasks.operations.caching import RegisteredVersionInputs
+
+    ref, models = registered
+    inputs = {"symbol": "VHM", "model_type": "catboost", "version": 1, "ref": ref,
+              "cross_validation": CrossValidationSettings(cv_folds=2), "threads": 1,
+              "registry": LocalModelRegistry(models.registry_path), "pooled_cv": None, "cross_section": None}
+
+    def key(**changed: Any) -> str | None:
+        return predict_test.cache_policy.compute_key(None, inputs | changed, {})  # type: ignore[union-attr, arg-type]
+
+    shutil.copytree(models.registry_path, tmp_path / "copy")
+    assert key() is not None and key() == key(registry=LocalModelRegistry(tmp_path / "copy"))
+    assert key(cross_validation=CrossValidationSettings(cv_folds=3)) != key()
+    assert key(threads=2) != key()
+    assert key(version=2) is None  # no such version: nothing is cached, the task runs and says why
+
+    # A version registered again under the same number (a rebuilt registry) is another version.
+    model, _ = LocalModelRegistry(tmp_path / "copy").load("catboost", "VHM", 1)
+    shutil.rmtree(tmp_path / "copy")
+    LocalModelRegistry(tmp_path / "copy").register(model, "VHM", metrics={}, data_hash=ref.content_hash,
+                                                   code_version="test", duration_seconds=0.0)
+    assert key(registry=LocalModelRegistry(tmp_path / "copy")) != key()
+
+    # Every other input counts by content, as the commission of a universe version's portfolio does.
+    policy = RegisteredVersionInputs(folder="VHM", modules=("tasks.evaluation.universe",))
+    universe = {"model_type": "catboost", "version": 1, "registry": inputs["registry"], "commission": 0.001}
+    assert policy.compute_key(None, universe, {}) != policy.compute_key(  # type: ignore[arg-type]
+        None, universe | {"commission": 0.002}, {})  # type: ignore[arg-type]
+
+
 def test_a_lot_dearer_than_the_capital_leaves_the_backtest_out_of_the_composite(
         registered: tuple[FeatureSetRef, ModelsSettings]) -> None:
     ref, models = registered
     cfg = EvaluationSettings(cross_validation=CrossValidationSettings(cv_folds=2))
-    dear = evaluate.fn("VHM", "catboost", 1, ref, cfg, models, WEIGHTS, Market(lot_size=100_000),
+    dear = evaluate.fn("VHM", "catboost", 1, ref, cfg, models.threads, WEIGHTS, Market(lot_size=100_000),
                        LocalModelRegistry(models.registry_path))
     assert not dear.sizing.meaningful and dear.trades == 0 and dear.buy_and_hold.total_return == 0
     assert "costs more than the capital of 100,000 on every day" in dear.sizing.note
     assert dear.composite == WEIGHTS.r2 * dear.prediction.r2  # not 0.3 + 0.3 * r2 from a flat equity curve
     # Fractional shares trade whatever the price: buy-and-hold then follows the price, less commission.
     fractional = cfg.model_copy(update={"backtesting": cfg.backtesting.model_copy(update={"fractional": True})})
-    free = evaluate.fn("VHM", "catboost", 1, ref, fractional, models, WEIGHTS, Market(lot_size=100_000),
+    free = evaluate.fn("VHM", "catboost", 1, ref, fractional, models.threads, WEIGHTS, Market(lot_size=100_000),
                        LocalModelRegistry(models.registry_path))
     assert free.sizing.meaningful and free.trades > 0
     assert free.buy_and_hold.total_return == pytest.approx(free.price_move, abs=0.003)
@@ -227,7 +261,7 @@ def test_a_model_reading_absent_features_is_refused(registered: tuple[FeatureSet
     _, models = registered
     narrower = priced_feature_set(tmp_path, "VHM", features=("r0", "r1"))
     with pytest.raises(EvaluationError, match=r"catboost v1 for VHM reads feature\(s\) missing .*: noise"):
-        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models, WEIGHTS, Market(),
+        evaluate.fn("VHM", "catboost", 1, narrower, EvaluationSettings(), models.threads, WEIGHTS, Market(),
                     LocalModelRegistry(models.registry_path))
 
 
@@ -269,13 +303,13 @@ def test_backtest_candidates_gives_evaluates_results_bit_for_bit(
     registry = LocalModelRegistry(models.registry_path)
     cfg = EvaluationSettings(backtesting=backtesting, cross_validation=CrossValidationSettings(cv_folds=2))
     jobs = [(s, t) for s in refs for t in ("arima", "catboost")]
-    candidates = [predict_test.fn(s, t, 1, refs[s], cfg.cross_validation, models, registry) for s, t in jobs]
+    candidates = [predict_test.fn(s, t, 1, refs[s], cfg.cross_validation, models.threads, registry) for s, t in jobs]
     assert len({len(c.dates) for c in candidates}) == 3  # windows of different lengths share one run
     scored = backtest_candidates.fn(candidates, cfg, WEIGHTS, [markets[s] for s, _ in jobs])
     assert scored.failures == [] and len(scored.results) == len(jobs)
     for (symbol, model_type), batched in zip(jobs, scored.results, strict=True):
-        _identical(batched, evaluate.fn(symbol, model_type, 1, refs[symbol], cfg, models, WEIGHTS, markets[symbol],
-                                         registry))
+        _identical(batched, evaluate.fn(symbol, model_type, 1, refs[symbol], cfg, models.threads, WEIGHTS,
+                                         markets[symbol], registry))
     by_symbol = {r.symbol: r for r in scored.results}
     assert not by_symbol["DEAR"].sizing.meaningful and by_symbol["DEAR"].trades == 0
     assert by_symbol["AAPL"].sizing.lot_size == 1 and by_symbol["VHM"].sizing.lot_size == 100
