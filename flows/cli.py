@@ -288,6 +288,7 @@ def weekly_evaluation_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows.weekly_evaluation",
         description="Score every production model on the newest scheduling.weekly_evaluation.window_days rows, "
-                    "measure feature drift, write the weekly report and retrain the degraded symbols.")
+                    "measure how its symbol's and the market's daily range moved over the newest drift_days, "
+                    "write the weekly report and retrain the degraded symbols.")
     _symbols_and_config(parser)
     return parser
