@@ -76,9 +76,12 @@ def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
             reports = sorted((tmp_path / "reports").glob("*/report.json"))
             assert len(reports) == 1 and json.loads(reports[0].read_text())["status"] == "completed"
 
-            daily = run([*PREFECT, "deployment", "run", "daily-retrain/daily", "--watch", "--watch-timeout", "900"],
+            daily = run([*PREFECT, "deployment", "run", "daily-retrain/daily", "-p", 'symbols=["VHM"]', "--watch",
+                          "--watch-timeout", "900"],
                         ROOT, env)
             assert daily.returncode == 0, tail(daily) + (tmp_path / "worker.log").read_text()[-5000:]
+            logs = run([*PREFECT, "flow-run", "logs", flow_run_id(daily.stdout)], ROOT, env).stdout
+            assert "VHM: retrain (no production model)" in logs, logs[-3000:]
 
             # VHM goes to production as a deployment records it: the next daily retrain has nothing to do and says
             # why, in the run's own log.
@@ -87,7 +90,8 @@ def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
             registry.set_alias("VHM", "production", "catboost", version)
             MetricsHistory(tmp_path / PATH_SETTINGS["MONITORING__HISTORY_PATH"]).record_score(
                 "VHM", "catboost", version, 0.25, datetime.now(UTC).date(), "deployment")
-            again = run([*PREFECT, "deployment", "run", "daily-retrain/daily", "--watch", "--watch-timeout", "900"],
+            again = run([*PREFECT, "deployment", "run", "daily-retrain/daily", "-p", 'symbols=["VHM"]', "--watch",
+                          "--watch-timeout", "900"],
                         ROOT, env)
             assert again.returncode == 0, tail(again) + (tmp_path / "worker.log").read_text()[-5000:]
             logs = run([*PREFECT, "flow-run", "logs", flow_run_id(again.stdout)], ROOT, env)
