@@ -25,7 +25,7 @@ from stores.factory import open_price_store, open_registry
 from tasks.operations.caching import io_options
 from tasks.operations.monitor import Anomaly
 from tasks.operations.notify import notifiers, notify
-from tasks.operations.schedule import RetrainPlan, disabled_schedule, should_retrain, symbol_statuses
+from tasks.operations.schedule import RetrainPlan, clear_flags, disabled_schedule, should_retrain, symbol_statuses
 
 __all__ = ["DailyRetrainOutcome", "daily_retrain", "main"]
 
@@ -73,6 +73,7 @@ def daily_retrain(symbols: list[str] | None = None, settings: Settings | None = 
         try:
             # The plan already decided: min_hours_between must not veto it.
             outcome = training(symbols=plan.symbols, settings=settings, retrain_all=True, universe=universe)
+            clear_flags(plan.symbols, open_registry(settings.models), settings.monitoring.history_path)
         except Exception as exc:
             error, outcome = exc, getattr(exc, "outcome", None)
             alerts.append(Anomaly("failed_job", "training", f"{type(exc).__name__}: {exc}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -21,6 +22,7 @@ __all__ = [
     "RetrainDecision",
     "RetrainPlan",
     "SymbolStatus",
+    "clear_flags",
     "degraded",
     "disabled_schedule",
     "performance",
@@ -197,6 +199,26 @@ def degraded(assessment: WindowAssessment, deployment_score: float | None, perfo
                else "the market's daily range was not measured (fewer than 5 symbols with enough bars)"]
     return HealthCheck(a.symbol, f"{a.model_type} v{a.version}", a.composite, deployment_score, a.volatility.ratio,
                        market.ratio if market is not None else None, moved, tuple(reasons))
+
+
+@task(name="clear-flags", cache_policy=NO_CACHE)
+@resource_logged
+def clear_flags(symbols: list[str], registry: ModelRegistry, history_path: Path) -> list[str]:
+    """After `symbols` were retrained: each one whose production model's newest score carries a weekly flag gets
+    that score again without it, so the next daily retrain judges the model by its performance again. Returns
+    the symbols cleared."""
+    history, cleared = MetricsHistory(history_path), []
+    for symbol in symbols:
+        production = registry.alias(symbol, "production")
+        if production is None:
+            continue
+        records = sorted((r for r in history.recent_scores(symbol, 1000, production.model_type)
+                          if r.version == production.version), key=lambda r: r.recorded_at, reverse=True)
+        if records and records[0].flagged:
+            live = records[0]
+            history.record_score(symbol, live.model_type, live.version, live.composite, live.window_end, live.source)
+            cleared.append(symbol)
+    return cleared
 
 
 def disabled_schedule(enabled: bool, name: str) -> str | None:

@@ -114,6 +114,14 @@ def test_a_failed_retrain_fails_the_daily_and_the_weekly_run_after_their_reports
     [decision] = should_retrain.fn(statuses, datetime.now(UTC), 120, 0.7).decisions
     assert decision.retrain and "flagged by the weekly evaluation (its composite over the newest" in decision.reason
     assert "beyond the 1.0001x bound" in decision.reason
+    # Once a daily retrain has retrained it, the flag is cleared: the model is judged by its performance again.
+    retrained = daily_retrain(symbols=["VCB"], settings=settings)
+    [again] = retrained.plan.decisions
+    assert retrained.plan.symbols == ["VCB"] and "flagged by the weekly evaluation" in again.reason
+    statuses = symbol_statuses.fn(["VCB"], open_price_store(settings.data), registry, settings.monitoring)
+    [decision] = should_retrain.fn(statuses, datetime.now(UTC), 120, 0.7).decisions
+    assert statuses[0].flagged == "" and "flagged" not in decision.reason
+    assert "of its 100 at deployment" in decision.reason
 
 
 def test_daily_retrain_with_stale_data_retrains_nothing_and_alerts(tmp_path: Path) -> None:
