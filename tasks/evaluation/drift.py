@@ -30,8 +30,12 @@ from tasks.evaluation.evaluate import EvaluationError, backtest_settings, loaded
 from tasks.evaluation.risk import PerformanceMetrics
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["VolatilityShift", "WindowAssessment", "assess", "assess_window", "market_shift", "market_volatility",
-           "volatility_shift"]
+__all__ = ["MARKET_MIN_SYMBOLS", "VolatilityShift", "WindowAssessment", "assess", "assess_window", "market_shift",
+           "market_volatility", "volatility_shift"]
+
+
+MARKET_MIN_SYMBOLS = 5
+"""fewest symbols whose median is taken as the market's volatility shift."""
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,6 @@ def market_volatility(refs: list[FeatureSetRef], recent_days: int, reference_day
         except ValueError as exc:
             print(f"{ref.symbol}: left out of the market's volatility ({exc})")
     return market_shift(shifts) if len(shifts) >= MARKET_MIN_SYMBOLS else None
-
-
-MARKET_MIN_SYMBOLS = 5
-"""fewest symbols whose median is taken as the market's volatility shift."""
 
 
 @dataclass(frozen=True)

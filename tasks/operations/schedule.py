@@ -12,9 +12,9 @@ from prefect.cache_policies import NO_CACHE
 
 from settings import MonitoringSettings
 from stores.base import PriceStore, PriceStoreError, PriceStoreUnavailable
-from stores.metrics import MetricsHistory
+from stores.metrics import MetricsHistory, ScoreRecord
 from stores.registry import ModelRegistry
-from tasks.evaluation.drift import VolatilityShift, WindowAssessment
+from tasks.evaluation.drift import MARKET_MIN_SYMBOLS, VolatilityShift, WindowAssessment
 from tasks.operations.monitor import Anomaly, resource_logged, stale_feed
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "performance",
     "should_retrain",
     "symbol_statuses",
+    "version_scores",
 ]
 
 
@@ -196,9 +197,16 @@ def degraded(assessment: WindowAssessment, deployment_score: float | None, perfo
     reasons = [_performance_said(a, deployment_score, performance_threshold),
                _volatility_said("its", a.volatility, volatility_bound),
                _volatility_said("the market's", market, market_bound) if market is not None
-               else "the market's daily range was not measured (fewer than 5 symbols with enough bars)"]
+               else f"the market's daily range was not measured (fewer than {MARKET_MIN_SYMBOLS} symbols with enough "
+                    "bars)"]
     return HealthCheck(a.symbol, f"{a.model_type} v{a.version}", a.composite, deployment_score, a.volatility.ratio,
                        market.ratio if market is not None else None, moved, tuple(reasons))
+
+
+def version_scores(history: MetricsHistory, symbol: str, model_type: str, version: int) -> list[ScoreRecord]:
+    """Every score recorded for one version of a symbol's model, the last recorded first."""
+    return sorted((r for r in history.recent_scores(symbol, 1000, model_type) if r.version == version),
+                  key=lambda r: r.recorded_at, reverse=True)
 
 
 @task(name="clear-flags", cache_policy=NO_CACHE)
@@ -212,8 +220,7 @@ def clear_flags(symbols: list[str], registry: ModelRegistry, history_path: Path)
         production = registry.alias(symbol, "production")
         if production is None:
             continue
-        records = sorted((r for r in history.recent_scores(symbol, 1000, production.model_type)
-                          if r.version == production.version), key=lambda r: r.recorded_at, reverse=True)
+        records = version_scores(history, symbol, production.model_type, production.version)
         if records and records[0].flagged:
             live = records[0]
             history.record_score(symbol, live.model_type, live.version, live.composite, live.window_end, live.source)
@@ -259,8 +266,7 @@ def symbol_statuses(symbols: list[str], price_store: PriceStore, registry: Model
             statuses.append(SymbolStatus(symbol, newest))  # type: ignore[arg-type]
             continue
         name = f"{production.model_type} v{production.version}"
-        records = sorted((r for r in history.recent_scores(symbol, 1000, production.model_type)
-                          if r.version == production.version), key=lambda r: r.recorded_at, reverse=True)
+        records = version_scores(history, symbol, production.model_type, production.version)
         if records:
             live, deployed = records[0], [r for r in records if r.source == "deployment"] or records[-1:]
             statuses.append(SymbolStatus(symbol, newest, name, live.composite,  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ from stores.registry import ModelRegistry
 from tasks.delivery.markdown import cell, table_rows
 from tasks.evaluation.drift import WindowAssessment
 from tasks.operations.monitor import resource_logged
-from tasks.operations.schedule import HealthCheck
+from tasks.operations.schedule import HealthCheck, version_scores
 
 __all__ = ["RETRAIN_DEPLOYMENT", "SOURCE", "ProductionTarget", "RetrainRun", "current_refs", "deployment_scores",
            "production_targets", "record_scores", "request_retrain", "weekly_report"]
@@ -96,7 +96,7 @@ def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -
     """
     history, scores = MetricsHistory(history_path), {}
     for a in assessments:
-        records = [r for r in history.recent_scores(a.symbol, 1000, a.model_type) if r.version == a.version]
+        records = version_scores(history, a.symbol, a.model_type, a.version)
         deployed = [r for r in records if r.source == "deployment"]
         scores[a.symbol] = deployed[0].composite if deployed else (records[-1].composite if records else None)
     return scores
