@@ -53,7 +53,7 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	cd $(ROOT) && $(VENV)/bin/ruff check .
-	cd $(ROOT) && $(VENV)/bin/mypy settings.py schemas.py stores tasks flows models serving benchmarks
+	cd $(ROOT) && $(VENV)/bin/mypy settings.py settings_loader.py schemas.py stores tasks flows models serving benchmarks
 
 bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.features

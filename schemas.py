@@ -19,14 +19,28 @@ __all__ = [
     "RunFailed",
     "SelectionReport",
     "failed_jobs_message",
+    "redact_credentials",
     "validate_symbol",
 ]
 
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,15}$")
+# scheme://user:password@host: everything between the scheme and the last '@' of the word is credentials (a
+# password may hold an unescaped '/' or '@').
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"]*@")
+CREDENTIALS_HIDDEN = "<credentials hidden>"
 
 
 class InvalidSymbolError(ValueError):
     """A symbol does not match SYMBOL_PATTERN, so it may never become part of a path."""
+
+
+def redact_credentials(text: str) -> str:
+    """`text` with the user and password of every URI in it replaced (mongodb://<credentials hidden>@db:27017).
+
+    Applied to every error message and console line the product prints, whatever produced it: a value of a
+    mistyped configuration key has no declared type that would mark it secret.
+    """
+    return _CREDENTIALS.sub(rf"\1{CREDENTIALS_HIDDEN}@", text)
 
 
 def validate_symbol(symbol: str) -> str:

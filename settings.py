@@ -5,10 +5,8 @@ Build one `Settings` at an entry point with `load_settings()` and hand each task
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import types
 import typing
 import zoneinfo
 from collections.abc import Mapping
@@ -17,7 +15,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -28,6 +25,7 @@ from pydantic_settings import (
 )
 
 from schemas import validate_symbol
+from settings_loader import ConfigError, describe_environment, describe_invalid, read_yaml
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -56,10 +54,6 @@ ModelType = Literal["arima", "lstm", "transformer", "catboost"]
 MODEL_TYPES: tuple[ModelType, ...] = typing.get_args(ModelType)
 
 _yaml_values: ContextVar[dict[str, Any] | None] = ContextVar("_yaml_values", default=None)
-
-
-class ConfigError(ValueError):
-    """The configuration file or a configuration value is invalid."""
 
 
 class _Section(BaseModel):
@@ -537,74 +531,6 @@ class Settings(BaseSettings):
                                        "execution": execution})
 
 
-class _BadScalar(Exception):
-    def __init__(self, node: yaml.Node, error: Exception) -> None:
-        super().__init__(str(error))
-        self.node, self.error = node, error
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader whose failed date scalars (2020-02-30) remember their node, so the key can be named."""
-
-    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:  # type: ignore[override]
-        try:
-            return super().construct_yaml_timestamp(node)
-        except ValueError as exc:
-            raise _BadScalar(node, exc) from None
-
-
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
-
-
-def _key_of(text: str, target: yaml.Node) -> str:
-    """The dotted key whose value is the node at `target`'s position in the YAML `text`."""
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> tuple[str, ...] | None:
-        if node.start_mark.index == target.start_mark.index and isinstance(node, yaml.ScalarNode):
-            return path
-        children: list[tuple[str, yaml.Node]] = []
-        if isinstance(node, yaml.MappingNode):
-            children = [(str(key.value), value) for key, value in node.value]
-        elif isinstance(node, yaml.SequenceNode):
-            children = [(str(i), item) for i, item in enumerate(node.value)]
-        for name, child in children:
-            found = walk(child, (*path, name))
-            if found is not None:
-                return found
-        return None
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    found = walk(root, ()) if root is not None else None
-    return ".".join(found) if found else "<unknown key>"
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    try:
-        content = yaml.load(text, Loader=_Loader)  # a SafeLoader
-    except _BadScalar as bad:
-        raise ConfigError(f"config file {path}, line {bad.node.start_mark.line + 1}: {_key_of(text, bad.node)}: "
-                          f"{bad.node.value!r} is not a valid date ({bad}); write YYYY-MM-DD") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if content is None:
-        return {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return content
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"]) or "<root>"
-        message = item["msg"].removeprefix("Value error, ")
-        hidden = "input" not in item or isinstance(item["input"], (dict, SecretStr)) or _secret(key)
-        lines.append(f"  {key}: {message}" + ("" if hidden else f" (got {item['input']!r})"))
-    return "invalid configuration:\n" + "\n".join(lines)
-
-
 def load_settings(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
     """Build the root Settings once, at an entry point.
 
@@ -616,65 +542,13 @@ def load_settings(config_file: str | Path | None = None, overrides: Mapping[str,
         ConfigError: the file is missing or unreadable, or a value is invalid (the message names the key).
     """
     path = Path(config_file or os.environ.get("STOCK_AI_CONFIG") or DEFAULT_CONFIG_FILE)
-    token = _yaml_values.set(_read_yaml(path))
+    token = _yaml_values.set(read_yaml(path))
+    prefix = Settings.model_config.get("env_prefix", "")
     try:
         return Settings(**dict(overrides or {})).resolved()
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe_invalid(exc, Settings, prefix)) from None
     except SettingsError as exc:  # an environment value that should be JSON is not
-        raise ConfigError(_describe_environment(exc)) from None
+        raise ConfigError(describe_environment(exc, Settings, prefix)) from None
     finally:
         _yaml_values.reset(token)
-
-
-def _describe_environment(error: SettingsError) -> str:
-    """Name the STOCK_AI_* variables, and their keys, whose values are not the JSON their keys need."""
-    prefix = Settings.model_config.get("env_prefix", "")
-    bad = []
-    for name, value in sorted(os.environ.items()):
-        if not name.upper().startswith(prefix) or name.upper() == "STOCK_AI_CONFIG":
-            continue
-        key = ".".join(part.lower() for part in name[len(prefix):].split("__"))
-        try:
-            json.loads(value)
-        except json.JSONDecodeError as exc:
-            kind = _json_kind(key)
-            if kind:  # a section's value may hold a secret (a MongoDB URI): not repeated
-                shown = f"{value!r} " if kind == "collection" else ""
-                bad.append(f"  {name} (key {key}): {shown}is not JSON ({exc.msg}); give lists and mappings "
-                           """as JSON, e.g. '["VCB", "VIC"]' or '{"GOOG": "XNYS"}'""")
-    return "invalid configuration in the environment:\n" + "\n".join(bad or [f"  {error}"])
-
-
-def _annotation(key: str) -> Any:
-    """The type annotation of the settings field at dotted `key`, or None when there is no such field."""
-    model: Any = Settings
-    annotation: Any = None
-    for part in key.split("."):
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            return None
-        annotation = model = fields[part].annotation
-    return annotation
-
-
-def _secret(key: str) -> bool:
-    """Whether the field at dotted `key` holds a secret (its invalid value is not repeated in errors)."""
-    annotation = _annotation(key)
-    return annotation is SecretStr or SecretStr in typing.get_args(annotation)
-
-
-def _json_kind(key: str) -> str | None:
-    """"collection" or "section" when the settings field at dotted `key` is read as JSON, else None."""
-    annotation = _annotation(key)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        kinds = [_kind(arg) for arg in typing.get_args(annotation)]
-        return next((kind for kind in kinds if kind), None)
-    return _kind(annotation)
-
-
-def _kind(annotation: Any) -> str | None:
-    origin = typing.get_origin(annotation) or annotation
-    if origin in (list, tuple, dict, set, frozenset):
-        return "collection"
-    return "section" if isinstance(origin, type) and issubclass(origin, BaseModel) else None

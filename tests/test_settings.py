@@ -148,3 +148,115 @@ def test_an_unusable_deployment_token_is_refused_at_load(token: str, monkeypatch
 
     with pytest.raises(ConfigError, match=r"deployment\.token: "):
         load_settings(DEFAULT_CONFIG_FILE)
+
+
+URI_WITH_PASSWORD = "mongodb://user:hunter2@db.example:27017/"
+
+
+def test_a_mistyped_key_names_the_key_and_the_near_miss_never_its_value(tmp_path: Path) -> None:
+    config = tmp_path / "typo.yml"
+    config.write_text(f"data:\n  mongodb:\n    url: {URI_WITH_PASSWORD}\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value) == "invalid configuration: data.mongodb.url: unknown key (did you mean `uri`?)"
+
+
+def test_a_mistyped_environment_variable_is_named_and_its_value_never_repeated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOCK_AI_DATA__MONGODB__URL", URI_WITH_PASSWORD)
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE)
+
+    assert str(error.value) == ("invalid configuration: data.mongodb.url (from STOCK_AI_DATA__MONGODB__URL): "
+                                "unknown key (did you mean `uri`?)")
+
+
+def test_an_unknown_key_far_from_any_lists_the_keys_of_its_section() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE, {"data": {"split": {"zzz": [URI_WITH_PASSWORD]}}})
+
+    assert str(error.value) == ("invalid configuration: data.split.zzz: unknown key "
+                                "(known keys: embargo, min_rows, test, test_start, train, val, val_start)")
+
+
+def test_credentials_in_any_invalid_value_are_hidden() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE, {"deployment": {"timeout_seconds": "mongodb://u:hunter2@db/"}})
+
+    message = str(error.value)
+    assert message == ("invalid configuration: deployment.timeout_seconds: Input should be a valid number, unable "
+                       "to parse string as a number (got 'mongodb://<credentials hidden>@db/')")
+
+
+def test_a_long_or_collection_value_is_not_repeated() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE, {"data": {"split": {"train": "9" * 500, "val": ["a"] * 100}}})
+
+    message = str(error.value)
+    assert "data.split.train" in message and "data.split.val" in message
+    assert "9" * 61 not in message and "'a'" not in message and len(message) < 600
+
+
+def test_several_invalid_keys_are_described_on_one_bounded_line() -> None:
+    overrides = {"data": {f"unknown_{i}": i for i in range(40)}}
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(DEFAULT_CONFIG_FILE, overrides)
+
+    message = str(error.value)
+    assert "\n" not in message and message.endswith("; and 30 more") and message.count("unknown key") == 10
+
+
+BILLION_LAUGHS = """a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_yaml_aliases_are_refused_before_anything_expands(tmp_path: Path) -> None:
+    config = tmp_path / "laughs.yml"
+    config.write_text(BILLION_LAUGHS, encoding="utf-8")
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value) == (f"config file {config}, line 2: YAML aliases (*name) are not allowed in the "
+                                "configuration: write the value out")
+
+
+def test_an_oversized_config_file_is_not_read(tmp_path: Path) -> None:
+    config = tmp_path / "big.yml"
+    config.write_text("data:\n  symbols: [VCB]\n" + "# padding\n" * 200_000, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=r"big\.yml is larger than 1024 KiB: not read$"):
+        load_settings(config)
+
+
+def test_a_deeply_nested_config_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "deep.yml"
+    config.write_text("data: " + "[" * 50_000 + "]" * 50_000 + "\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert "deep.yml" in str(error.value) and "\n" not in str(error.value) and len(str(error.value)) < 300
+
+
+def test_invalid_yaml_names_line_and_column_without_quoting_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yml"
+    config.write_text(f"data:\n  mongodb: {{uri: {URI_WITH_PASSWORD}\n", encoding="utf-8")
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(config)
+
+    assert str(error.value).startswith(f"config file {config} is not valid YAML, line ")
+    assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
