@@ -8,20 +8,20 @@ import faulthandler
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from schemas import RunFailed, validate_symbol
+from schemas import RunFailed, redact_credentials, validate_symbol
 
 if TYPE_CHECKING:
     from settings import Settings
 
 __all__ = [
-    "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line", "parse_symbols",
-    "prefect_environment", "quiet_server_shutdown", "run_cli", "short_tracebacks", "summary_off_console",
-    "training_parser",
-    "tuning_overrides", "weekly_evaluation_parser",
+    "add_debug", "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line",
+    "parse_symbols", "prefect_environment", "print_traceback", "quiet_server_shutdown", "run_cli", "short_tracebacks",
+    "summary_off_console", "training_parser", "tuning_overrides", "weekly_evaluation_parser",
 ]
 
 Outcome = TypeVar("Outcome")
@@ -41,13 +41,14 @@ def prefect_environment() -> None:
         os.environ.setdefault(name, value)
 
 
-def one_line(error: BaseException) -> str:
-    """An error message on one line."""
-    return " ".join(str(error).split())
+def one_line(error: BaseException | str) -> str:
+    """An error message on one line, any URI's credentials hidden."""
+    return redact_credentials(" ".join(str(error).split()))
 
 
-class _ShortTracebacks(logging.Filter):
-    """Drops the traceback of records about `expected` errors; the message line stays."""
+class _ConsoleRecords(logging.Filter):
+    """Hides URI credentials in every console record, and drops the traceback of records about `expected` errors
+    (the message line stays)."""
 
     def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
         super().__init__()
@@ -56,6 +57,12 @@ class _ShortTracebacks(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.exc_info and isinstance(record.exc_info[1], self.expected):
             record.exc_info, record.exc_text = None, None
+        message = record.getMessage()
+        hidden = redact_credentials(message)
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        if record.exc_text:
+            record.exc_text = redact_credentials(record.exc_text)
         return True
 
 
@@ -73,13 +80,14 @@ def _on_console(log_filter: logging.Filter) -> Iterator[None]:
             handler.removeFilter(log_filter)
 
 
-def short_tracebacks(expected: tuple[type[BaseException], ...]) -> AbstractContextManager[None]:
-    """While inside, console log records about `expected` errors (bad input, failed jobs) lose their traceback.
+def short_tracebacks(expected: tuple[type[BaseException], ...] = (Exception,)) -> AbstractContextManager[None]:
+    """While inside, console log records about `expected` errors lose their traceback, and every console record's
+    URI credentials are hidden.
 
-    Prefect logs every failed task and flow with a traceback. For errors the command explains itself in
-    one line, that is noise on the console; the run log keeps the full record.
+    Prefect logs every failed task and flow with a traceback. A command line explains a failure in one line;
+    the traceback is noise there (shown with --debug), and the run log in Prefect keeps the full record.
     """
-    return _on_console(_ShortTracebacks(expected))
+    return _on_console(_ConsoleRecords(expected))
 
 
 class _NotOnConsole(logging.Filter):
@@ -119,18 +127,18 @@ def quiet_server_shutdown() -> None:
 
 
 def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outcome],
-            report: Callable[[Outcome, Settings], int], *, failed: str | None = None,
+            report: Callable[[Outcome, Settings], int], *, failed: str,
             input_errors: tuple[type[Exception], ...] = (), overrides: Mapping[str, Any] | None = None,
             run_failed: Callable[[RunFailed], int] | None = None, prints_summary: bool = False) -> int:
     """The body of a flow's `main()`: settings and symbols from `args`, then `run`, then `report` its outcome.
 
     Args:
-        args: parsed `--config` and `--symbols` (None: data.symbols).
-        run: the flow, called with the settings and symbols; console logs of the expected errors below
-            and of RunFailed lose their traceback.
+        args: parsed `--config`, `--symbols` (None: data.symbols) and `--debug`.
+        run: the flow, called with the settings and symbols; its console logs carry no traceback unless
+            `--debug` (the Prefect run log keeps them).
         report: prints the outcome and returns the exit code.
-        failed: the flow in words; any other error then prints `<failed> failed: <Type>: <message>` and
-            exits 1. None lets it propagate.
+        failed: the flow in words; any other error prints `<failed> failed: <Type>: <message>` (one line; with
+            `--debug`, after its traceback) and exits 1.
         input_errors: errors beside ConfigError and ValueError that mean bad input: `error: <message>`, exit 2.
         overrides: settings that win over the file and environment.
         run_failed: handles RunFailed instead, returning the exit code.
@@ -146,20 +154,24 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
         faulthandler.enable()
     except (AttributeError, ValueError, OSError):  # stderr without a file descriptor (captured, closed)
         pass
+    debug = bool(getattr(args, "debug", False))
     expected: tuple[type[Exception], ...] = (ConfigError, ValueError, *input_errors)
     try:
         settings = load_settings(args.config, overrides)
         symbols = parse_symbols(args.symbols) if args.symbols is not None else list(settings.data.symbols)
-        with short_tracebacks((*expected, RunFailed)), summary_off_console() if prints_summary else nullcontext():
+        with short_tracebacks(() if debug else (Exception,)), \
+                summary_off_console() if prints_summary else nullcontext():
             outcome = run(settings, symbols)
     except expected as exc:
+        if debug:
+            print_traceback()
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if run_failed is not None and isinstance(exc, RunFailed):
             return run_failed(exc)
-        if failed is None:
-            raise
+        if debug:
+            print_traceback()
         print(f"{failed} failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     finally:
@@ -167,9 +179,22 @@ def run_cli(args: argparse.Namespace, run: Callable[[Settings, list[str]], Outco
     return report(outcome, settings)
 
 
+def print_traceback() -> None:
+    """The traceback of the error being handled, on stderr, any URI's credentials hidden (for --debug)."""
+    print(redact_credentials(traceback.format_exc()), end="", file=sys.stderr)
+
+
+def add_debug(parser: argparse.ArgumentParser) -> None:
+    """`--debug`: tracebacks on the console (the Prefect run log always has them)."""
+    parser.add_argument("--debug", action="store_true",
+                        help="print the tracebacks of failures on the console (the Prefect run log keeps them "
+                             "either way)")
+
+
 def _symbols_and_config(parser: argparse.ArgumentParser, symbols_help: str = "default: data.symbols") -> None:
     parser.add_argument("--symbols", help=f"comma-separated tickers, e.g. VCB,VIC,VHM ({symbols_help})")
     parser.add_argument("--config", help="YAML config file (default: $STOCK_AI_CONFIG or config/pipeline_config.yml)")
+    add_debug(parser)
 
 
 def _universe(parser: argparse.ArgumentParser) -> None:
@@ -258,6 +283,7 @@ def deployment_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m flows.deployment_pipeline",
                                      description="Talk to the staging and production model servers.")
     parser.add_argument("--config", help="YAML config file (default: $STOCK_AI_CONFIG or config/pipeline_config.yml)")
+    add_debug(parser)
     commands = parser.add_subparsers(dest="command", required=True)
     rollback = commands.add_parser("rollback", help="restore the previous production model of a symbol")
     rollback.add_argument("--symbol", required=True)

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_summary(summaries, str(settings.data.feature_store_path)))
         return 0
 
-    return run_cli(args, run, report, input_errors=(PriceStoreError, DataPipelineError),
+    return run_cli(args, run, report, failed="data pipeline", input_errors=(PriceStoreError, DataPipelineError),
                    overrides={"data": {"source": args.source}} if args.source else {})
 
 

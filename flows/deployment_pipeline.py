@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.cli import deployment_parser
+from flows.cli import deployment_parser, one_line, print_traceback
 
 if __name__ == "__main__":
     deployment_parser().parse_args()  # answer --help and usage errors before the slow imports below
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         if args.command == "rollback":
@@ -213,13 +213,17 @@ def main(argv: list[str] | None = None) -> int:
             return _reconcile(settings)
         return _status(settings, args.wait)
     except (ValueError, DeploymentError, RegistryError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.debug:
+            print_traceback()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except httpx.TransportError as exc:
-        print(f"error: {_unreachable(settings, exc)}", file=sys.stderr)
+        print(f"error: {one_line(_unreachable(settings, exc))}", file=sys.stderr)
         return 1
-    except httpx.HTTPError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except Exception as exc:
+        if args.debug:
+            print_traceback()
+        print(f"{args.command} failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

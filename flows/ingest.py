@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from flows.cli import add_debug, one_line, print_traceback
 from schemas import InvalidSymbolError, validate_symbol
 from settings import ConfigError, Settings, load_settings
 from stores.base import PriceStore, PriceStoreError, SourceInfo
@@ -56,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", type=Path, help="YAML settings file (default: $STOCK_AI_CONFIG or "
                                                     "config/pipeline_config.yml)")
     common.add_argument("--source", choices=["parquet", "mongodb"], help="price store (overrides data.source)")
+    add_debug(common)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,csv}")
 
     demo = commands.add_parser("demo", parents=[common], help="write a synthetic demo market",
@@ -155,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _run(args)
     except (ConfigError, InvalidSymbolError, ValueError, PriceStoreError, OSError) as exc:
-        message = str(exc).strip().replace("\n", " ")
-        print(f"error: {message}", file=sys.stderr)
+        if args.debug:
+            print_traceback()
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if args.debug:
+            print_traceback()
+        print(f"ingest failed: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -176,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                                    retrain_all=args.retrain, optimize=False if args.no_optimize else None,
                                    universe=list(members) if members else None)
 
-    return run_cli(args, run, _print_outcome, input_errors=(FeatureStoreError,), overrides=tuning_overrides(args))
+    return run_cli(args, run, _print_outcome, failed="model pipeline", input_errors=(FeatureStoreError,),
+                   overrides=tuning_overrides(args))
 
 
 def _print_outcome(outcome: ModelPipelineResult, settings: Settings) -> int:

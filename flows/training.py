@@ -132,12 +132,15 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         log_report(get_run_logger(), failures, written.html_path)
     except Exception as exc:
         failed_jobs = run_failures(models, evaluation, deployments)
-        failed_report = write_failure_report(settings.execution.reports_dir, run_id, step, exc,
-                                             report_sections(data, models, evaluation, sources, deployments, lines),
-                                             failed_jobs)
+        try:
+            written_to = str(write_failure_report(
+                settings.execution.reports_dir, run_id, step, exc,
+                report_sections(data, models, evaluation, sources, deployments, lines), failed_jobs).html_path)
+        except OSError as unwritten:  # the disk that failed the step may fail its record too: say so, keep `exc`
+            written_to = f"not written: {unwritten}"
         log_failures(get_run_logger(), failed_jobs)
-        get_run_logger().error("training failed at step %s: %s (failure report: %s)", step, exc,
-                               failed_report.html_path)
+        get_run_logger().error("training failed at step %s: %s: %s (failure report: %s)", step, type(exc).__name__,
+                               exc, written_to)
         failed = Anomaly("failed_job", f"training {run_id}", f"step {step} failed: {type(exc).__name__}: {exc}")
         io = io_options(settings.execution)
         notify.with_options(**io)([failed], f"training {run_id} failed", notifiers(settings.monitoring))

@@ -22,16 +22,29 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     # The temp file lives in the target directory: os.replace is only atomic within one file system. It is
     # created with mode 0o666 less the umask, as open() would (mkstemp's 0o600 would hide reports from the group).
     temp_name = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fd = os.open(temp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise _naming(exc, path) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(temp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """`error` naming the file that was being written (a failed write() names none; its temp file means nothing
+    to a reader): the same errno, so the same OSError subclass."""
+    if error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror or os.strerror(error.errno), str(path))
 
 
 def atomic_write(path: Path, content: bytes | str) -> None:

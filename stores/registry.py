@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from models.base import Forecaster
 from models.pooled import POOLED_FOLDER, PooledForecaster, is_pooled
@@ -209,7 +209,7 @@ class LocalModelRegistry:
         except FileNotFoundError:
             raise RegistryError(f"metadata file missing: {meta_path}") from None
         except ValueError as exc:
-            raise RegistryError(f"metadata file corrupt: {meta_path} ({exc})") from None
+            raise _corrupt("metadata file", meta_path, exc) from None
         if is_pooled(model_type) and symbol != POOLED_FOLDER and symbol not in metadata.symbols:
             raise RegistryError(f"{model_type} v{version} was not fitted on {symbol} "
                                 f"({len(metadata.symbols)} symbols: {', '.join(metadata.symbols[:10])})")
@@ -287,7 +287,7 @@ class LocalModelRegistry:
         except FileNotFoundError:
             return None
         except ValueError as exc:
-            raise RegistryError(f"pending promotion file corrupt: {path} ({exc})") from None
+            raise _corrupt("pending promotion file", path, exc) from None
 
     def pending_symbols(self) -> list[str]:
         """Symbols with an unfinished promotion, sorted."""
@@ -325,7 +325,7 @@ class LocalModelRegistry:
         except FileNotFoundError:
             return {}
         except ValueError as exc:
-            raise RegistryError(f"alias file corrupt: {path} ({exc})") from None
+            raise _corrupt("alias file", path, exc) from None
 
     @contextmanager
     def _aliases(self, symbol: str) -> Iterator[dict[str, Any]]:
@@ -337,3 +337,17 @@ class LocalModelRegistry:
             aliases = self._read_aliases(symbol)
             yield aliases
             atomic_write(path, json.dumps(aliases, indent=2))
+
+
+def _corrupt(kind: str, path: Path, error: ValueError) -> RegistryError:
+    """A registry file that does not parse, named with where it breaks, on one line: never its content."""
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        reason = f"{where}: {first['msg']}" if where else str(first["msg"])
+        more = error.error_count() - 1
+        reason += f" (and {more} more)" if more else ""
+    else:
+        reason = " ".join(str(error).split())
+    reason = reason if len(reason) <= 160 else f"{reason[:157]}..."
+    return RegistryError(f"{kind} corrupt: {path} ({reason})")

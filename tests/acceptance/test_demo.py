@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from serving import free_port
-from tests.acceptance.conftest import ROOT, run, tail, user_env
+from tests.acceptance.conftest import PYTHON, ROOT, run, tail, user_env
 
 
 def listening(port: int) -> bool:
@@ -54,7 +54,27 @@ def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> No
     if decision["action"] == "promote":  # deployed through staging, then served by production
         assert [d["status"] for d in content["deployment"]] == ["production"]
         assert "VHM" in result.stdout and "predicted forward log return" in result.stdout
+        damaged_production_is_one_line(tmp_path, env)
     else:  # no champion: production says it serves nothing for VHM
         assert "production serves no model for VHM" in result.stderr
     assert f"report: {reports[0].parent / 'report.html'}" in result.stdout
     assert not listening(staging) and not listening(production)  # the demo stopped its servers
+
+
+def damaged_production_is_one_line(workspace: Path, env: dict[str, str]) -> None:
+    """A production model file altered on disk: the weekly evaluation fails naming the file, in one line and
+    without a traceback (tests/flows/test_cli.py: --debug shows it)."""
+    registry = workspace / "artifacts" / "registry"
+    production = json.loads((registry / "aliases" / "VHM.json").read_text())["production"]
+    folder = "_POOLED_" if production["model_type"].endswith("-pooled") else "VHM"
+    version = registry / production["model_type"] / folder / f"v{production['version']}"
+    damaged = max((p for p in version.iterdir() if p.name != "metadata.json"), key=lambda p: p.stat().st_size)
+    with damaged.open("ab") as handle:
+        handle.write(b"x")
+
+    weekly = run([PYTHON, "-m", "flows.weekly_evaluation", "--symbols", "VHM"], workspace, env, timeout=600)
+
+    assert weekly.returncode == 1, tail(weekly)
+    assert "Traceback" not in weekly.stdout + weekly.stderr, tail(weekly)
+    failed = f"weekly evaluation failed: RegistryError: model file corrupt (sha256 mismatch): {damaged}"
+    assert failed in weekly.stderr.splitlines(), tail(weekly)

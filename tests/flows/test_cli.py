@@ -90,3 +90,47 @@ def test_ingest_refuses_an_empty_symbol_list(capsys: pytest.CaptureFixture[str])
 
     assert main(["demo", "--symbols", ""]) == 2
     assert "--symbols '' names no symbol" in capsys.readouterr().err
+
+
+def run_failing_cli(debug: bool, capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """(console log, stderr) of run_cli whose flow logs a failure with its traceback, then raises it."""
+    from flows.cli import run_cli
+
+    def flow(settings: object, symbols: list[str]) -> None:
+        try:
+            raise OSError(28, "No space left on device", "/reports/run/report.json")
+        except OSError as exc:
+            logging.getLogger("tests.cli.flow").error("step report failed (store at mongodb://u:hunter2@db/)",
+                                                      exc_info=True)
+            raise RuntimeError("could not reach mongodb://u:hunter2@db:27017/") from exc
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, root.handlers = root.handlers, [logging.StreamHandler(stream)]  # the console alone
+    try:
+        args = training_parser().parse_args(["--symbols", "VHM", *(["--debug"] if debug else [])])
+        assert run_cli(args, flow, lambda outcome, settings: 0, failed="training") == 1
+    finally:
+        root.handlers = handlers
+    return stream.getvalue(), capsys.readouterr().err
+
+
+def test_a_failure_prints_one_line_and_no_traceback_without_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    console, err = run_failing_cli(False, capsys)
+
+    assert console == "step report failed (store at mongodb://<credentials hidden>@db/)\n"
+    assert err == "training failed: RuntimeError: could not reach mongodb://<credentials hidden>@db:27017/\n"
+
+
+def test_debug_shows_the_tracebacks_with_credentials_hidden(capsys: pytest.CaptureFixture[str]) -> None:
+    console, err = run_failing_cli(True, capsys)
+
+    assert console.startswith("step report failed (store at mongodb://<credentials hidden>@db/)\nTraceback")
+    assert "OSError: [Errno 28] No space left on device: '/reports/run/report.json'" in console
+    assert err.startswith("Traceback (most recent call last):") and "hunter2" not in console + err
+    assert err.endswith("training failed: RuntimeError: could not reach mongodb://<credentials hidden>@db:27017/\n")
+
+
+@pytest.mark.parametrize("parser", [training_parser, models_parser])
+def test_every_flow_command_line_has_debug(parser: object) -> None:
+    assert parser().parse_args(["--debug"]).debug is True  # type: ignore[operator]

@@ -350,3 +350,28 @@ def test_status_waits_for_the_servers_to_come_up(tmp_path: Path, monkeypatch: py
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [f"staging {url}: up, 0 model(s): ", f"production {url}: up, 0 model(s): "]
     assert not captured.err
+
+
+def test_an_empty_token_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "STOCK_AI_MODELS__REGISTRY_PATH": str(tmp_path / "r"), TOKEN_ENV: ""}
+    result = subprocess.run([sys.executable, "-m", "flows.deployment_pipeline", "status"], capture_output=True,
+                            text=True, timeout=120, cwd=Path(__file__).parents[2], env=env)
+
+    assert result.returncode == 2 and not result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: invalid configuration: deployment.token: is empty: set a token")
+
+
+def test_a_corrupt_pending_promotion_is_one_line(tmp_path: Path, servers: dict, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    pending = tmp_path / "registry" / "aliases" / "VHM.pending.json"
+    pending.parent.mkdir(parents=True)
+    pending.write_text('{"symbol": "VHM", "model_type": ', encoding="utf-8")
+    monkeypatch.setenv("STOCK_AI_MODELS__REGISTRY_PATH", str(tmp_path / "registry"))
+    monkeypatch.setenv("STOCK_AI_DEPLOYMENT__PRODUCTION_ENDPOINT", servers["production"])
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+
+    assert main(["reconcile"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == f"error: pending promotion file corrupt: {pending} (Invalid JSON: EOF while parsing a value at " \
+                   "line 1 column 32)"

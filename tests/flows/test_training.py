@@ -187,6 +187,27 @@ def test_failure_is_reported_with_its_step_and_propagates(tmp_path: Path) -> Non
     assert 'class="failures"' in page and "data-pipeline" in page and "NOPE" in page
 
 
+def test_a_failure_report_the_disk_refuses_is_said_and_the_step_error_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import tasks.delivery.report as report_module
+
+    def full(path: Path, content: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(report_module, "atomic_write", full)
+    settings = load_settings(demo_config(tmp_path))
+    state = training(symbols=["VHM", "NOPE"], settings=settings, return_state=True)
+
+    with pytest.raises(DataPipelineError, match="NOPE"):
+        state.result()
+    assert not list((tmp_path / "reports").glob("*/report.json"))
+    log = "\n".join(asyncio.run(run_log(state.state_details.flow_run_id)))
+    assert "training failed at step data-pipeline: DataPipelineError: " in log
+    assert "(failure report: not written: [Errno 28] No space left on device: '" in log and "report.json')" in log
+
+
 def test_a_failed_job_is_reported_then_fails_the_run(tmp_path: Path) -> None:
     settings = load_settings(demo_config(tmp_path, symbols=("VHM",)))
     broken = settings.model_copy(update={"models": settings.models.model_copy(

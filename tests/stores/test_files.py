@@ -3,6 +3,7 @@ give it."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -62,3 +63,33 @@ def test_a_streamed_write_replaces_the_file_only_when_its_block_ends(tmp_path: P
         handle.write(b"new")
         assert target.read_text() == "old"
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_a_failed_write_names_the_file_and_leaves_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              failing: str) -> None:
+    target = tmp_path / "report.json"
+    target.write_text("old", encoding="utf-8")
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, failing, full)
+    with pytest.raises(OSError) as error:
+        atomic_write(target, "new")
+
+    assert str(error.value) == f"[Errno 28] No space left on device: '{target}'"
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(target)
+    monkeypatch.undo()
+    assert target.read_text(encoding="utf-8") == "old" and [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_refused_write_keeps_its_error_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(OSError) as error:
+        atomic_write(tmp_path / "aliases.json", "{}")
+
+    assert error.value.errno == errno.EROFS and error.value.filename == str(tmp_path / "aliases.json")

@@ -123,3 +123,23 @@ def test_numbering_gives_up_on_a_repeated_os_error(tmp_path: Path, monkeypatch: 
     monkeypatch.undo()
     assert not list((tmp_path / "catboost" / "VHM").iterdir())  # the temporary folder is gone
     assert register(registry, model).version == 1
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ('{"symbol": "VHM", "model_type": "lstm", "secret": "mongodb://u:hunter2@db/', "Invalid JSON: EOF while parsing"),
+    ('{"symbol": "VHM", "note": "' + "x" * 5000 + '"}', "model_type: Field required (and "),
+    ("[1, 2]", "Input should be an object"),
+])
+def test_a_corrupt_pending_promotion_is_one_line_naming_the_file_never_its_content(
+        tmp_path: Path, content: str, reason: str) -> None:
+    registry = LocalModelRegistry(tmp_path)
+    path = tmp_path / "aliases" / "VHM.pending.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(content, encoding="utf-8")
+
+    with pytest.raises(RegistryError) as error:
+        registry.pending_promotion("VHM")
+
+    message = str(error.value)
+    assert message.startswith(f"pending promotion file corrupt: {path} ({reason}")
+    assert "\n" not in message and "hunter2" not in message and "xxx" not in message and "http" not in message
