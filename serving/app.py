@@ -12,10 +12,11 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote
 
 import polars as pl
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -28,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.base import LABEL
-from schemas import InvalidSymbolError, validate_symbol
+from schemas import SYMBOL_PATTERN, InvalidSymbolError, validate_symbol
 from serving import DEFAULT_MAX_REQUEST_BYTES
 from serving.package import PackageError, PackageTooLargeError
 from serving.state import DeployedModel, ModelSlots, NotDeployedError, NothingToRollBackError, RowsError, StateError
@@ -41,6 +42,9 @@ MAX_DETAIL_CHARS = 300
 MAX_ERRORS_SHOWN = 5
 DEPLOYMENTS_PATH = "/v1/deployments"
 PACKAGE_CONTENT_TYPES = ("application/gzip", "application/x-gzip", "application/octet-stream")
+INVALID_SYMBOL = f"invalid symbol: must match {SYMBOL_PATTERN.pattern} (upper-case letters, digits, . _ -)"
+LOCATIONS = frozenset({"body", "path", "query", "header", "cookie"})
+MAX_LOGGED_PATH_CHARS = 120
 
 
 class PredictRequest(BaseModel):
@@ -73,12 +77,12 @@ class _RequestLog:
         try:
             await self.app(scope, receive, send_status)
         except Exception:
-            log.exception("%s %s failed", scope["method"], scope["path"])
+            log.exception("%s %s failed", scope["method"], _logged_path(scope["path"]))
             if started:  # too late for a clean 500: let the server close the connection
                 raise
             await JSONResponse({"detail": "internal server error"}, status_code=500)(scope, receive, send)
         finally:
-            log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+            log.info("%s %s %d %.1fms", scope["method"], _logged_path(scope["path"]), status,
                      (time.perf_counter() - start) * 1000)
 
 
@@ -123,7 +127,7 @@ class _BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        log.warning("%s %s -> 413: body over %d bytes", scope["method"], scope["path"], self.max_bytes)
+        log.warning("%s %s -> 413: body over %d bytes", scope["method"], _logged_path(scope["path"]), self.max_bytes)
         answer = JSONResponse({"detail": f"request body is over the limit of {self.max_bytes} bytes"}, 413)
         await answer(scope, receive, send)
 
@@ -132,16 +136,98 @@ def _clip(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return text if len(text) <= limit else f"{text[:limit - 3]}..."
 
 
-def _validation_errors(exc: RequestValidationError) -> dict[str, Any]:
-    """The first few validation errors: where and what, never the input that failed."""
-    errors = exc.errors()
-    shown = []
-    for error in errors[:MAX_ERRORS_SHOWN]:
-        message = str(error.get("msg", ""))
-        if error.get("type") == "json_invalid":  # the decoder's reason: position, not content
-            message = f"{message}: {error.get('ctx', {}).get('error', '')}"
-        shown.append({"loc": [p if isinstance(p, int) else _clip(str(p), 40) for p in error.get("loc", ())],
-                      "msg": _clip(message, 120), "type": _clip(str(error.get("type", "")), 40)})
+def _logged_path(path: str) -> str:
+    """The request path as the log shows it: percent-encoded, so a path cannot add a line or markup to the log."""
+    return _clip(quote(path, safe="/"), MAX_LOGGED_PATH_CHARS)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models a type holds directly (itself, or inside a union, list or dict): where the next loc part applies."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _fields(annotation: Any) -> dict[str, Any]:
+    """Field name (and alias) -> type, for every model `annotation` holds directly."""
+    return {name: field.annotation for model in _models_in(annotation)
+            for key, field in model.model_fields.items() for name in (key, field.alias) if name}
+
+
+def _field_names(annotation: Any, seen: set[type[BaseModel]]) -> set[str]:
+    """Every field name a body type declares, nested models included."""
+    names: set[str] = set()
+    for model in _models_in(annotation):
+        if model not in seen:
+            seen.add(model)
+            for name, field_type in _fields(model).items():
+                names |= {name, *_field_names(field_type, seen)}
+    return names
+
+
+def _route_params(route: Any) -> Iterator[Any]:
+    """The path, query, header, cookie and body parameters of a route and of its dependencies."""
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is not None:
+            yield from (*dependant.path_params, *dependant.query_params, *dependant.header_params,
+                        *dependant.cookie_params, *dependant.body_params)
+            pending.extend(dependant.dependencies)
+
+
+def _declared_names(route: Any) -> frozenset[str]:
+    """The names a route declares: its parameters and every field of its body, nested models included.
+
+    Any other part of an error's loc was chosen by the client (an unknown key, a dict key, a union tag), so it
+    is never answered.
+    """
+    names, seen = set(LOCATIONS), set[type[BaseModel]]()
+    for param in _route_params(route):
+        names |= {param.name, param.alias, *_field_names(param.field_info.annotation, seen)}
+    body = getattr(route, "body_field", None)
+    if body is not None:
+        names |= {body.name, body.alias, *_field_names(body.field_info.annotation, seen)}
+    return frozenset(names)
+
+
+def _expected_fields(route: Any, parent: Sequence[Any]) -> list[str]:
+    """The fields the body model at `parent` declares: what the client could have sent instead of an unknown key."""
+    body = getattr(route, "body_field", None)
+    if body is None or list(parent[:1]) != ["body"]:
+        return []
+    annotation = body.field_info.annotation
+    for part in parent[1:]:  # positions and union tags stay on the same type
+        annotation = _fields(annotation).get(part, annotation) if isinstance(part, str) else annotation
+    return list(dict.fromkeys(field.alias or name for model in _models_in(annotation)
+                              for name, field in model.model_fields.items()))
+
+
+def _quotes_input(error: dict[str, Any], message: str) -> bool:
+    """Whether pydantic's message repeats what the client sent: the value itself or the union tag it chose."""
+    sent = [error.get("input"), (error.get("ctx") or {}).get("tag")]
+    return any(isinstance(value, str | int | float) and str(value) and str(value) in message for value in sent)
+
+
+def _shown_error(error: dict[str, Any], route: Any, declared: frozenset[str]) -> dict[str, Any]:
+    """One error as answered: declared names and positions, and a message that never carries the input."""
+    loc, kind, message = list(error.get("loc", ())), str(error.get("type", "")), str(error.get("msg", ""))
+    if kind == "extra_forbidden":  # the last part is the client's key: name the parent and what it declares
+        loc = loc[:-1]
+        expected = _expected_fields(route, loc)
+        message = f"unknown field (expected: {', '.join(expected)})" if expected else "unknown field"
+    elif kind == "json_invalid":  # the decoder's reason: position, not content
+        message = f"{message}: {error.get('ctx', {}).get('error', '')}"
+    elif _quotes_input(error, message):
+        message = kind.replace("_", " ")
+    return {"loc": [part for part in loc if isinstance(part, int) or part in declared],
+            "msg": _clip(message, 120), "type": _clip(kind, 40)}
+
+
+def _validation_errors(exc: RequestValidationError, route: Any) -> dict[str, Any]:
+    """The first few validation errors of a request to `route`: where and what, never what was sent."""
+    errors, declared = exc.errors(), _declared_names(route)
+    shown = [_shown_error(error, route, declared) for error in errors[:MAX_ERRORS_SHOWN]]
     return {"detail": shown, **({"more_errors": len(errors) - len(shown)} if len(errors) > len(shown) else {})}
 
 
@@ -169,10 +255,14 @@ def _deployment(model: DeployedModel) -> dict[str, Any]:
 
 
 def _symbol(symbol: str) -> str:
+    """The symbol, validated: refused with the rule it broke, never with the symbol itself.
+
+    Quoting it would hand a client's markup back in the answer and let it write into the server log.
+    """
     try:
         return validate_symbol(symbol)
-    except InvalidSymbolError as exc:
-        raise HTTPException(422, str(exc)) from None
+    except InvalidSymbolError:
+        raise HTTPException(422, INVALID_SYMBOL) from None
 
 
 def _rows_frame(rows: list[dict[str, Any]], features: tuple[str, ...]) -> pl.DataFrame:
@@ -229,13 +319,13 @@ def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int,
     @app.exception_handler(StarletteHTTPException)
     async def log_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = _clip(exc.detail) if isinstance(exc.detail, str) else exc.detail
-        log.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, detail)
+        log.warning("%s %s -> %d: %s", request.method, _logged_path(request.scope["path"]), exc.status_code, detail)
         return await http_exception_handler(request, StarletteHTTPException(exc.status_code, detail, exc.headers))
 
     @app.exception_handler(RequestValidationError)
     async def log_invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        answer = _validation_errors(exc)
-        log.warning("%s %s -> 422: %s", request.method, request.url.path, answer)
+        answer = _validation_errors(exc, request.scope.get("route"))
+        log.warning("%s %s -> 422: %s", request.method, _logged_path(request.scope["path"]), answer)
         return JSONResponse(answer, status_code=422)
 
     @app.get("/health")
@@ -254,7 +344,7 @@ def create_app(stage: str, state_dir: Path, token: str, max_package_bytes: int,
             raise HTTPException(415, f"send the package as one of {', '.join(PACKAGE_CONTENT_TYPES)}")
         length = request.headers.get("content-length", "")  # checked here, after the token (see _BodyLimit)
         if length.isdigit() and int(length) > max_package_bytes:
-            raise HTTPException(413, f"package is {length} bytes, over the limit of {max_package_bytes}")
+            raise HTTPException(413, f"package is over the limit of {max_package_bytes} bytes")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk

@@ -6,17 +6,22 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import quote
 
 import httpx
 import numpy as np
 import polars as pl
 import pytest
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas import SYMBOL_PATTERN
 from serving import TOKEN_ENV, ServerProcess
 from serving.app import create_app
 from tests.models.test_contract import FEATURES
@@ -119,7 +124,7 @@ def test_prediction_errors(client: TestClient) -> None:
         ({"symbol": SYMBOL}, 422, "missing"),
         ({"symbol": SYMBOL, "rows": "oldest"}, 422, "latest"),
         ({"symbol": SYMBOL, "rows": []}, 422, "at least 1"),
-        ({"symbol": SYMBOL, "rows": "latest", "extra": 1}, 422, "extra"),
+        ({"symbol": SYMBOL, "rows": "latest", "extra": 1}, 422, "unknown field (expected: symbol, rows)"),
         ({"symbol": SYMBOL, "rows": [{"date": "2026-01-05", "r0": 0.1}]}, 422, "feature(s): r1, noise"),
         ({"symbol": SYMBOL, "rows": [{**row, "r1": "high"}]}, 422, "'r1' must be a number"),
         ({"symbol": SYMBOL, "rows": [{**row, "date": "05/01/2026"}]}, 422, "ISO date"),
@@ -218,6 +223,104 @@ def test_large_and_hostile_bodies_get_short_answers(client: TestClient) -> None:
                                                                                 response.text[:200])
         assert response.json() == {"detail": f"request body is over the limit of {MAX_REQUEST_BYTES} bytes"}
     assert client.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest"}).status_code == 200
+
+
+HOSTILE = "<script>alert(1)</script>"
+MARKUP = "ab<script>"
+FORGED_LINE = "AB\nPOST forged 201"
+DECLARED = {"body", "symbol", "rows"}  # what PredictRequest's errors may name
+
+
+def server_log(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "serving"]
+
+
+def assert_nothing_echoed(texts: list[str], *sent: str) -> None:
+    for text in texts:
+        assert not any(part in text for part in sent), text
+        assert "\n" not in text and "<" not in text, text
+
+
+def test_an_invalid_symbol_is_answered_with_the_rule_not_the_symbol(client: TestClient,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    rule = f"invalid symbol: must match {SYMBOL_PATTERN.pattern}"
+    with caplog.at_level(logging.INFO, logger="serving"):
+        predict = client.post("/v1/predict", json={"symbol": HOSTILE, "rows": "latest"})
+        rollback = client.post(f"/v1/rollback/{quote(MARKUP)}", headers=AUTH)
+        forged = client.post(f"/v1/rollback/{quote(FORGED_LINE)}", headers=AUTH)
+        nowhere = client.get(f"/{quote(HOSTILE + FORGED_LINE, safe='')}")
+    for response in (predict, rollback, forged):
+        assert response.status_code == 422 and response.json()["detail"].startswith(rule), response.text
+    assert nowhere.status_code == 404
+    assert_nothing_echoed([r.text for r in (predict, rollback, forged, nowhere)], "<script>", "alert", "ab<", "forged")
+    # The server's log names the rule too; a path is logged percent-encoded, so it adds no markup and no line.
+    logged = server_log(caplog)
+    assert sum(rule in line for line in logged) == 3
+    assert_nothing_echoed(logged, HOSTILE, MARKUP, FORGED_LINE, "POST forged")
+
+
+def test_an_unknown_body_field_is_named_by_what_was_expected_not_by_its_key(client: TestClient,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    secret = secrets.token_hex(24)
+    with caplog.at_level(logging.INFO, logger="serving"):
+        answers = [client.post("/v1/predict", json={"symbol": SYMBOL, "rows": "latest", key: 1})
+                   for key in ("<img src=x>", secret, "rows\nforged")]
+        typed = client.post("/v1/predict", json={"symbol": 5, "rows": [[1]], "<img src=x>": {"a": 1}})
+    for response in answers:
+        assert response.status_code == 422
+        assert response.json() == {"detail": [{"loc": ["body"], "msg": "unknown field (expected: symbol, rows)",
+                                               "type": "extra_forbidden"}]}
+    assert typed.status_code == 422
+    for error in typed.json()["detail"]:  # positions and declared names only, never a union tag or a key
+        assert all(isinstance(part, int) or part in DECLARED for part in error["loc"]), error
+    assert_nothing_echoed([r.text for r in (*answers, typed)], "<img", secret, "forged")
+    assert_nothing_echoed(server_log(caplog), "<img", secret, "forged")
+
+
+class Leg(BaseModel):
+    kind: Literal["stock"]
+    weight: float
+
+
+class Cash(BaseModel):
+    kind: Literal["cash"]
+
+
+class Basket(BaseModel):
+    """A body whose errors pydantic words with the input: a custom check and a discriminated union."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    legs: list[Annotated[Leg | Cash, Field(discriminator="kind")]]
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, value: str) -> str:
+        if not value.isalnum():
+            raise ValueError(f"{value} is not a plain name")
+        return value
+
+
+def test_validation_messages_never_quote_the_input(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app("staging", tmp_path, TOKEN, MAX_BYTES, MAX_REQUEST_BYTES)
+
+    @app.post("/v1/basket")
+    def basket(body: Basket) -> dict[str, str]:
+        return {"name": body.name}
+
+    with TestClient(app) as api, caplog.at_level(logging.INFO, logger="serving"):
+        response = api.post("/v1/basket", json={"name": "<b>bold</b>", "legs": [
+            {"kind": "stock", "weight": 1.0, "<u>": 1}, {"kind": "<i>tag</i>"}, {"kind": "stock", "weight": "<s>"}],
+            "<em>": 1})
+    assert response.status_code == 422
+    assert response.json()["detail"] == [
+        {"loc": ["body", "name"], "msg": "value error", "type": "value_error"},
+        {"loc": ["body", "legs", 1], "msg": "union tag invalid", "type": "union_tag_invalid"},
+        {"loc": ["body", "legs", 2, "weight"], "type": "float_parsing",
+         "msg": "Input should be a valid number, unable to parse string as a number"},
+        {"loc": ["body"], "msg": "unknown field (expected: name, legs)", "type": "extra_forbidden"}]
+    assert_nothing_echoed([response.text, *server_log(caplog)], "<b>", "bold", "<i>", "tag</i>", "<s>", "<em>")
 
 
 def test_a_corrupt_history_file_is_named_and_leaves_no_slot(packages: tuple[Packaged, Packaged],
