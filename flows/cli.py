@@ -19,9 +19,23 @@ if TYPE_CHECKING:
     from settings import Settings
 
 __all__ = [
-    "add_debug", "daily_retrain_parser", "data_parser", "deployment_parser", "models_parser", "one_line",
-    "parse_symbols", "prefect_environment", "print_traceback", "quiet_server_shutdown", "run_cli", "short_tracebacks",
-    "summary_off_console", "training_parser", "tuning_overrides", "weekly_evaluation_parser",
+    "add_debug",
+    "daily_retrain_parser",
+    "data_parser",
+    "deployment_parser",
+    "hide_credentials_in_run_logs",
+    "models_parser",
+    "one_line",
+    "parse_symbols",
+    "prefect_environment",
+    "print_traceback",
+    "quiet_server_shutdown",
+    "run_cli",
+    "short_tracebacks",
+    "summary_off_console",
+    "training_parser",
+    "tuning_overrides",
+    "weekly_evaluation_parser",
 ]
 
 Outcome = TypeVar("Outcome")
@@ -64,6 +78,35 @@ class _ConsoleRecords(logging.Filter):
         if record.exc_text:
             record.exc_text = redact_credentials(record.exc_text)
         return True
+
+
+class _HiddenCredentials(logging.Filter):
+    """Hides URI credentials in a record's message and traceback, before any handler sees it."""
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        hidden = redact_credentials(message)
+        if hidden != message:
+            record.msg, record.args = hidden, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_credentials(record.exc_text)
+        return True
+
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+"""The loggers of Prefect's run logs (get_run_logger, the engine's failure records): what the UI shows."""
+
+
+def hide_credentials_in_run_logs() -> None:
+    """Hide URI credentials in every record of the Prefect run logs, on the console and in the Prefect API alike."""
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HiddenCredentials) for f in logger.filters):
+            logger.addFilter(_HiddenCredentials())
 
 
 @contextmanager

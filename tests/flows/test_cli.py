@@ -134,3 +134,28 @@ def test_debug_shows_the_tracebacks_with_credentials_hidden(capsys: pytest.Captu
 @pytest.mark.parametrize("parser", [training_parser, models_parser])
 def test_every_flow_command_line_has_debug(parser: object) -> None:
     assert parser().parse_args(["--debug"]).debug is True  # type: ignore[operator]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_credentials_never_reach_the_prefect_run_log() -> None:
+    import asyncio
+
+    from prefect import flow, get_run_logger, task
+
+    from tests.flows.test_training import run_log
+
+    @task
+    def connect() -> None:
+        raise ConnectionError("no answer from mongodb://admin:hunter2@db:27017/prices")
+
+    @flow
+    def leaky() -> None:
+        get_run_logger().info("reading mongodb://admin:hunter2@db:27017/prices")
+        connect()
+
+    state = leaky(return_state=True)
+
+    assert state.is_failed()
+    log = "\n".join(asyncio.run(run_log(state.state_details.flow_run_id)))
+    assert "reading mongodb://<credentials hidden>@db:27017/prices" in log
+    assert "no answer from mongodb://<credentials hidden>@db:27017/prices" in log and "hunter2" not in log
