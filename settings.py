@@ -468,7 +468,22 @@ class ExecutionSettings(_Section):
     cache_max_mb: float = Field(2048, gt=0, description="the oldest cached results are removed beyond this size")
     reports_dir: Path = Path("reports")
     io_retries: int = Field(3, ge=0, description="retries of I/O tasks (load, store, record-scores, notify)")
-    io_retry_delays: tuple[float, ...] = (2.0, 10.0, 30.0)
+    io_retry_delays: tuple[float, ...] = Field((2.0, 8.0, 20.0), description="seconds before each retry; the last "
+                                               "one repeats when io_retries outnumber them; 30 s in all at most")
+
+    @model_validator(mode="after")
+    def _io_retries_within_30_s(self) -> ExecutionSettings:
+        """An error that outlasts half a minute of retries will not pass in a few more: waiting longer only delays
+        its report (Prefect waits the last delay again for each retry beyond the delays given)."""
+        delays = self.io_retry_delays
+        if any(d < 0 for d in delays):
+            raise ValueError(f"io_retry_delays must not be negative, got {list(delays)}")
+        waits = [delays[min(i, len(delays) - 1)] for i in range(self.io_retries)] if delays else []
+        if sum(waits) > 30:
+            raise ValueError(f"io_retry_delays [{', '.join(f'{d:g}' for d in delays)}] with io_retries="
+                             f"{self.io_retries} wait {' + '.join(f'{w:g}' for w in waits)} = {sum(waits):g} s "
+                             f"in all; at most 30 s")
+        return self
 
 
 class Settings(BaseSettings):

@@ -23,6 +23,7 @@ import polars as pl
 
 from schemas import FeatureSetRef, validate_symbol
 from stores.files import atomic_write, sha256_file
+from stores.io_errors import os_error_code
 
 __all__ = ["SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split",
            "stored_features"]
@@ -47,6 +48,22 @@ def read_manifest(ref: FeatureSetRef) -> dict[str, Any]:
         return dict(json.loads(ref.manifest_path.read_text(encoding="utf-8")))
     except ValueError as exc:
         raise FeatureStoreError(f"feature set manifest corrupt: {ref.manifest_path} ({exc})") from None
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    """Write `frame` to `path`, a file system error raised as an OSError with its errno.
+
+    polars raises OSError without an errno when it cannot create the file, and ComputeError when a write
+    fails (a full disk): the errno tells a retry a full disk from a read-only store.
+    """
+    try:
+        # lz4: a quarter faster to write than zstd, for files about a sixth larger
+        frame.write_parquet(path, compression="lz4", statistics=True)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        code = os_error_code(error)
+        if code is None or getattr(error, "errno", None) == code:
+            raise
+        raise OSError(code, os.strerror(code), str(path)) from error
 
 
 def _checked(ref: FeatureSetRef, split: str, manifest: dict[str, Any], *, quick: bool = False) -> Path:
@@ -106,8 +123,7 @@ class FeatureStore:
             files: dict[str, dict[str, Any]] = {}
             for name in SPLITS:
                 path = tmp / f"{name}.parquet"
-                # lz4: a quarter faster to write than zstd, for files about a sixth larger
-                parts[name].write_parquet(path, compression="lz4", statistics=True)
+                _write_parquet(parts[name], path)
                 stat = path.stat()
                 files[name] = {"sha256": sha256_file(path), "rows": parts[name].height, "bytes": stat.st_size,
                                "mtime_ns": stat.st_mtime_ns}

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import DEFAULT_CONFIG_FILE, ConfigError, Settings, load_settings
+from settings import DEFAULT_CONFIG_FILE, ConfigError, ExecutionSettings, Settings, load_settings
 
 
 def test_shipped_config_matches_the_seed() -> None:
@@ -53,6 +53,10 @@ def test_env_selects_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ({"data": {"symbols": ["../x"]}}, "invalid symbol '../x'"),
         ({"scheduling": {"daily_retrain": {"time": "25:00"}}}, "scheduling.daily_retrain.time"),
         ({"data": {"no_such_key": 1}}, "data.no_such_key"),
+        ({"execution": {"io_retry_delays": [2, 10, 30]}},
+         "execution: io_retry_delays [2, 10, 30] with io_retries=3 wait 2 + 10 + 30 = 42 s in all; at most 30 s"),
+        ({"execution": {"io_retries": 5, "io_retry_delays": [2, 8]}}, "wait 2 + 8 + 8 + 8 + 8 = 34 s in all"),
+        ({"execution": {"io_retry_delays": [-1]}}, "execution: io_retry_delays must not be negative"),
     ],
 )
 def test_invalid_values_name_the_key(overrides: dict, expected: str) -> None:
@@ -148,6 +152,15 @@ def test_an_unusable_deployment_token_is_refused_at_load(token: str, monkeypatch
 
     with pytest.raises(ConfigError, match=r"deployment\.token: "):
         load_settings(DEFAULT_CONFIG_FILE)
+
+
+def test_io_retries_wait_30_s_in_all_at_most() -> None:
+    shipped, defaults = load_settings(DEFAULT_CONFIG_FILE).execution, ExecutionSettings()
+    assert (shipped.io_retries, shipped.io_retry_delays) == (defaults.io_retries, defaults.io_retry_delays)
+    assert (defaults.io_retries, sum(defaults.io_retry_delays)) == (3, 30)
+    assert ExecutionSettings(io_retries=4, io_retry_delays=(2.0, 8.0, 10.0)).io_retries == 4  # 2 + 8 + 10 + 10 s
+    assert ExecutionSettings(io_retries=0, io_retry_delays=(60.0,)).io_retries == 0  # no retry waits
+    assert ExecutionSettings(io_retries=2, io_retry_delays=(10.0, 20.0, 60.0)).io_retries == 2  # the third is unused
 
 
 URI_WITH_PASSWORD = "mongodb://user:hunter2@db.example:27017/"

@@ -33,8 +33,8 @@ from tasks.data.clean import Cleaned, clean
 from tasks.data.features import SYMBOL, compute_features
 from tasks.data.select import Selected, select
 from tasks.data.split import Splits, check_history, split
-from tasks.data.store import PIPELINE_MODULES, file_system_error, publish, store
-from tasks.operations.caching import code_version, stable_token
+from tasks.data.store import PIPELINE_MODULES, publish, store
+from tasks.operations.caching import code_version, file_system_error, stable_token
 from tasks.operations.monitor import resource_logged
 
 __all__ = ["STEPS", "Batch", "Stage", "adopt", "clean_batch", "engineer_batch", "load_batch", "plan_batches",
@@ -227,7 +227,8 @@ def split_batch(stage: Stage[Selected], data: DataSettings) -> Stage[Splits]:
 def store_batch(stage: Stage[Splits], cleaned: Stage[Cleaned], selected: Stage[Selected],
                 feature_store: FeatureStore, data: DataSettings) -> Stage[FeatureSetRef]:
     """Write each symbol's snapshot (not yet current), with the input key it was built from. A file system error
-    fails the task run, to be retried: writing the same content again keeps the snapshot already there."""
+    fails the task run, retried when it may heal (a full disk, not a read-only store): writing the same content
+    again keeps the snapshot already there."""
     def write(symbol: str, splits: Splits) -> FeatureSetRef:
         return store.fn(splits, symbol, cleaned.values[symbol], selected.values[symbol], feature_store,
                         data.features.horizon, input_key=stage.batch.keys[symbol], calendar=stage.batch.calendar)
@@ -239,8 +240,8 @@ def store_batch(stage: Stage[Splits], cleaned: Stage[Cleaned], selected: Stage[S
       retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the data pipeline
 @resource_logged
 def publish_batch(stage: Stage[FeatureSetRef], feature_store: FeatureStore) -> Stage[FeatureSetRef]:
-    """Make each stored snapshot its symbol's current one (a file system error fails the task run, to be
-    retried; publishing again is harmless)."""
+    """Make each stored snapshot its symbol's current one (a file system error fails the task run, retried when
+    it may heal; publishing again is harmless)."""
     return _each("publish", stage, lambda _, ref: publish.fn(ref, feature_store),
                  outages=(PriceStoreUnavailable, OSError))
 

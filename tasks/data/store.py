@@ -1,15 +1,17 @@
 """store: write one symbol's splits to the Parquet feature store with a manifest; publish: make that snapshot the
-current one (I/O: retried). `store` is cached, `publish` is not, so a cache hit still moves the current snapshot."""
+current one (I/O: retried on file errors that may heal, as often and as late as execution.io_retries and
+io_retry_delays say by default). `store` is cached, `publish` is not, so a cache hit still moves the current
+snapshot."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
-from prefect import State, task
+from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from schemas import FeatureSetRef
+from settings import ExecutionSettings
 from stores.base import PRICE_COLUMNS
 from stores.features import FeatureStore
 from tasks.data.calendar import RunCalendar
@@ -17,28 +19,25 @@ from tasks.data.clean import Cleaned
 from tasks.data.features import LABEL
 from tasks.data.select import Selected
 from tasks.data.split import PART, Splits
-from tasks.operations.caching import ContentInputs, ModuleSources, code_version
+from tasks.operations.caching import ContentInputs, ModuleSources, code_version, file_system_error
 from tasks.operations.monitor import resource_logged
 
-__all__ = ["PIPELINE_MODULES", "current_feature_sets", "file_system_error", "publish", "store"]
+__all__ = ["PIPELINE_MODULES", "current_feature_sets", "publish", "store"]
 
 PIPELINE_MODULES = ("tasks.data.load", "tasks.data.clean", "tasks.data.sessions", "tasks.data.features",
                     "tasks.data.engineer", "tasks.data.select", "tasks.data.calendar", "tasks.data.split",
                     "tasks.data.store", "stores.features")
 
-
-def file_system_error(task: Any, task_run: Any, state: State) -> bool:
-    """A retry condition: retry a file system's errors only (a full disk, a lost mount); a snapshot that fails
-    its check will not heal."""
-    return isinstance(state.result(raise_on_failure=False), OSError)
+_IO = ExecutionSettings()
+"""the settings' default retries; `with_options(**io_options(settings.execution))` gives the configured ones."""
 
 
 @task(
     name="store",
     task_run_name="store-{symbol}",
     cache_policy=ContentInputs() + ModuleSources(modules=("tasks.data.store", "stores.features")),
-    retries=3,
-    retry_delay_seconds=[2, 10, 30],
+    retries=_IO.io_retries,
+    retry_delay_seconds=list(_IO.io_retry_delays),
     retry_condition_fn=file_system_error,
 )
 @resource_logged
@@ -67,8 +66,8 @@ def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, fea
     return feature_store.write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
 
 
-@task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=3,
-      retry_delay_seconds=[2, 10, 30], retry_condition_fn=file_system_error)
+@task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=_IO.io_retries,
+      retry_delay_seconds=list(_IO.io_retry_delays), retry_condition_fn=file_system_error)
 def publish(ref: FeatureSetRef, feature_store: FeatureStore) -> FeatureSetRef:
     """Make the snapshot `ref` its symbol's current feature set, after checking its files."""
     return feature_store.publish(ref)

@@ -28,6 +28,7 @@ from stores.metrics import MetricsHistory
 from stores.registry import ModelRegistry, PendingPromotion, RegistryError
 from tasks.evaluation.choose import Decision
 from tasks.evaluation.evaluate import loaded
+from tasks.operations.caching import file_system_error
 from tasks.operations.monitor import resource_logged
 
 __all__ = [
@@ -123,10 +124,13 @@ def _retry_unreachable(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(state.result(raise_on_failure=False), (httpx.ConnectError, httpx.TimeoutException))
 
 
-@task(name="stage-champions", cache_policy=NO_CACHE)  # retries: execution.io_retries, set by the training flow
+@task(name="stage-champions", cache_policy=NO_CACHE,
+      retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the training flow
 @resource_logged
 def stage_champions(decisions: list[Decision], registry: ModelRegistry) -> list[Decision]:
-    """Point each promoted symbol's `staging` alias at its new champion; return the promotions."""
+    """Point each promoted symbol's `staging` alias at its new champion; return the promotions. Retried on file
+    errors that may heal only: setting an alias again is harmless, a missing version or a read-only registry
+    will not change."""
     promoted = [d for d in decisions if d.action == "promote" and d.model_type and d.version]
     for decision in promoted:
         registry.set_alias(decision.symbol, "staging", decision.model_type, decision.version)  # type: ignore[arg-type]

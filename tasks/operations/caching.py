@@ -17,14 +17,16 @@ from typing import Any
 import polars as pl
 from prefect.cache_policies import CachePolicy
 from prefect.context import TaskRunContext
+from prefect.states import State
 from prefect.utilities.hashing import hash_objects
 from pydantic import BaseModel
 
 from settings import ExecutionSettings
+from stores.io_errors import transient_file_error
 
 __all__ = [
     "CachePruned", "ContentInputs", "ModuleSources", "PriceFingerprint", "RegisteredVersionInputs", "cache_options",
-    "code_version", "frame_digest", "io_options", "module_digest", "prune_cache", "stable_token",
+    "code_version", "file_system_error", "frame_digest", "io_options", "module_digest", "prune_cache", "stable_token",
 ]
 
 _MB = 1024 * 1024
@@ -154,8 +156,17 @@ def cache_options(execution: ExecutionSettings, refresh: bool = False) -> dict[s
 
 
 def io_options(execution: ExecutionSettings) -> dict[str, Any]:
-    """Retry options for I/O tasks, with growing delays."""
+    """Retry options for I/O tasks, with growing delays (30 s in all at most: see ExecutionSettings). Which
+    errors are retried is the task's own `retry_condition_fn`: `file_system_error` for those that write files."""
     return {"retries": execution.io_retries, "retry_delay_seconds": list(execution.io_retry_delays)}
+
+
+def file_system_error(task: Any, task_run: Any, state: State) -> bool:
+    """A retry condition for tasks that write files: retry the file errors that may heal (a full disk, a lost
+    mount), not a read-only or forbidden folder, nor any other error (a snapshot that fails its check, a
+    missing model version): see stores/io_errors.py."""
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, BaseException) and transient_file_error(error)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from stores.metrics import MetricsHistory
 from stores.registry import ModelRegistry
 from tasks.delivery.markdown import cell, table_rows
 from tasks.evaluation.drift import WindowAssessment
+from tasks.operations.caching import file_system_error
 from tasks.operations.monitor import resource_logged
 from tasks.operations.schedule import HealthCheck, version_scores
 
@@ -102,11 +103,13 @@ def deployment_scores(assessments: list[WindowAssessment], history_path: Path) -
     return scores
 
 
-@task(name="record-scores", cache_policy=NO_CACHE)
+@task(name="record-scores", cache_policy=NO_CACHE,
+      retry_condition_fn=file_system_error)  # retries: execution.io_retries, set by the weekly evaluation
 @resource_logged
 def record_scores(assessments: list[WindowAssessment], pending: dict[str, str], history_path: Path) -> int:
     """Append each window score to MetricsHistory with source "weekly-evaluation"; `pending`: symbol -> why its
-    model was found degraded, for the models whose retrain did not complete (the daily retrain retrains them)."""
+    model was found degraded, for the models whose retrain did not complete (the daily retrain retrains them).
+    Retried on file errors that may heal only (a full disk), not on a read-only or forbidden history."""
     history = MetricsHistory(history_path)
     for a in assessments:
         history.record_score(a.symbol, a.model_type, a.version, a.composite, a.window_end, SOURCE,

@@ -309,9 +309,13 @@ def test_an_unreachable_store_fails_the_run_once_not_once_per_symbol(small_confi
         load_batch.fn(batch, MongoPriceStore(mongo), data)
 
 
-def test_a_file_system_error_is_retried_then_fails_its_batch_not_the_other(
-        small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("full_disk", "tries"), [(False, 1), (True, 2)], ids=["file-where-folder-belongs", "ENOSPC"])
+def test_a_file_system_error_fails_its_batch_not_the_other_after_retries_if_it_may_heal(
+        full_disk: bool, tries: int, small_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import tempfile
     import time
+    from types import SimpleNamespace
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -322,7 +326,15 @@ def test_a_file_system_error_is_retried_then_fails_its_batch_not_the_other(
         update={"batch_size": 2, "io_retries": 1, "io_retry_delays": (0.0,)})})
     root = settings.data.feature_store_path
     root.mkdir(parents=True, exist_ok=True)
-    (root / "VCB").write_text("a file where the symbol's folder belongs")  # every write under it: OSError
+    if full_disk:
+        def mkdtemp(dir: Path, prefix: str) -> str:
+            if Path(dir).name == "VCB":
+                raise OSError(errno.ENOSPC, "No space left on device", str(dir))
+            return tempfile.mkdtemp(dir=dir, prefix=prefix)
+
+        monkeypatch.setattr("stores.features.tempfile", SimpleNamespace(mkdtemp=mkdtemp))
+    else:  # every write under it: FileExistsError, which no retry heals
+        (root / "VCB").write_text("a file where the symbol's folder belongs")
 
     state = data_pipeline(symbols=SYMBOLS, settings=settings, return_state=True)
 
@@ -337,10 +349,10 @@ def test_a_file_system_error_is_retried_then_fails_its_batch_not_the_other(
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
                 id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
         run_counts = {r.name: r.run_count for r in runs if r.state is not None and r.state.is_final()}
-        if run_counts.get("store-batch-1-of-2") == 2 and "store-batch-2-of-2" in run_counts:
+        if run_counts.get("store-batch-1-of-2") == tries and "store-batch-2-of-2" in run_counts:
             break
         time.sleep(0.2)
-    assert run_counts["store-batch-1-of-2"] == 2  # the first try and its one retry
+    assert run_counts["store-batch-1-of-2"] == tries  # the first try, and its one retry if the error may heal
     assert run_counts["store-batch-2-of-2"] == 1
     assert "publish-batch-1-of-2" not in run_counts
 
