@@ -138,6 +138,10 @@ class JobFailure:
     step: str
     """where it failed: "tune", "train", "evaluate", "deploy", ..."""
     error: str
+    """the error in words, any URI's credentials hidden (it lands in reports, logs and alerts)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "error", redact_credentials(self.error))
 
     def __str__(self) -> str:
         job = " ".join(part for part in (self.model_type, self.symbol) if part)

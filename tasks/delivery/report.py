@@ -22,7 +22,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from schemas import JobFailure
+from schemas import JobFailure, redact_credentials
 from stores.files import atomic_write
 from tasks.delivery.markdown import cell, table_rows
 from tasks.delivery.portfolio_report import portfolio_rows
@@ -170,8 +170,8 @@ def write_failure_report(reports_dir: Path, run_id: str, step: str, error: BaseE
     directory = Path(reports_dir) / run_id
     directory.mkdir(parents=True, exist_ok=True)
     content = {"run_id": run_id, "created_at": datetime.now(UTC).isoformat(), "status": "failed",
-               "failed_step": step, "error": f"{type(error).__name__}: {error}", "failures": to_jsonable(failures),
-               **to_jsonable(sections)}
+               "failed_step": step, "error": redact_credentials(f"{type(error).__name__}: {error}"),
+               "failures": to_jsonable(failures), **to_jsonable(sections)}
     json_path, html_path = directory / "report.json", directory / "report.html"
     atomic_write(json_path, json.dumps(content, indent=2))
     atomic_write(html_path, page(content))

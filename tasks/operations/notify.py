@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import httpx
@@ -13,6 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 
+from schemas import redact_credentials
 from settings import MonitoringSettings
 from tasks.delivery.markdown import cell, inline
 from tasks.operations.monitor import Anomaly, resource_logged
@@ -88,6 +90,7 @@ def notify(alerts: list[Anomaly], title: str, to: list[Notifier]) -> int:
     """
     if not alerts:
         return 0
+    alerts = [replace(a, subject=redact_credentials(a.subject), detail=redact_credentials(a.detail)) for a in alerts]
     if FlowRunContext.get() or TaskRunContext.get():  # Prefect deprecates artifacts made outside a run
         create_markdown_artifact(_markdown(alerts, title), key="alerts", description=title)
     for notifier in to:

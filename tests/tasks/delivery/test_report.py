@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,3 +129,17 @@ def test_every_chart_has_its_legends_outside_the_plotting_area(chart: str) -> No
         fig, expected = portfolio_figure(portfolio_result()), 1
     fig.tight_layout()
     assert legends_beside_axes(fig) == [True] * expected
+
+
+def test_a_failure_report_keeps_no_credentials(tmp_path: Path) -> None:
+    from schemas import JobFailure
+    from tasks.delivery.report import write_failure_report
+
+    error = ConnectionError("mongodb://admin:hunter2@db:27017/ refused the connection")
+    failures = [JobFailure("VHM", "", "load", f"ConnectionError: {error}")]
+    written = write_failure_report(tmp_path, "run-1", "data-pipeline", error, {}, failures)
+
+    for path in (written.json_path, written.html_path):
+        text = path.read_text(encoding="utf-8")
+        assert "hunter2" not in text
+        assert "<credentials hidden>" in text or "&lt;credentials hidden&gt;" in text

@@ -132,3 +132,20 @@ def test_a_multi_line_error_stays_in_its_row_of_the_alerts_table() -> None:
                     "(1, 0, 0): roots |",
                     "| stale\\_feed | VCB | newest prices are from 2024-05-01 |"]  # shown literally, not italic
     assert all(row.count(" | ") == 2 for row in rows)  # three cells each: an escaped pipe splits none
+
+
+def test_credentials_in_an_alert_never_reach_the_webhook_or_the_log(webhook: Webhook,
+                                                                    caplog: pytest.LogCaptureFixture) -> None:
+    leaky = [Anomaly("failed_job", "training x", "load failed: mongodb://admin:hunter2@db:27017/ refused")]
+    with caplog.at_level(logging.WARNING, logger="tasks.operations.notify"):
+        notify.fn(leaky, "daily", notifiers(MonitoringSettings(webhook_url=webhook.url)))
+
+    sent = json.dumps(webhook.bodies) + caplog.text
+    assert "hunter2" not in sent and "mongodb://<credentials hidden>@db:27017/ refused" in sent
+
+
+def test_a_job_failure_keeps_no_credentials() -> None:
+    from schemas import JobFailure
+
+    failure = JobFailure("VHM", "", "load", "ServerSelectionTimeoutError: mongodb://u:hunter2@db/: timed out")
+    assert failure.error == "ServerSelectionTimeoutError: mongodb://<credentials hidden>@db/: timed out"
