@@ -52,18 +52,34 @@ async def read_deployments() -> dict[str, list]:
         return found
 
 
+async def remove_deployments_and_pool(pool: str) -> None:
+    """Leave the shared test server as it was: a deployment left there would be run by other tests' flows (the
+    weekly evaluation runs `daily-retrain/daily` when it exists, and waits for a worker)."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for deployment in await client.read_deployments():
+            await client.delete_deployment(deployment.id)
+        await client.delete_work_pool(pool)
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_prefect_deploy_all_creates_the_three_deployments() -> None:
     from prefect.settings import get_current_settings
 
     env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url)}
     prefect = [sys.executable, "-m", "prefect"]
-    subprocess.run([*prefect, "work-pool", "create", "stock-ai", "--type", "process"], cwd=ROOT, env=env,
+    pool = load_settings(DEFAULT_CONFIG_FILE).scheduling.work_pool
+    subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], cwd=ROOT, env=env,
                    check=True, capture_output=True, timeout=120)
-    result = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    found = asyncio.run(read_deployments())
+    try:
+        result = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        found = asyncio.run(read_deployments())
+    finally:
+        asyncio.run(remove_deployments_and_pool(pool))
     assert found["training/full"] == []
     assert found["daily-retrain/daily"] == [("0 2 * * *", "Asia/Ho_Chi_Minh", True)]
     assert found["weekly-evaluation/weekly"] == [("0 1 * * 0", "Asia/Ho_Chi_Minh", True)]
+    assert asyncio.run(read_deployments()) == {}
