@@ -105,7 +105,8 @@ def training(symbols: list[str] | None = None, config_file: str | None = None, r
         models = despite_failed_jobs(fan_out, symbols=symbols, settings=settings, refs=all_refs,
                                      retrain_all=retrain_all, optimize=optimize, universe=members)
         step = "evaluation-pipeline"
-        evaluation = despite_failed_jobs(evaluation_pipeline, refs, settings, universe_refs=all_refs)
+        scored = evaluation_pipeline.with_options(task_runner=task_runner(settings.execution))
+        evaluation = despite_failed_jobs(scored, refs, settings, universe_refs=all_refs)
         step = "choose"
         level = settings.model_selection.significance_level
         money = settings.model_selection.require_positive_excess
