@@ -7,7 +7,6 @@ CLI: python -m flows.model_pipeline [--model-type lstm ...] [--symbols VHM] [--u
 
 from __future__ import annotations
 
-import os
 import sys
 
 from flows.cli import models_parser, prefect_environment, run_cli, tuning_overrides
@@ -26,7 +25,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.futures import PrefectFuture, as_completed
 
 from flows.fanout import Fanout, despite_failed_jobs, error_text
-from flows.runners import task_runner
+from flows.runners import parallelism, task_runner
 from models.notices import describe_notices
 from models.pooled import MIN_SYMBOLS, POOLED_FOLDER, is_pooled
 from schemas import FeatureSetRef, JobFailure, RunFailed, failed_jobs_message, validate_symbol
@@ -136,7 +135,7 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
         t, {s: refs[s] for s in (universe if is_pooled(t) else plan.symbols(t))}, settings.optimization,
         settings.models, horizon, optimize, selection if is_pooled(t) else None)
         for t in dict.fromkeys(job.model_type for job in plan.to_train)}
-    alone, batches = plan.grouped(settings.models.grouped_types, settings.models.group_size, os.cpu_count() or 1)
+    alone, batches = plan.grouped(settings.models.grouped_types, settings.models.group_size, parallelism())
     futures: list[PrefectFuture[Any]] = [
         *train.map(alone, unmapped(refs), [tuned[job.model_type] for job in alone], unmapped(settings.models),
                    unmapped(registry), [selection if is_pooled(job.model_type) else None for job in alone]),

@@ -6,8 +6,11 @@ Use it per call, so the flow itself stays unchanged:
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING, Any
 
+from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -16,7 +19,7 @@ from settings import ExecutionSettings
 if TYPE_CHECKING:
     from prefect.task_runners import TaskRunner
 
-__all__ = ["api_url", "dask_cluster_kwargs", "task_runner"]
+__all__ = ["api_url", "dask_cluster_kwargs", "parallelism", "task_runner"]
 
 
 def api_url() -> str:
@@ -56,3 +59,21 @@ def task_runner(execution: ExecutionSettings) -> TaskRunner[Any]:
         return DaskTaskRunner(address=execution.dask_address)
     return DaskTaskRunner(cluster_class="distributed.LocalCluster",
                           cluster_kwargs=dask_cluster_kwargs(execution.dask_workers, api_url()))
+
+
+def parallelism(runner: TaskRunner[Any] | None = None) -> int:
+    """How many CPU-bound task runs `runner` (default: the running flow's) works on at once: the threads of every
+    worker of its Dask cluster, else this machine's cores.
+
+    A fan-out cut into fewer task runs than this leaves workers idle: a cluster of machines has more workers than
+    the machine the flow runs on has cores.
+    """
+    if runner is None:
+        context = FlowRunContext.get()
+        runner = context.task_runner if context else None
+    dask = sys.modules.get("prefect_dask.task_runners")  # loaded by whoever made a DaskTaskRunner
+    if dask is not None and isinstance(runner, dask.DaskTaskRunner):
+        threads = sum(runner.client.nthreads().values())
+        if threads:
+            return int(threads)
+    return os.cpu_count() or 1

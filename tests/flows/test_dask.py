@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.model_pipeline import ModelPipelineResult, model_pipeline
-from flows.runners import task_runner
+from flows.runners import parallelism, task_runner
 from settings import ExecutionSettings, Settings, load_settings
 from stores.registry import LocalModelRegistry
 from tests.flows.test_model_pipeline import config, task_run_names
@@ -75,6 +76,19 @@ def test_task_runner_choice() -> None:
     local = task_runner(ExecutionSettings(task_runner="dask", dask_workers=3))
     assert local.cluster_kwargs["n_workers"] == 3  # type: ignore[attr-defined]
     assert local.cluster_kwargs["env"]["PREFECT_API_URL"].startswith("http")  # type: ignore[attr-defined]
+
+
+@flow(name="dask-width")
+def width() -> int:
+    return parallelism()
+
+
+def test_parallelism_is_the_cluster_s_threads_else_the_cores() -> None:
+    assert width() == os.cpu_count()
+    three = task_runner(ExecutionSettings(task_runner="dask", dask_workers=3))
+    with spawned_workers() as workers:
+        assert width.with_options(task_runner=three)() == 3
+    assert_gone(workers)
 
 
 def test_model_subflow_on_dask_workers_matches_threads(tmp_path: Path) -> None:
