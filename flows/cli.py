@@ -60,26 +60,6 @@ def one_line(error: BaseException | str) -> str:
     return redact_credentials(" ".join(str(error).split()))
 
 
-class _ConsoleRecords(logging.Filter):
-    """Hides URI credentials in every console record, and drops the traceback of records about `expected` errors
-    (the message line stays)."""
-
-    def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
-        super().__init__()
-        self.expected = expected
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], self.expected):
-            record.exc_info, record.exc_text = None, None
-        message = record.getMessage()
-        hidden = redact_credentials(message)
-        if hidden != message:
-            record.msg, record.args = hidden, ()
-        if record.exc_text:
-            record.exc_text = redact_credentials(record.exc_text)
-        return True
-
-
 class _HiddenCredentials(logging.Filter):
     """Hides URI credentials in a record's message and traceback, before any handler sees it."""
 
@@ -95,6 +75,20 @@ class _HiddenCredentials(logging.Filter):
         if record.exc_text:
             record.exc_text = redact_credentials(record.exc_text)
         return True
+
+
+class _ConsoleRecords(_HiddenCredentials):
+    """Drops the traceback of console records about `expected` errors (the message line stays), and hides URI
+    credentials in every one."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info, record.exc_text = None, None
+        return super().filter(record)
 
 
 RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
