@@ -244,8 +244,16 @@ class ModelsSettings(_Section):
     scope: Literal["per_symbol", "pooled", "both"] = Field(
         "both", description="per_symbol: one model per (symbol, type); pooled: one model per type over every "
         "symbol of the run (not ARIMA, which models one series); both: each symbol's candidates include both")
+    per_symbol_types: tuple[ModelType, ...] | None = Field(
+        None, description="with scope per_symbol or both: the model types of `model_types` trained per symbol "
+        "(None: all of them); e.g. [arima, catboost] keeps the networks pooled only, as a large universe needs")
     pooled_max_features: int = Field(60, ge=1, description="a pooled model reads the features kept by the most "
                                      "symbols, at most this many")
+    pooled_max_rows: int | None = Field(
+        50_000, ge=1_000, description="rows one pass of a pooled fit reads, drawn over every symbol (seeded): "
+        "CatBoost fits on a sample of this many train (and val) rows, a network draws this many training windows "
+        "afresh each epoch and validates on a fixed sample of this many; a pooled fit's cost stops growing with "
+        "the universe. None: every row")
     pooled_normalisation: Literal["zscore", "symbol"] = Field(
         "zscore", description="zscore: features z-scored per date across the symbols, label demeaned per date "
         "(cross-sectional); symbol: each symbol normalised on its own train rows")
@@ -256,6 +264,11 @@ class ModelsSettings(_Section):
         if not types:
             raise ValueError("list at least one model type")
         return tuple(dict.fromkeys(types))
+
+    @field_validator("per_symbol_types")
+    @classmethod
+    def _per_symbol_types_unique(cls, types: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if types is None else tuple(dict.fromkeys(types))
 
 
 class OptimizationSettings(_Section):
@@ -281,7 +294,10 @@ class BacktestSettings(_Section):
 
 
 class CrossValidationSettings(_Section):
-    cv_folds: int = Field(5, ge=2)
+    cv_folds: int = Field(5, ge=2, description="walk-forward folds of a per-symbol model")
+    pooled_folds: int = Field(3, ge=2, description="walk-forward folds of a universe (pooled) model: each refits it "
+                              "on the whole universe, so each costs a pooled fit; its folds score every evaluated "
+                              "symbol, so fewer of them still rest on many blocks")
 
 
 class PortfolioSettings(_Section):

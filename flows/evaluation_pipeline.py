@@ -84,7 +84,8 @@ def evaluation_pipeline(refs: dict[str, FeatureSetRef], settings: Settings, mode
     evaluation, threads = settings.evaluation, settings.models.threads
     cv = {key: pooled_cross_validation.with_options(**cached).submit(
         *key, universe[key] | {j.symbol: refs[j.symbol] for j in jobs if (j.model_type, j.version) == key},
-        evaluation.cross_validation, threads, registry) for key in versions}
+        evaluation.cross_validation, threads, registry,
+        sorted({j.symbol for j in jobs if (j.model_type, j.version) == key})) for key in versions}
     weighed = {key: universe_evidence.with_options(**cached).submit(
         *key, universe[key], threads, registry, settings.model_selection.universe_min_symbols, later.get(key),
         portfolio=evaluation.portfolio, commission=evaluation.backtesting.commission, markets=settings.markets)

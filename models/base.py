@@ -71,6 +71,10 @@ class Forecaster(ABC):
         self.fitted = False
         self.fit_notices: dict[str, int] = {}
         """statsmodels' routine warnings the last fit raised, by kind (models/notices.py); none was shown."""
+        self.row_budget: int | None = None
+        """at most this many train rows one pass of a fit reads (None: all): CatBoost fits on a seeded sample of
+        this many train rows (and val rows), a network draws this many training windows afresh each epoch and
+        validates on a fixed seeded sample of this many. Pooled models set it (models.pooled_max_rows)."""
 
     # -- the contract -------------------------------------------------------------------------------
     @classmethod
@@ -161,6 +165,13 @@ class Forecaster(ABC):
         self.fit_notices = dict(notices)
         self.fitted = True
         return self
+
+    def _within_budget(self, frame: pl.DataFrame, salt: int) -> pl.DataFrame:
+        """`frame`, or a seeded sample of `row_budget` of its rows in their order when it has more."""
+        if self.row_budget is None or frame.height <= self.row_budget:
+            return frame
+        rows = np.random.default_rng([self.seed, salt]).choice(frame.height, self.row_budget, replace=False)
+        return frame[np.sort(rows)]
 
     # -- what each model type implements ----------------------------------------------------------
     @abstractmethod

@@ -56,6 +56,7 @@ class CatBoostForecaster(Forecaster):
             iterations=p.iterations, depth=p.depth, learning_rate=p.learning_rate, l2_leaf_reg=p.l2_leaf_reg,
             loss_function="RMSE", random_seed=self.seed, thread_count=self.threads, verbose=False,
             allow_writing_files=False)
+        train, val = self._within_budget(train, 0), self._within_budget(val, 1)
         try:
             self._regressor.fit(self._pool(train), eval_set=self._pool(val),
                                 early_stopping_rounds=p.early_stopping_rounds, use_best_model=True)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CLIP", "CROSS_SECTION_FILE", "MIN_SYMBOLS", "POOLED_FOLDER", "POOLED_SUFFIX", "CrossSection",
            "PooledForecaster",
-           "SymbolScale", "base_type", "is_pooled", "normalisation_of", "pooled_type",
+           "SymbolScale", "base_type", "is_pooled", "normalisation_of", "pooled_type", "row_budget_of",
            "symbol_features"]
 
 POOLED_SUFFIX = "-pooled"
@@ -68,6 +68,12 @@ def symbol_features(description: Mapping[str, Any], symbol: str) -> list[str]:
     if symbol not in scales:
         raise ModelError(f"{description.get('model_type')}: not fitted on {symbol}")
     return [str(f) for f in scales[symbol]["features"]]
+
+
+def row_budget_of(description: Mapping[str, Any]) -> int | None:
+    """The rows per pass a pooled model saved as `description` (its model.json) was fitted with (None: all)."""
+    budget = description.get("state", {}).get("row_budget")
+    return None if budget is None else int(budget)
 
 
 def normalisation_of(description: Mapping[str, Any]) -> str:
@@ -231,13 +237,16 @@ class PooledForecaster(Forecaster):
         return tuple(sorted(self.scales))
 
     def fit_symbols(self, train: Mapping[str, pl.DataFrame], val: Mapping[str, pl.DataFrame],
-                    cross_section: CrossSection | None = None) -> Self:
+                    cross_section: CrossSection | None = None, row_budget: int | None = None) -> Self:
         """Fit on every symbol's train rows at once (`val` for early stopping).
 
         Args:
             cross_section: None normalises each symbol on its own train rows; else the per-date statistics of
                 the pooled features over the symbols (CrossSection.of), covering every date the model will be
                 asked about: features are z-scored per date and the label demeaned per date.
+            row_budget: at most this many rows (windows) per pass of the fit, drawn over every symbol (the
+                inner model's `row_budget`); None: all. Kept with the model, so a walk-forward refit reads the
+                same (`row_budget_of`).
         """
         if not train:
             raise ModelError(f"{self.model_type}: no symbols to fit on")
@@ -260,6 +269,7 @@ class PooledForecaster(Forecaster):
         if not any(scale.features for scale in self.scales.values()):
             raise ModelError(f"{self.model_type}: none of the symbols has any of the pooled features")
         self.symbol = None
+        self.row_budget = self.inner.row_budget = row_budget
         self.inner.fit_segments([self._inputs(s, _excess(train[s], label_means), label=True) for s in self.symbols],
                                 [self._inputs(s, _excess(val[s], label_means), label=True) for s in self.symbols])
         self.fitted, self.features = True, self.pooled
@@ -308,7 +318,7 @@ class PooledForecaster(Forecaster):
             self.cross_section.stats.write_parquet(directory / CROSS_SECTION_FILE)
         return {"inner": self.inner._save(directory), "pooled_features": list(self.pooled),
                 "symbols": {s: scale.to_state() for s, scale in self.scales.items()},
-                "normalisation": "symbol" if self.cross_section is None else "zscore"}
+                "normalisation": "symbol" if self.cross_section is None else "zscore", "row_budget": self.row_budget}
 
     def _load(self, directory: Path, state: dict[str, Any]) -> None:
         self.pooled = tuple(state["pooled_features"])
@@ -320,6 +330,7 @@ class PooledForecaster(Forecaster):
         self.scales = {s: SymbolScale.from_state(v) for s, v in state["symbols"].items()}
         self.cross_section = CrossSection(self.pooled, pl.read_parquet(directory / CROSS_SECTION_FILE)) \
             if state.get("normalisation") == "zscore" else None
+        self.row_budget = self.inner.row_budget = row_budget_of({"state": state})
 
     def save(self, directory: Path) -> None:
         """Write the model with every symbol's scaling; `features` in model.json are all pooled ones."""

@@ -32,7 +32,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from pydantic import Field
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, TensorDataset
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Subset, TensorDataset
 
 from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
 from models.workers import WorkerDied, WorkerPool
@@ -126,14 +126,16 @@ class WindowDataModule(L.LightningDataModule):
         lookback: rows per window.
         batch_size: windows per batch.
         seed: seeds the shuffling of training windows.
+        budget: at most this many training windows per epoch, drawn afresh each epoch, and a fixed sample of this
+            many val windows (None: all of them).
     """
 
     def __init__(self, train: Rows | list[Rows], val: Rows | list[Rows], lookback: int, batch_size: int,
-                 seed: int) -> None:
+                 seed: int, budget: int | None = None) -> None:
         super().__init__()
         self.train_rows = train if isinstance(train, list) else [train]
         self.val_rows = val if isinstance(val, list) else [val]
-        self.lookback, self.batch_size, self.seed = lookback, batch_size, seed
+        self.lookback, self.batch_size, self.seed, self.budget = lookback, batch_size, seed, budget
 
     def setup(self, stage: str) -> None:
         lookback, train_sets, val_sets = self.lookback, [], []
@@ -146,17 +148,24 @@ class WindowDataModule(L.LightningDataModule):
                              torch.tensor(val_y, dtype=torch.float32)))
         # Windows are views of each series' rows: concatenated as datasets, not copied.
         self.train_set = _joined([TensorDataset(x, y) for x, y in train_sets])
-        self.val_set = _joined([TensorDataset(x, y) for x, y in val_sets])
+        self.val_set: TensorDataset | ConcatDataset[Any] | Subset[Any] = _joined(
+            [TensorDataset(x, y) for x, y in val_sets])
+        if self.budget is not None and len(self.val_set) > self.budget:  # the same windows every epoch
+            chosen = torch.randperm(len(self.val_set), generator=torch.Generator().manual_seed(self.seed + 1))
+            self.val_set = Subset(self.val_set, chosen[:self.budget].sort().values.tolist())
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        if self.budget is not None and len(self.train_set) > self.budget:  # a fresh draw of windows each epoch
+            sampler = RandomSampler(self.train_set, num_samples=self.budget, generator=generator)
+            return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler)
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_set, batch_size=self.batch_size)
 
 
-def _joined(parts: list[TensorDataset]) -> Dataset:
+def _joined(parts: list[TensorDataset]) -> TensorDataset | ConcatDataset[Any]:
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
 
@@ -221,6 +230,7 @@ class _FitJob:
     threads: int
     train: list[Rows]
     val: list[Rows]
+    budget: int | None = None
 
 
 @dataclass(frozen=True)
@@ -235,7 +245,7 @@ def _train(job: _FitJob) -> _Fitted:
     model = job.cls(job.features, job.cls.params_type(**job.params), horizon=job.horizon, seed=job.seed,
                     threads=job.threads)
     p = model.params
-    data = WindowDataModule(job.train, job.val, p.lookback, p.batch_size, job.seed)
+    data = WindowDataModule(job.train, job.val, p.lookback, p.batch_size, job.seed, job.budget)
     with _torch_session(job.threads), TemporaryDirectory(prefix="sequence-fit-") as scratch:
         L.seed_everything(job.seed, workers=True, verbose=False)
         regressor = SequenceRegressor(model._build_net(len(job.features)), p.learning_rate, p.weight_decay)
@@ -318,9 +328,11 @@ class SequenceForecaster(Forecaster):
         train_rows = [(feature_matrix(t, self.features), t[LABEL].to_numpy().astype(np.float64)) for t in train]
         val_rows = [(feature_matrix(v, self.features), v[LABEL].to_numpy().astype(np.float64)) for v in val]
         scaler = Scaler.fit(np.concatenate([x for x, _ in train_rows]), np.concatenate([y for _, y in train_rows]))
+        # float32, as the windows read them (sliding_windows): half the bytes sent to and held by the worker
         job = _FitJob(type(self), self.features, p.model_dump(), self.horizon, self.seed, self.threads,
-                      [(scaler.features(x), y / scaler.target_scale) for x, y in train_rows],
-                      [(scaler.features(x), y / scaler.target_scale) for x, y in val_rows])
+                      [(scaler.features(x).astype(np.float32), y / scaler.target_scale) for x, y in train_rows],
+                      [(scaler.features(x).astype(np.float32), y / scaler.target_scale) for x, y in val_rows],
+                      self.row_budget)
         fitted = _run_fit(job)
         with _torch_session(self.threads):
             net = self._build_net(len(self.features))

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,11 +86,17 @@ def _checked(ref: FeatureSetRef, split: str, manifest: dict[str, Any], *, quick:
     return path
 
 
-def read_split(ref: FeatureSetRef, split: str) -> pl.DataFrame:
-    """Read one part of a snapshot after checking its sha256 against the manifest."""
+def read_split(ref: FeatureSetRef, split: str, columns: Collection[str] | None = None) -> pl.DataFrame:
+    """Read one part of a snapshot after checking its sha256 against the manifest; `columns`: only those of them
+    the file has (a symbol may lack a feature a universe model reads), in the file's order."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
-    return pl.read_parquet(_checked(ref, split, read_manifest(ref)))
+    path = _checked(ref, split, read_manifest(ref))
+    if columns is None:
+        return pl.read_parquet(path)
+    import polars.selectors as cs
+
+    return pl.scan_parquet(path).select(cs.by_name(list(columns), require_all=False)).collect()
 
 
 def stored_features(ref: FeatureSetRef) -> tuple[str, ...]:
@@ -99,9 +106,10 @@ def stored_features(ref: FeatureSetRef) -> tuple[str, ...]:
     return tuple(dict.fromkeys([*ref.features, *extra]))
 
 
-def history_before(ref: FeatureSetRef, frame: pl.DataFrame) -> pl.DataFrame:
-    """Every stored row (embargo rows included) dated before `frame`'s first row: a model's context."""
-    return read_split(ref, "all").filter(pl.col("date") < frame["date"].min())
+def history_before(ref: FeatureSetRef, frame: pl.DataFrame, columns: Collection[str] | None = None) -> pl.DataFrame:
+    """Every stored row (embargo rows included) dated before `frame`'s first row: a model's context (`columns`:
+    only those, as read_split)."""
+    return read_split(ref, "all", columns).filter(pl.col("date") < frame["date"].min())
 
 
 class FeatureStore:

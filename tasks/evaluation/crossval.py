@@ -8,8 +8,10 @@ needs is skipped and said; a symbol without rows in a fold's scored block has no
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import TypeVar
 
@@ -143,18 +145,23 @@ def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFra
 
 def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Mapping[str, pl.DataFrame],
                                 features: Sequence[str], horizon: int, folds: int, seed: int, threads: int,
-                                normalisation: str = "symbol", log: Callable[[str], None] = print
+                                normalisation: str = "symbol", log: Callable[[str], None] = print,
+                                row_budget: int | None = None, scored: Collection[str] | None = None
                                 ) -> dict[str, list[PredictionMetrics]]:
     """`walk_forward_metrics` for a pooled type: fold i fits one model on fold i's fit rows of every symbol, then
     scores each symbol's block after them. The folds are cut on the union of the symbols' dates, so every symbol
     shares them, and fit side by side (a pooled fit is long). A fold where fewer than MIN_SYMBOLS symbols have fit,
     early-stopping and scored rows is skipped (`log` says so); a symbol lacking rows in a fold sits that fold out.
     `normalisation` "zscore": per-date statistics over the symbols of `frames` (each date's own rows only).
+    `row_budget`: each fold's fit reads at most this many rows per pass (PooledForecaster.fit_symbols).
+    `scored`: the symbols whose blocks are predicted and scored (default: all); every symbol is fitted on.
 
     Returns:
-        symbol -> one PredictionMetrics per fold it was scored in, oldest first (empty when none).
+        symbol -> one PredictionMetrics per fold it was scored in, oldest first (empty when none), for the
+        symbols of `scored`.
     """
     cls = model_class(model_type)
+    wanted = set(frames if scored is None else scored)
     cross_section = CrossSection.of(frames, features) if normalisation == "zscore" else None
     dated = {s: with_label_end(frame, horizon) for s, frame in frames.items()}
     cuts = date_folds(pl.concat([frame.select("date") for frame in frames.values()])["date"], folds, horizon,
@@ -177,19 +184,32 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
         if not isinstance(model, PooledForecaster):
             raise ValueError(f"{model_type} is not a pooled model type")
         model.fit_symbols({s: p[0] for s, p in usable.items()}, {s: p[1] for s, p in usable.items()},
-                          cross_section)
+                          cross_section, row_budget)
         scores = {}
-        for symbol, (_, _, scored) in usable.items():
+        for symbol, (_, _, block) in ((s, p) for s, p in usable.items() if s in wanted):
             context = frames[symbol].filter(pl.col("date") < fold.score_start)
-            predicted = model.bind(symbol).predict(scored, context=context)
-            scores[symbol] = prediction_metrics(predicted, scored[LABEL].to_numpy())
+            predicted = model.bind(symbol).predict(block, context=context)
+            scores[symbol] = prediction_metrics(predicted, block[LABEL].to_numpy())
         return scores
 
-    out: dict[str, list[PredictionMetrics]] = {s: [] for s in frames}
+    out: dict[str, list[PredictionMetrics]] = {s: [] for s in frames if s in wanted}
     for scores in _side_by_side(one, runnable):
         for symbol, metrics in scores.items():
             out[symbol].append(metrics)
     return out
+
+
+_UNIVERSE_AT_ONCE = threading.Semaphore(1)
+
+
+@contextmanager
+def one_universe_at_a_time() -> Iterator[None]:
+    """Universe walk-forward CVs one at a time per process: each holds its whole universe's history and its folds'
+    copies in memory (gigabytes at market scale), and its folds already fit side by side. (A function, not the
+    semaphore itself, is what tasks refer to: Dask pickles a task's code with what it names, and a lock cannot be
+    pickled.)"""
+    with _UNIVERSE_AT_ONCE:
+        yield
 
 
 def _side_by_side(work: Callable[[T], R], items: Sequence[T]) -> list[R]:

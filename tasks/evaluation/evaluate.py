@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -241,10 +242,10 @@ def check_unseen(model_type: str, version: int, details: dict[str, Any], symbol:
             "universe together (python -m flows.training --symbols ... --universe ...)")
 
 
-def cv_history(ref: FeatureSetRef) -> pl.DataFrame:
+def cv_history(ref: FeatureSetRef, features: Sequence[str] | None = None) -> pl.DataFrame:
     """The rows walk-forward CV may read: up to the last validation row; the embargo after val is left out,
-    its labels read test closes."""
-    everything = read_split(ref, "all")
+    its labels read test closes. `features`: only those feature columns (with date and label), else all columns."""
+    everything = read_split(ref, "all", None if features is None else ["date", LABEL, PART, *features])
     last_val = everything.filter(pl.col(PART) == "val")["date"].max()
     return everything.filter((pl.col("date") <= last_val) & pl.col(PART).is_in(CV_PARTS)).drop(PART)
 

@@ -12,13 +12,20 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from models.base import MODEL_FILE
-from models.pooled import POOLED_FOLDER, CrossSection, PooledForecaster, is_pooled, normalisation_of
+from models.pooled import (
+    POOLED_FOLDER,
+    CrossSection,
+    PooledForecaster,
+    is_pooled,
+    normalisation_of,
+    row_budget_of,
+)
 from models.registry import model_class
 from schemas import FeatureSetRef
 from settings import CrossValidationSettings
 from stores.features import FeatureStore, read_manifest, read_split
 from stores.registry import ModelRegistry
-from tasks.evaluation.crossval import CVSummary, pooled_walk_forward_metrics, summarize
+from tasks.evaluation.crossval import CVSummary, one_universe_at_a_time, pooled_walk_forward_metrics, summarize
 from tasks.evaluation.evaluate import READ_MODULES, cv_history
 from tasks.operations.caching import RegisteredVersionInputs
 from tasks.operations.monitor import resource_logged
@@ -32,15 +39,20 @@ __all__ = ["cross_section_updates", "newer_cross_section", "pooled_cross_validat
 @resource_logged
 def pooled_cross_validation(model_type: str, version: int, refs: dict[str, FeatureSetRef],
                             cross_validation: CrossValidationSettings, threads: int,
-                            registry: ModelRegistry) -> dict[str, CVSummary]:
-    """Refit pooled `model_type` (v`version`'s params, features and normalisation) per walk-forward fold on the
-    history of every symbol of `refs` at once; each symbol's summary of its own scored blocks."""
+                            registry: ModelRegistry, scored: list[str] | None = None) -> dict[str, CVSummary]:
+    """Refit pooled `model_type` (v`version`'s params, features, normalisation and rows per pass) per walk-forward
+    fold on the history of every symbol of `refs` at once; the summary of each symbol of `scored` (default: all)
+    over its own scored blocks. Only the symbols evaluated need scoring: the fits read every symbol."""
     entry = registry.get(model_type, POOLED_FOLDER, version)
     params = model_class(model_type).params_type(**entry.metadata.params)
     description = json.loads((entry.path / MODEL_FILE).read_text(encoding="utf-8"))
-    scores = pooled_walk_forward_metrics(model_type, params, {s: cv_history(ref) for s, ref in refs.items()},
-                                         entry.metadata.features, entry.metadata.horizon, cross_validation.cv_folds,
-                                         entry.metadata.seed, threads, normalisation_of(description))
+    features = entry.metadata.features  # the other columns are not read: a universe's rows take memory
+    with one_universe_at_a_time():  # read inside: the universe's history is in memory only while its folds fit
+        frames = {s: cv_history(ref, features) for s, ref in refs.items()}
+        scores = pooled_walk_forward_metrics(model_type, params, frames, features, entry.metadata.horizon,
+                                             cross_validation.pooled_folds, entry.metadata.seed, threads,
+                                             normalisation_of(description), row_budget=row_budget_of(description),
+                                             scored=scored)
     return {symbol: summarize(folds) for symbol, folds in scores.items()}
 
 

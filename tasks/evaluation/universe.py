@@ -159,9 +159,9 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
         if int(read_manifest(ref)["horizon"]) != model.horizon:
             raise EvaluationError(f"{model_type} v{version} predicts {model.horizon}-day returns; the feature set of "
                                   f"{symbol} labels {read_manifest(ref)['horizon']}-day returns")
-        test = read_split(ref, "test")
+        test = read_split(ref, "test", ["date", LABEL, "open", "close", *model.pooled])
         check_unseen(model_type, version, details, symbol, test)
-        predicted = model.bind(symbol).predict(test, context=history_before(ref, test))
+        predicted = model.bind(symbol).predict(test, context=history_before(ref, test, ["date", *model.pooled]))
         frames.append(pl.DataFrame({"date": test["date"], "symbol": symbol, "predicted": predicted,
                                     "actual": test[LABEL].cast(pl.Float64), "open": test["open"].cast(pl.Float64),
                                     "close": test["close"].cast(pl.Float64)}))

@@ -221,8 +221,11 @@ def _fit_and_register(job: TrainJob, ref: FeatureSetRef, tuned: TuneResult, mode
 
 def job_types(models: ModelsSettings) -> tuple[list[str], list[str]]:
     """The model types a run trains per symbol, and the pooled ones (one model over every symbol), per
-    `models.scope`. ARIMA models a single series: it has no pooled form."""
-    per_symbol: list[str] = list(models.model_types) if models.scope in ("per_symbol", "both") else []
+    `models.scope` (per symbol: those of `models.per_symbol_types` too, when set). ARIMA models a single series: it
+    has no pooled form."""
+    chosen = models.per_symbol_types
+    per_symbol: list[str] = [t for t in models.model_types if chosen is None or t in chosen] \
+        if models.scope in ("per_symbol", "both") else []
     pooled = [pooled_type(t) for t in models.model_types if t != "arima"] if models.scope in ("pooled", "both") \
         else []
     return per_symbol, pooled
@@ -247,9 +250,10 @@ def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tune
     horizons = {int(read_manifest(ref)["horizon"]) for ref in refs.values()}
     if len(horizons) != 1:
         raise ModelError(f"{job.model_type}: the feature sets label different horizons {sorted(horizons)}")
-    train_rows = {s: read_split(ref, "train") for s, ref in refs.items()}
-    val_rows = {s: read_split(ref, "val") for s, ref in refs.items()}
     features = selection.kept
+    columns = ["date", LABEL, *features]  # the others are not read: a universe's rows take memory
+    train_rows = {s: read_split(ref, "train", columns) for s, ref in refs.items()}
+    val_rows = {s: read_split(ref, "val", columns) for s, ref in refs.items()}
     cls = model_class(job.model_type)
     started = time.perf_counter()
     model = cls(features, cls.params_type(**tuned.params), horizon=horizons.pop(), seed=models.seed,
@@ -257,16 +261,20 @@ def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tune
     if not isinstance(model, PooledForecaster):
         raise ModelError(f"{job.model_type} is not a pooled model type")
     # zscore: every date of the feature sets, so the model predicts their test and latest rows too
-    cross_section = CrossSection.of({s: read_split(ref, "all") for s, ref in refs.items()}, features) \
+    cross_section = CrossSection.of({s: read_split(ref, "all", columns) for s, ref in refs.items()}, features) \
         if models.pooled_normalisation == "zscore" else None
-    model.fit_symbols(train_rows, val_rows, cross_section)
+    model.fit_symbols(train_rows, val_rows, cross_section, models.pooled_max_rows)
     duration = time.perf_counter() - started
     fitted = model.symbols
-    predicted = [model.bind(s).predict(val_rows[s], context=history_before(refs[s], val_rows[s])) for s in fitted]
+    predicted = [model.bind(s).predict(val_rows[s], context=history_before(refs[s], val_rows[s], columns))
+                 for s in fitted]
     actual = np.concatenate([val_rows[s][LABEL].to_numpy() for s in fitted])
     metrics = {"val_rmse": rmse(np.concatenate(predicted), actual), "val_naive_rmse": rmse(np.zeros_like(actual),
                                                                                         actual)}
-    details = {"selection": selection.to_json(),
+    rows = sum(train_rows[s].height for s in fitted)
+    budget = models.pooled_max_rows
+    sampled = f", {budget:,} of {rows:,} train rows per pass" if budget is not None and rows > budget else ""
+    details = {"selection": selection.to_json(), "train_rows": rows, "row_budget": budget,
                "fit_dates": {"train": _span({s: train_rows[s] for s in fitted}),
                              "val": _span({s: val_rows[s] for s in fitted})}}
     version = registry.register(model, POOLED_FOLDER, metrics=metrics, data_hash=pooled_data_hash(refs),
@@ -275,4 +283,4 @@ def _fit_and_register_pooled(job: TrainJob, refs: dict[str, FeatureSetRef], tune
     return TrainResult(POOLED_FOLDER, job.model_type, "trained", version=version.version,
                        val_rmse=metrics["val_rmse"], val_naive_rmse=metrics["val_naive_rmse"],
                        duration_seconds=duration, reason=f"{tuned.source} params, {len(fitted)} symbols, "
-                                                          f"{len(features)} features")
+                                                          f"{len(features)} features{sampled}")

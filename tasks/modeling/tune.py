@@ -182,7 +182,8 @@ def _pooled_objective(model_type: str, refs: dict[str, FeatureSetRef], cfg: Opti
         symbols = trial_symbols(sorted(refs), cfg.symbols_per_trial, models.seed, trial.number)
         frames = {s: read_split(refs[s], "train") for s in symbols}
         scores = pooled_walk_forward_metrics(model_type, params, frames, features, horizon, cfg.folds, models.seed,
-                                             models.threads, models.pooled_normalisation)
+                                             models.threads, models.pooled_normalisation,
+                                             row_budget=models.pooled_max_rows)
         errors = [m.rmse for folds in scores.values() for m in folds]
         if not errors:
             raise ModelError(f"{model_type}: no walk-forward fold of trial {trial.number} had two symbols to fit")

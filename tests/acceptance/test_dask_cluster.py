@@ -118,7 +118,7 @@ def workspace_settings(workspace: Path, **execution: object) -> Settings:
         "optimization": {"enabled": False, "storage_path": str(workspace / "optuna" / "studies.db")},
         "deployment": {"enabled": False, "packages_path": str(workspace / "packages")},
         "monitoring": {"history_path": str(workspace / "history.sqlite")},
-        "evaluation": {"cross_validation": {"cv_folds": 2}},
+        "evaluation": {"cross_validation": {"cv_folds": 2, "pooled_folds": 2}},
         "execution": {"cache_dir": str(workspace / "cache"), "reports_dir": str(workspace / "reports"),
                       "io_retry_delays": [0.1], **execution},
     }), encoding="utf-8")
@@ -144,6 +144,7 @@ def labels(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if not isinstance(v, float)}
 
 
+@pytest.mark.long(seconds=65)
 def test_training_on_a_dask_cluster_of_two_worker_processes_matches_threads(tmp_path: Path) -> None:
     from distributed import Client
 

@@ -49,7 +49,7 @@ def pooled_settings(tmp_path: Path, servers: dict[str, str]) -> Settings:
         "models": {"registry_path": str(tmp_path / "registry"), "model_types": ["catboost"], "scope": "both",
                    "params": {"catboost": {"iterations": 40}}},
         "optimization": {"enabled": False},
-        "evaluation": {"cross_validation": {"cv_folds": 2}},
+        "evaluation": {"cross_validation": {"cv_folds": 3, "pooled_folds": 2}},
         "monitoring": {"history_path": str(tmp_path / "history.sqlite")},
         "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports")},
         "deployment": {"staging_endpoint": servers["staging"], "production_endpoint": servers["production"],
@@ -68,6 +68,7 @@ def add_days(settings: Settings, start: int, stop: int) -> None:
                      SourceInfo(kind="synthetic", detail="planted reversal", synthetic=True))
 
 
+@pytest.mark.long(seconds=22)
 def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_any(
         tmp_path: Path, servers: dict[str, str]) -> None:
     settings = pooled_settings(tmp_path, servers)
@@ -89,7 +90,9 @@ def test_a_pooled_model_is_trained_once_evaluated_per_symbol_and_deployed_like_a
         test = read_split(refs[symbol], "test")
         # Scored on the symbol's own test window, like its per-symbol rival, with its own CV and p-value.
         assert (result.test_start, result.rows) == (candidates[(symbol, "catboost")].test_start, test.height)
-        assert result.cv.folds == 2 and 0.0 <= result.against_baseline.p_value <= 1.0
+        # A universe model's walk-forward folds are its own (pooled_folds): each refits it on every symbol.
+        assert result.cv.folds == 2 and candidates[(symbol, "catboost")].cv.folds == 3
+        assert 0.0 <= result.against_baseline.p_value <= 1.0
         model, _ = registry.load("catboost-pooled", symbol, 1)
         offline = model.predict(test, context=read_split(refs[symbol], "all").filter(
             read_split(refs[symbol], "all")["date"] < test["date"].min()))

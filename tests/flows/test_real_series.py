@@ -30,7 +30,7 @@ def goog_config(tmp_path: Path, symbol: str = "GOOG", scale: float = 1.0, overri
         "models": {"registry_path": str(tmp_path / "registry")},
         "optimization": {"enabled": False},
         "deployment": {"enabled": False},
-        "evaluation": {"cross_validation": {"cv_folds": 2}},
+        "evaluation": {"cross_validation": {"cv_folds": 2, "pooled_folds": 2}},
         "monitoring": {"history_path": str(tmp_path / "history.sqlite")},
         "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports")},
         **(overrides or {}),
@@ -42,6 +42,7 @@ def goog_config(tmp_path: Path, symbol: str = "GOOG", scale: float = 1.0, overri
     return path
 
 
+@pytest.mark.long(seconds=25)
 def test_goog_trains_evaluates_and_reports_honestly(tmp_path: Path) -> None:
     on_nyse = {"markets": {"symbols": {"GOOG": "XNYS"}}}  # lots of one share
     outcome = training(settings=load_settings(goog_config(tmp_path, overrides=on_nyse)))
@@ -89,6 +90,7 @@ def test_an_index_level_series_says_in_words_that_a_lot_does_not_fit(tmp_path: P
     assert words in outcome.report.html_path.read_text()
 
 
+@pytest.mark.long(seconds=15)
 def test_histories_of_unequal_length_share_one_calendar_and_no_universe_model_trains_on_test_dates(
         tmp_path: Path) -> None:
     """GOOG (2004-2013) beside a longer synthetic series (1999-2013), run as `python -m flows.training --symbols

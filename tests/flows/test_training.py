@@ -41,7 +41,7 @@ def demo_config(tmp_path: Path, symbols: tuple[str, ...] = ("VCB", "VHM")) -> Pa
         "optimization": {"enabled": False},
         "deployment": {"enabled": False},
         "monitoring": {"history_path": str(tmp_path / "history.sqlite")},
-        "evaluation": {"cross_validation": {"cv_folds": 2}},
+        "evaluation": {"cross_validation": {"cv_folds": 2, "pooled_folds": 2}},
         "execution": {"cache_dir": str(tmp_path / "cache"), "reports_dir": str(tmp_path / "reports"),
                       "io_retry_delays": [0.1]},
     }), encoding="utf-8")
@@ -93,6 +93,7 @@ def significant(value: float, digits: int = 4) -> bool:
     return float(f"{value:.{digits}g}") == value
 
 
+@pytest.mark.long(seconds=15)
 def test_full_flow_writes_report_decisions_and_artifacts(tmp_path: Path) -> None:
     settings = load_settings(demo_config(tmp_path))
     state = training(settings=settings, return_state=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -99,6 +100,74 @@ def test_sequence_windows_never_span_two_symbols() -> None:
         assert bool((x >= 100).all()) == bool(y >= 100)  # a window and its target belong to one symbol
     val = [data.val_set[i] for i in range(len(data.val_set))]
     assert bool((val[2][0][:2] >= 100).all())  # the second symbol's val windows read its own train tail
+
+
+def test_a_row_budget_draws_fresh_training_windows_each_epoch_and_fixed_val_windows() -> None:
+    rng = np.random.default_rng(0)
+    series = [(rng.normal(size=(200, 2)), rng.normal(size=200)) for _ in range(3)]
+    val = [(rng.normal(size=(40, 2)), rng.normal(size=40)) for _ in range(3)]
+    data = WindowDataModule(series, val, lookback=5, batch_size=16, seed=3, budget=100)
+    data.setup("fit")
+    assert len(data.train_set) == 3 * 196 and len(data.val_set) == 100
+
+    loader = data.train_dataloader()  # one per fit: each epoch iterates it again
+
+    def epoch() -> list[float]:
+        return [float(v) for _, y in loader for v in y]
+
+    first, second = epoch(), epoch()
+    assert len(first) == len(second) == 100  # the budget, not the 588 windows
+    assert len(set(first)) == 100 and set(first) != set(second)  # no window twice; another draw next epoch
+    again = WindowDataModule(series, val, lookback=5, batch_size=16, seed=3, budget=100)
+    again.setup("fit")
+    assert [float(v) for _, y in again.train_dataloader() for v in y] == first  # seeded
+    assert [float(v) for _, y in again.val_dataloader() for v in y] == [float(v) for _, y in data.val_dataloader()
+                                                                        for v in y]
+    whole = WindowDataModule(series, val, lookback=5, batch_size=16, seed=3, budget=10_000)
+    whole.setup("fit")
+    assert sum(len(y) for _, y in whole.train_dataloader()) == 588 and len(whole.val_set) == 120
+
+
+def test_a_pooled_fit_within_a_row_budget_reads_a_seeded_sample_and_keeps_its_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.catboost import CatBoostForecaster
+    from models.pooled import row_budget_of
+
+    data = market()
+    seen: list[tuple[int, int]] = []
+    original = CatBoostForecaster._fit
+
+    def spy(self: CatBoostForecaster, train: pl.DataFrame, val: pl.DataFrame) -> None:
+        sampled = self._within_budget(train, 0)
+        seen.append((train.height, sampled.height))
+        original(self, train, val)
+
+    monkeypatch.setattr(CatBoostForecaster, "_fit", spy)
+    budget = make("catboost-pooled").fit_symbols({s: d[0] for s, d in data.items()},
+                                                 {s: d[1] for s, d in data.items()}, row_budget=500)
+    unbounded = make("catboost-pooled").fit_symbols({s: d[0] for s, d in data.items()},
+                                                    {s: d[1] for s, d in data.items()})
+    assert seen == [(900, 500), (900, 900)]  # three symbols' 300 train rows each
+    test = data["BBB"][2]
+    assert not np.array_equal(budget.bind("BBB").predict(test), unbounded.bind("BBB").predict(test))
+    budget.save(tmp_path / "m")
+    loaded = Forecaster.load(tmp_path / "m")
+    assert isinstance(loaded, PooledForecaster) and loaded.row_budget == loaded.inner.row_budget == 500
+    assert row_budget_of(json.loads((tmp_path / "m" / "model.json").read_text())) == 500
+    unbounded.save(tmp_path / "u")
+    assert row_budget_of(json.loads((tmp_path / "u" / "model.json").read_text())) is None
+
+
+def test_a_sample_within_the_budget_keeps_the_rows_in_order_and_is_seeded() -> None:
+    frame = symbol_frame(1000, seed=2, scale=0.01)
+    model = model_class("catboost")(FEATURES, seed=9)
+    assert model._within_budget(frame, 0) is frame  # no budget: every row
+    model.row_budget = 100
+    sample = model._within_budget(frame, 0)
+    assert sample.height == 100 and sample["date"].is_sorted() and sample["date"].n_unique() == 100
+    assert sample.equals(model._within_budget(frame, 0)) and not sample.equals(model._within_budget(frame, 1))
+    model.row_budget = 5000
+    assert model._within_budget(frame, 0) is frame
 
 
 def test_the_registry_stores_a_pooled_version_once_and_serves_it_per_symbol(tmp_path: Path) -> None:

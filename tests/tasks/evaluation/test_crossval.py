@@ -136,10 +136,11 @@ def test_pooled_folds_are_cut_by_date_and_a_fold_with_one_symbol_is_skipped_and_
     fits: list[tuple[date, dict[str, list[date]]]] = []
     original = PooledForecaster.fit_symbols
 
-    def spy(self: PooledForecaster, train: Any, val: Any, cross_section: Any = None) -> PooledForecaster:
+    def spy(self: PooledForecaster, train: Any, val: Any, cross_section: Any = None,
+            row_budget: int | None = None) -> PooledForecaster:
         fits.append((max(d for f in [*train.values(), *val.values()] for d in f["date"]),
                      {s: f["date"].to_list() for s, f in train.items()}))
-        return original(self, train, val, cross_section)
+        return original(self, train, val, cross_section, row_budget)
 
     monkeypatch.setattr(PooledForecaster, "fit_symbols", spy)
     said: list[str] = []
@@ -154,3 +155,30 @@ def test_pooled_folds_are_cut_by_date_and_a_fold_with_one_symbol_is_skipped_and_
     for (last_fitted, train), score_start in zip(fits, (dates[101], dates[151]), strict=True):
         assert last_fitted < score_start  # no symbol fits or stops early on a date another one is scored on
         assert set(train) == {"LONG", "SHORT"}
+
+
+def test_pooled_folds_fit_on_every_symbol_score_only_those_asked_for_within_the_row_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.pooled import PooledForecaster
+
+    frames = {name: frame(200, seed=i) for i, name in enumerate(("AAA", "BBB", "CCC"))}
+    fitted: list[tuple[set[str], int | None]] = []
+    predicted: list[str] = []
+    original_fit, original_bind = PooledForecaster.fit_symbols, PooledForecaster.bind
+
+    def fit(self: PooledForecaster, train: Any, val: Any, cross_section: Any = None,
+            row_budget: int | None = None) -> PooledForecaster:
+        fitted.append((set(train), row_budget))
+        return original_fit(self, train, val, cross_section, row_budget)
+
+    def bind(self: PooledForecaster, symbol: str) -> PooledForecaster:
+        predicted.append(symbol)
+        return original_bind(self, symbol)
+
+    monkeypatch.setattr(PooledForecaster, "fit_symbols", fit)
+    monkeypatch.setattr(PooledForecaster, "bind", bind)
+    params = model_class("catboost-pooled").params_type.model_validate({"iterations": 20})
+    scores = pooled_walk_forward_metrics("catboost-pooled", params, frames, ["x"], 1, 3, seed=0, threads=1,
+                                         row_budget=120, scored=["BBB"])
+    assert fitted == [({"AAA", "BBB", "CCC"}, 120)] * 3
+    assert set(predicted) == {"BBB"} and list(scores) == ["BBB"] and len(scores["BBB"]) == 3

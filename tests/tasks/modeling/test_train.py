@@ -125,3 +125,16 @@ def test_a_batch_reports_a_failing_job_and_trains_the_others(tmp_path: Path) -> 
     assert all(r.wall_seconds > r.duration_seconds > 0 and r.process_peak_rss_mb > 0 for r in (first, last))
     registry = LocalModelRegistry(cfg.registry_path)
     assert registry.versions("catboost", "VCB") == [1] and registry.versions("catboost", "VHM") == []
+
+
+def test_per_symbol_types_narrow_the_per_symbol_jobs_and_leave_the_pooled_ones() -> None:
+    from tasks.modeling.train import job_types
+
+    everything = ModelsSettings(model_types=("arima", "catboost", "lstm", "transformer"))
+    assert job_types(everything) == (["arima", "catboost", "lstm", "transformer"],
+                                     ["catboost-pooled", "lstm-pooled", "transformer-pooled"])
+    market = everything.model_copy(update={"per_symbol_types": ("arima", "catboost")})
+    assert job_types(market) == (["arima", "catboost"], ["catboost-pooled", "lstm-pooled", "transformer-pooled"])
+    assert job_types(market.model_copy(update={"scope": "pooled"})) == (
+        [], ["catboost-pooled", "lstm-pooled", "transformer-pooled"])
+    assert ModelsSettings(per_symbol_types=["catboost", "catboost"]).per_symbol_types == ("catboost",)
