@@ -48,8 +48,10 @@ demo: $(VENV)/.installed
 	$(PYTHON) -m flows.training --symbols $(SYMBOLS) --universe $(UNIVERSE) --no-optimize && \
 	{ $(PYTHON) -m flows.deployment_pipeline predict --symbol VHM || true; }
 
+# Worker processes (pytest-xdist), one per core of the CI box; each has its own Prefect test server and folders.
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-dev
-	cd $(ROOT) && $(PYTHON) -m pytest
+	cd $(ROOT) && $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist worksteal --durations=15
 
 lint: $(VENV)/.installed-dev
 	cd $(ROOT) && $(VENV)/bin/ruff check .
@@ -66,6 +68,7 @@ bench: $(VENV)/.installed-dev
 	$(PYTHON) -m benchmarks.select
 	$(PYTHON) -m benchmarks.evaluation
 	$(PYTHON) -m benchmarks.scale
+	$(PYTHON) -m benchmarks.scale --with-models
 	$(PYTHON) -m benchmarks.promotion
 	$(PYTHON) -m benchmarks.monitoring
 

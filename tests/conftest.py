@@ -17,6 +17,35 @@ import pytest
 pytest_plugins = ["tests.mongo_fixtures"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, each worker starts with its share of the `long` tests, longest first.
+
+    `--dist worksteal` hands each of W workers a contiguous W-th of the collection and lets an idle worker take
+    the not-yet-started tail of a busy one: a long test at the head of a share stays where it is. So the long
+    tests are dealt to the shares longest first, each to the share with the least long work so far, and placed
+    at its head; the other tests keep their order.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))  # set in each worker before it collects
+    if workers < 2:
+        return
+    long_tests = sorted((item for item in items if item.get_closest_marker("long")),
+                        key=lambda item: -item.get_closest_marker("long").kwargs["seconds"])  # type: ignore[union-attr]
+    rest = [item for item in items if not item.get_closest_marker("long")]
+    heads: list[list[pytest.Item]] = [[] for _ in range(workers)]
+    loads = [0.0] * workers
+    for item in long_tests:
+        share = loads.index(min(loads))
+        heads[share].append(item)
+        loads[share] += item.get_closest_marker("long").kwargs["seconds"]  # type: ignore[union-attr]
+    size = -(-len(items) // workers)  # the share worksteal gives each worker, rounded up
+    ordered: list[pytest.Item] = []
+    for share in range(workers):
+        take = max(size - len(heads[share]), 0)
+        ordered += heads[share] + rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """A temporary Prefect server and database shared by every flow test."""

@@ -64,6 +64,7 @@ async def remove_deployments_and_pool(pool: str) -> None:
 
 
 @pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.long(seconds=16)
 def test_prefect_deploy_all_creates_the_three_deployments() -> None:
     from prefect.settings import get_current_settings
 

@@ -9,6 +9,8 @@ import socket
 import sys
 from pathlib import Path
 
+import pytest
+
 from serving import free_port
 from tests.acceptance.conftest import PYTHON, ROOT, run, tail, user_env
 
@@ -18,6 +20,7 @@ def listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+@pytest.mark.long(seconds=140)
 def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> None:
     staging, production = free_port(), free_port()
     while production == staging:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
 from settings import load_settings
 from stores.metrics import MetricsHistory
@@ -58,10 +59,11 @@ def test_every_path_setting_is_redirected_into_the_workspace(tmp_path: Path) -> 
     assert found == set(PATH_SETTINGS)
 
 
+@pytest.mark.long(seconds=195)
 def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
     with prefect_server(tmp_path, tmp_path / "server.log") as api:
         # The worker's flow runs start in the checkout (prefect.yaml's pull step); their data goes to tmp_path.
-        env = user_env(tmp_path, **workspace_paths(tmp_path), OPTIMIZATION__N_TRIALS="2",
+        env = user_env(tmp_path, **workspace_paths(tmp_path), OPTIMIZATION__N_TRIALS="1",
                        DEPLOYMENT__ENABLED="false", SCHEDULING__WEEKLY_EVALUATION__VOLATILITY_BOUND="1.0001",
                        ) | {"PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2"}
         ingest_demo(tmp_path, env, days=500)

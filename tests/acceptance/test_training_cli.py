@@ -20,6 +20,7 @@ def newest_report(workspace: Path) -> dict:
     return json.loads(reports[-1].read_text())
 
 
+@pytest.mark.long(seconds=105)
 def test_default_tuned_run_trains_every_type_and_a_failed_job_fails_the_run(tmp_path: Path) -> None:
     env = user_env(tmp_path, DEPLOYMENT__TOKEN=TOKEN)
     ingest_demo(tmp_path, env, days=500)
@@ -67,6 +68,7 @@ def one_line_error(args: list[str], workspace: Path, env: dict[str, str]) -> str
     return lines[0]
 
 
+@pytest.mark.long(seconds=22)
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -54,6 +54,7 @@ def weekly_bound(settings: Settings, bound: float) -> Settings:
         update={"weekly_evaluation": weekly})})
 
 
+@pytest.mark.long(seconds=21)
 def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) -> None:
     settings = schedule_settings(tmp_path, fresh=True)
     training(settings=settings)
@@ -87,6 +88,7 @@ def test_weekly_evaluation_retrains_exactly_the_degraded_symbol(tmp_path: Path) 
     assert len(weekly) == 1 and weekly[0].composite == scores["VHM"]
 
 
+@pytest.mark.long(seconds=41)
 def test_a_failed_retrain_fails_the_daily_and_the_weekly_run_after_their_reports(tmp_path: Path) -> None:
     settings = schedule_settings(tmp_path, fresh=True)
     training(settings=settings)
