@@ -3,11 +3,15 @@ synthetic symbols (1,600 with --full): wall time, task runs, the share of wall t
 itself, peak memory, and the fitted scaling exponent of cost against symbol count.
 
     python -m benchmarks.scale [--sizes 100 500] [--full] [--days 2500] [--no-models]
+    python -m benchmarks.scale --with-models [--sizes 50 150 500] [--days 2500] [--watch 30]
 
 "Work" is the same steps called as plain functions in one loop, without Prefect: the share not in the work
 is 1 - work / wall, shown as 0 when the flow's batches, side by side on several cores, beat that one loop.
 The bare polars feature engine on the same long frame is printed beside the data flow, as the yardstick of
 what the data flow should cost (a ratio of 1: orchestration and the other steps free).
+
+`--with-models`: the whole `training` flow instead, at each size with a universe of all the symbols
+(benchmarks/scale_models.py): wall time per phase, peak memory, and each phase's exponent.
 """
 
 from __future__ import annotations
@@ -198,7 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="add 1,600 symbols (the whole Vietnamese market)")
     parser.add_argument("--days", type=int, default=2500, help="days of history per symbol")
     parser.add_argument("--no-models", action="store_true", help="the data flow only")
+    parser.add_argument("--with-models", action="store_true",
+                        help="the whole training flow: pooled models over a universe of every symbol, per-symbol "
+                             "models for a watch list (default sizes 50 150 500)")
+    parser.add_argument("--watch", type=int, default=30, help="with --with-models: symbols of the watch list")
     args = parser.parse_args(argv)
+    if args.with_models:
+        return with_models(args.sizes if "--sizes" in (argv or sys.argv) else [50, 150, 500], args.days, args.watch)
 
     from prefect.testing.utilities import prefect_test_harness
 
@@ -214,6 +224,45 @@ def main(argv: list[str] | None = None) -> int:
         slope = _exponent(points)
         print(f"  {label:<24} {'n/a (one size)' if slope is None else f'{slope:.2f}'}")
     return 0
+
+
+def with_models(sizes: list[int], days: int, watch: int) -> int:
+    """`benchmarks.scale_models` at each size, each in a process of its own; a table per phase and the exponents."""
+    import json
+    import subprocess
+
+    from benchmarks.scale_models import PHASES
+
+    measured = []
+    for n in sorted(set(sizes)):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "benchmarks.scale_models", str(n), "--days", str(days),
+                               "--watch", str(watch)], capture_output=True, text=True, check=False)
+        results = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+        if not results:
+            print(f"{n} symbols: the run died (exit {done.returncode}) after {time.perf_counter() - started:.0f} s:\n"
+                  + "\n".join((done.stdout + done.stderr).splitlines()[-20:]))
+            return 1
+        one = json.loads(results[-1].removeprefix("RESULT "))
+        measured.append(one)
+        walls = one["phases"]
+        print(f"{n} symbols x {days} days (watch list {one['watch']}): {one['state']}, total {walls['total']:.0f} s, "
+              f"{one['task_runs']} task runs, peak memory {one['peak_rss_mb']:.0f} MB (flow process alone "
+              f"{one['flow_process_peak_rss_mb']:.0f} MB), report {one['report_kb']:.0f} KB"
+              + (f"\n  error: {one['error']}" if one["error"] else ""), flush=True)
+    print(f"\nthe training flow, {days} days, watch list {watch}; seconds of wall per phase "
+          f"(cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}):")
+    print(f"  {'phase':<22}" + "".join(f"{m['symbols']:>9}" for m in measured) + "   exponent")
+    for phase in PHASES:
+        row = [m["phases"][phase] for m in measured]
+        slope = _exponent([(m["symbols"], w) for m, w in zip(measured, row, strict=True)]) if min(row) > 0.5 \
+            else None
+        print(f"  {phase:<22}" + "".join(f"{w:9.1f}" for w in row) + f"   {'-' if slope is None else f'{slope:.2f}'}")
+    rss = [m["peak_rss_mb"] for m in measured]
+    print(f"  {'peak memory (MB)':<22}" + "".join(f"{r:9.0f}" for r in rss) + "   "
+          + (f"{_exponent([(m['symbols'], r) for m, r in zip(measured, rss, strict=True)]):.2f}"
+             if len(measured) > 1 else "-"))
+    return 0 if all(m["error"] is None for m in measured) else 1
 
 
 if __name__ == "__main__":
