@@ -53,28 +53,9 @@ def _peak_mb() -> float:
 
 def _task_runs(flow_run_id: Any) -> tuple[int, int]:
     """(task runs of the flow run and its subflows, those that were not served from the cache)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+    from benchmarks.scale_models import flow_and_task_runs
 
-    def read() -> list[Any]:
-        with get_client(sync_client=True) as client:
-            ids = [flow_run_id] + [r.id for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))]
-            runs: list[Any] = []
-            while True:  # the API pages by at most 200
-                page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)),
-                                             limit=200, offset=len(runs))
-                runs += page
-                if len(page) < 200:
-                    return runs
-
-    runs, deadline = read(), time.monotonic() + 30
-    while time.monotonic() < deadline:  # task runs reach the API through events, a little after the flow ends
-        time.sleep(1.0)
-        again = read()
-        if len(again) == len(runs) and all(r.state is not None and r.state.is_final() for r in again):
-            break
-        runs = again
+    _, runs = flow_and_task_runs(flow_run_id)
     return len(runs), sum(r.state is not None and r.state.name != "Cached" for r in runs)
 
 

@@ -47,7 +47,7 @@ def _union_seconds(intervals: list[tuple[datetime, datetime]]) -> float:
     return total
 
 
-def _runs(flow_run_id: Any) -> tuple[list[Any], list[Any]]:
+def flow_and_task_runs(flow_run_id: Any) -> tuple[list[Any], list[Any]]:
     """(the subflow runs of `flow_run_id`, the task runs of it and its subflows), once every task run is final."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
@@ -183,7 +183,7 @@ def run_one(n: int, days: int, watch: int, workspace: Path | None = None) -> dic
                              return_state=True)
         total = time.perf_counter() - started
         outcome = state.result(raise_on_failure=False)
-        subflows, tasks = _runs(state.state_details.flow_run_id)
+        subflows, tasks = flow_and_task_runs(state.state_details.flow_run_id)
         report = Path(outcome.report.html_path) if hasattr(outcome, "report") else None
         return {
             "symbols": n, "days": days, "watch": len(watch_list), "state": state.name,
