@@ -231,6 +231,9 @@ def with_models(sizes: list[int], days: int, watch: int) -> int:
               f"{one['task_runs']} task runs, peak memory {one['peak_rss_mb']:.0f} MB (flow process alone "
               f"{one['flow_process_peak_rss_mb']:.0f} MB), report {one['report_kb']:.0f} KB"
               + (f"\n  error: {one['error']}" if one["error"] else ""), flush=True)
+        print(f"  at the memory peak ({one['peak_at_s']:.0f} s in): {', '.join(one['running_at_peak']) or '-'}\n"
+              "  longest task runs: " + ", ".join(f"{name} {s:.0f} s" for name, s in one["longest_task_runs"]),
+              flush=True)
     print(f"\nthe training flow, {days} days, watch list {watch}; seconds of wall per phase "
           f"(cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}):")
     print(f"  {'phase':<22}" + "".join(f"{m['symbols']:>9}" for m in measured) + "   exponent")

@@ -110,10 +110,10 @@ def _flow_name(run: Any) -> str:
 @contextmanager
 def peak_tree_rss(exclude: set[int] | None = None) -> Iterator[list[float]]:
     """Samples the resident memory of this process and its descendants (less `exclude`'s trees) every 0.2 s;
-    yields a one-item list holding the peak seen so far, in MB."""
+    yields a list holding the peak seen so far, in MB, and the time it was seen (epoch seconds)."""
     import psutil
 
-    peak = [0.0]
+    peak = [0.0, time.time()]
     done = threading.Event()
     me = psutil.Process()
 
@@ -129,7 +129,8 @@ def peak_tree_rss(exclude: set[int] | None = None) -> Iterator[list[float]]:
                     total += process.memory_info().rss
                 except psutil.Error:  # gone between listing and reading
                     continue
-            peak[0] = max(peak[0], total / 2**20)
+            if total / 2**20 > peak[0]:
+                peak[:] = [total / 2**20, time.time()]
 
     sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
     sampler.start()
@@ -177,7 +178,7 @@ def run_one(n: int, days: int, watch: int, workspace: Path | None = None) -> dic
         import psutil
 
         servers = {p.pid for p in psutil.Process().children() if "uvicorn" in " ".join(p.cmdline())}
-        started = time.perf_counter()
+        started, started_at = time.perf_counter(), time.time()
         with peak_tree_rss(exclude=servers) as peak:
             state = training(symbols=watch_list, settings=settings, retrain_all=True, optimize=False, deploy=False,
                              return_state=True)
@@ -185,10 +186,14 @@ def run_one(n: int, days: int, watch: int, workspace: Path | None = None) -> dic
         outcome = state.result(raise_on_failure=False)
         subflows, tasks = flow_and_task_runs(state.state_details.flow_run_id)
         report = Path(outcome.report.html_path) if hasattr(outcome, "report") else None
+        timed = [r for r in tasks if r.start_time and r.end_time]
+        at_peak = sorted(r.name for r in timed if r.start_time.timestamp() <= peak[1] <= r.end_time.timestamp())
+        longest = sorted(timed, key=lambda r: r.end_time - r.start_time, reverse=True)[:8]
         return {
             "symbols": n, "days": days, "watch": len(watch_list), "state": state.name,
             "phases": phase_seconds(subflows, tasks, total), "task_runs": len(tasks),
-            "peak_rss_mb": peak[0],
+            "peak_rss_mb": peak[0], "peak_at_s": peak[1] - started_at, "running_at_peak": at_peak,
+            "longest_task_runs": [(r.name, (r.end_time - r.start_time).total_seconds()) for r in longest],
             "flow_process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "report_kb": sum(f.stat().st_size for f in report.parent.iterdir()) / 1024 if report else None,
             "error": None if state.is_completed() else str(outcome)[:300],

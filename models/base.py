@@ -77,6 +77,11 @@ class Forecaster(ABC):
         validates on a fixed seeded sample of this many. Pooled models set it (models.pooled_max_rows)."""
 
     # -- the contract -------------------------------------------------------------------------------
+    @property
+    def context_rows(self) -> int | None:
+        """How many of the context rows right before a predicted frame `predict` reads (None: all of them)."""
+        return None
+
     @classmethod
     @abstractmethod
     def suggest(cls, trial: optuna.trial.BaseTrial) -> ModelParams:

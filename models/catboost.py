@@ -48,6 +48,10 @@ class CatBoostForecaster(Forecaster):
                               learning_rate=trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
                               l2_leaf_reg=trial.suggest_float("l2_leaf_reg", 1.0, 10.0, log=True))
 
+    @property
+    def context_rows(self) -> int:
+        return 0  # each row on its own features
+
     def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None:
         from catboost import CatBoostError, CatBoostRegressor
 

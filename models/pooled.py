@@ -43,6 +43,9 @@ POOLED_FOLDER = "_POOLED_"
 CROSS_SECTION_FILE = "cross_section.parquet"
 CLIP = 3.0
 """cross-sectional z-scores are clipped to [-CLIP, CLIP]: one symbol's outlier day cannot dominate."""
+SYMBOLS_PER_QUERY = 32
+"""symbols whose rows one normalisation query reads at once (CrossSection.apply_many)."""
+_SYMBOL = "__symbol"
 MIN_SYMBOLS = 2
 """symbols a pooled model needs; a cross-sectional one also fits only dates shared by this many (a date of one
 symbol has no spread: its features are 0 and its label, less the day's mean, is 0 too)."""
@@ -120,9 +123,10 @@ class SymbolScale:
                    tuple(float(v) for v in state["std"]), float(state["label_std"]))
 
 
-def _columns(frame: pl.DataFrame, features: Sequence[str]) -> list[pl.Expr]:
-    return [pl.col(f).cast(pl.Float64) if f in frame.columns else pl.lit(None, pl.Float64).alias(f)
-            for f in features]
+def _columns(frame: pl.DataFrame, features: Sequence[str], present: Sequence[str] | None = None) -> list[pl.Expr]:
+    """`features` of `frame` as Float64; null where the frame lacks one (or `present` does not name it)."""
+    return [pl.col(f).cast(pl.Float64) if f in frame.columns and (present is None or f in present)
+            else pl.lit(None, pl.Float64).alias(f) for f in features]
 
 
 @dataclass(frozen=True)
@@ -163,22 +167,35 @@ class CrossSection:
         Raises:
             ModelError: a date of `frame` has no statistics.
         """
+        return self.apply_many([(frame, present)])[0]
+
+    def apply_many(self, items: Sequence[tuple[pl.DataFrame, Sequence[str]]]) -> list[pl.DataFrame]:
+        """`apply(frame, present)` of every (frame, present) item, in order: the rows of SYMBOLS_PER_QUERY
+        symbols at a time go through one query (a query per symbol costs more than its rows at market scale;
+        all of them at once would hold the statistics' columns beside every row)."""
+        out: list[pl.DataFrame] = []
+        for start in range(0, len(items), SYMBOLS_PER_QUERY):
+            chunk = items[start:start + SYMBOLS_PER_QUERY]
+            long = pl.concat([frame.select("date", *_columns(frame, self.features, present),
+                                           pl.lit(i, pl.UInt32).alias(_SYMBOL)) for i, (frame, present) in
+                              enumerate(chunk)])
+            self._check_dates(long)
+            joined = long.join(self.stats, on="date", how="left", maintain_order="left")
+            zscores = joined.select(_SYMBOL, "date", *(
+                pl.when(pl.col(f"{f}:std") > 0).then(((pl.col(f) - pl.col(f"{f}:mean")) / pl.col(f"{f}:std"))
+                                                     .clip(-CLIP, CLIP)).fill_null(0.0).alias(f)
+                for f in self.features))
+            parts = zscores.partition_by(_SYMBOL, as_dict=True, include_key=False, maintain_order=True)
+            out += [parts.get((i,), zscores.clear().drop(_SYMBOL)) for i in range(len(chunk))]
+        return out
+
+    def _check_dates(self, frame: pl.DataFrame) -> None:
         unknown = frame.select("date").join(self.stats.select("date"), on="date", how="anti")
         if unknown.height:
             dates = unknown["date"].sort()
             raise ModelError(f"no cross-section for {unknown.height} date(s) {dates[0]}..{dates[-1]}: the model "
                              f"z-scores features across its symbols per date and knows dates up to "
                              f"{self.last_date}; extend it from the current feature sets or retrain it")
-        joined = frame.select("date", *_columns(frame, present)).join(self.stats, on="date", how="left",
-                                                                      maintain_order="left")
-        columns = []
-        for f in self.features:
-            if f in present:
-                z = (pl.col(f) - pl.col(f"{f}:mean")) / pl.col(f"{f}:std")
-                columns.append(pl.when(pl.col(f"{f}:std") > 0).then(z.clip(-CLIP, CLIP)).fill_null(0.0).alias(f))
-            else:
-                columns.append(pl.lit(0.0).alias(f))
-        return joined.select("date", *columns)
 
 
 def _label_means(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
@@ -195,7 +212,8 @@ def _shared_dates(frames: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     """
     counts = pl.concat([f.select("date") for f in frames.values()]).group_by("date").len()
     shared = counts.filter(pl.col("len") >= MIN_SYMBOLS).select("date")
-    kept = {s: f.join(shared, on="date", how="semi", maintain_order="left") for s, f in frames.items()}
+    kept = dict(frames) if shared.height == counts.height else {  # every date shared: the rows as they are
+        s: f.join(shared, on="date", how="semi", maintain_order="left") for s, f in frames.items()}
     kept = {s: f for s, f in kept.items() if f.height}
     if len(kept) < MIN_SYMBOLS:
         raise ModelError(f"no date is shared by {MIN_SYMBOLS} of the {len(frames)} symbols: a cross-sectional "
@@ -203,12 +221,18 @@ def _shared_dates(frames: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]
     return kept
 
 
-def _excess(frame: pl.DataFrame, label_means: pl.DataFrame | None) -> pl.DataFrame:
-    """`frame` with its label minus that date's mean label over the symbols (as is without `label_means`)."""
+def _excess(frames: Mapping[str, pl.DataFrame], label_means: pl.DataFrame | None) -> dict[str, pl.DataFrame]:
+    """Each of `frames` with its label minus that date's mean label over the symbols (as is without
+    `label_means`): one query over every symbol's labels."""
     if label_means is None:
-        return frame
-    return frame.join(label_means, on="date", how="left", maintain_order="left").with_columns(
-        (pl.col(LABEL) - pl.col("__day_mean")).alias(LABEL)).drop("__day_mean")
+        return dict(frames)
+    labels = pl.concat([f.select("date", LABEL, pl.lit(i, pl.UInt32).alias(_SYMBOL)) for i, f in
+                        enumerate(frames.values())], how="vertical_relaxed")
+    excess = labels.join(label_means, on="date", how="left", maintain_order="left").select(
+        _SYMBOL, (pl.col(LABEL) - pl.col("__day_mean")).alias(LABEL))
+    parts = excess.partition_by(_SYMBOL, as_dict=True, include_key=False, maintain_order=True)
+    return {s: f.with_columns(parts[(i,)][LABEL]) if (i,) in parts else f
+            for i, (s, f) in enumerate(frames.items())}
 
 
 class PooledForecaster(Forecaster):
@@ -265,13 +289,13 @@ class PooledForecaster(Forecaster):
             train, val = {s: train[s] for s in both}, {s: val[s] for s in both}
         self.cross_section = cross_section
         label_means = None if cross_section is None else _label_means([*train.values(), *val.values()])
-        self.scales = {s: SymbolScale.fit(_excess(train[s], label_means), self.pooled) for s in sorted(train)}
+        train, val = _excess(train, label_means), _excess(val, label_means)
+        self.scales = {s: SymbolScale.fit(train[s], self.pooled) for s in sorted(train)}
         if not any(scale.features for scale in self.scales.values()):
             raise ModelError(f"{self.model_type}: none of the symbols has any of the pooled features")
         self.symbol = None
         self.row_budget = self.inner.row_budget = row_budget
-        self.inner.fit_segments([self._inputs(s, _excess(train[s], label_means), label=True) for s in self.symbols],
-                                [self._inputs(s, _excess(val[s], label_means), label=True) for s in self.symbols])
+        self.inner.fit_segments(self._inputs_many(train), self._inputs_many(val))
         self.fitted, self.features = True, self.pooled
         return self
 
@@ -281,6 +305,15 @@ class PooledForecaster(Forecaster):
             raise ModelError(f"{self.model_type}: normalised per symbol, it has no cross-section to extend")
         self.cross_section = self.cross_section.extend(newer)
         return self
+
+    def _inputs_many(self, frames: Mapping[str, pl.DataFrame]) -> list[pl.DataFrame]:
+        """`_inputs(s, frames[s], label=True)` of every symbol of `symbols`, in order, the z-scores of many
+        symbols per query."""
+        if self.cross_section is None:
+            return [self._inputs(s, frames[s], label=True) for s in self.symbols]
+        rows = self.cross_section.apply_many([(frames[s], self.scales[s].features) for s in self.symbols])
+        return [r.with_columns((frames[s][LABEL].cast(pl.Float64) / self.scales[s].label_std).alias(LABEL))
+                for s, r in zip(self.symbols, rows, strict=True)]
 
     def _inputs(self, symbol: str, frame: pl.DataFrame, label: bool) -> pl.DataFrame:
         """`frame` as the inner model reads it: date, every pooled feature normalised (and the scaled label)."""
@@ -309,6 +342,8 @@ class PooledForecaster(Forecaster):
             raise ModelError(f"{self.model_type}: bind(symbol) before predicting: the model serves "
                              f"{len(self.scales)} symbols")
         rows = self._inputs(self.symbol, frame, label=False)
+        if context is not None and self.inner.context_rows is not None:  # normalise only the rows it reads
+            context = context.tail(self.inner.context_rows)
         history = self._inputs(self.symbol, context, label=False) if context is not None and context.height \
             else None
         return self.inner.predict(rows, history) * self.scales[self.symbol].label_std

@@ -320,6 +320,10 @@ class SequenceForecaster(Forecaster):
     def _fit(self, train: pl.DataFrame, val: pl.DataFrame) -> None:
         self._fit_segments([train], [val])
 
+    @property
+    def context_rows(self) -> int:
+        return self.params.lookback - 1  # a window's rows before the predicted one
+
     def _fit_segments(self, train: list[pl.DataFrame], val: list[pl.DataFrame]) -> None:
         p = self.params
         if max(t.height for t in train) < p.lookback:

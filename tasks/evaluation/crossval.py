@@ -8,6 +8,7 @@ needs is skipped and said; a symbol without rows in a fold's scored block has no
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,12 +111,25 @@ def prediction_metrics(predicted: np.ndarray, actual: np.ndarray) -> PredictionM
     )
 
 
+def _rows(frame: pl.DataFrame, mask: pl.Expr) -> pl.DataFrame:
+    """`frame.filter(mask)`, as a slice (no copy: it shares the frame's memory) when the matching rows are
+    contiguous, as a fold's are in a frame in date order. A universe's folds are gigabytes when copied."""
+    hits = frame.select(mask.fill_null(False).alias("hit")).to_series()
+    where = hits.arg_true()
+    if where.len() == 0:
+        return frame.clear()
+    first, last = int(where[0]), int(where[-1])
+    if last - first + 1 == where.len():
+        return frame.slice(first, where.len())
+    return frame.filter(hits)
+
+
 def _fold_parts(frame: pl.DataFrame, fold: DateFold) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One symbol's fitted, early-stopping and scored rows of `fold`; `frame` carries LABEL_END."""
     day, end = pl.col("date"), pl.col(LABEL_END)
-    fitted = frame.filter((day < fold.stop_start) & (end < fold.stop_start))
-    stop = frame.filter((day >= fold.stop_start) & (day < fold.fit_end) & (end < fold.score_start))
-    scored = frame.filter((day >= fold.score_start) & ((day < fold.score_end) if fold.score_end else pl.lit(True)))
+    fitted = _rows(frame, (day < fold.stop_start) & (end < fold.stop_start))
+    stop = _rows(frame, (day >= fold.stop_start) & (day < fold.fit_end) & (end < fold.score_start))
+    scored = _rows(frame, (day >= fold.score_start) & ((day < fold.score_end) if fold.score_end else pl.lit(True)))
     return fitted.drop(LABEL_END), stop.drop(LABEL_END), scored.drop(LABEL_END)
 
 
@@ -183,11 +197,12 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
         model = cls(features, params, horizon=horizon, seed=seed, threads=threads)
         if not isinstance(model, PooledForecaster):
             raise ValueError(f"{model_type} is not a pooled model type")
-        model.fit_symbols({s: p[0] for s, p in usable.items()}, {s: p[1] for s, p in usable.items()},
-                          cross_section, row_budget)
+        with pooled_fit_slot():
+            model.fit_symbols({s: p[0] for s, p in usable.items()}, {s: p[1] for s, p in usable.items()},
+                              cross_section, row_budget)
         scores = {}
         for symbol, (_, _, block) in ((s, p) for s, p in usable.items() if s in wanted):
-            context = frames[symbol].filter(pl.col("date") < fold.score_start)
+            context = _rows(frames[symbol], pl.col("date") < fold.score_start)
             predicted = model.bind(symbol).predict(block, context=context)
             scores[symbol] = prediction_metrics(predicted, block[LABEL].to_numpy())
         return scores
@@ -199,16 +214,16 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
     return out
 
 
-_UNIVERSE_AT_ONCE = threading.Semaphore(1)
+_POOLED_FITS = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
 
 
 @contextmanager
-def one_universe_at_a_time() -> Iterator[None]:
-    """Universe walk-forward CVs one at a time per process: each holds its whole universe's history and its folds'
-    copies in memory (gigabytes at market scale), and its folds already fit side by side. (A function, not the
-    semaphore itself, is what tasks refer to: Dask pickles a task's code with what it names, and a lock cannot be
-    pickled.)"""
-    with _UNIVERSE_AT_ONCE:
+def pooled_fit_slot() -> Iterator[None]:
+    """One of the pooled walk-forward fits this process prepares and runs at once: as many as it has cores (at
+    least 2). A fold's fit holds normalised copies of its rows over the universe (gigabytes at market scale); a
+    fold waiting for a core holds only views of the history. (Tasks name this function, not the semaphore: Dask
+    pickles what a task's code names, and a lock cannot be pickled.)"""
+    with _POOLED_FITS:
         yield
 
 

@@ -25,7 +25,7 @@ from schemas import FeatureSetRef
 from settings import CrossValidationSettings
 from stores.features import FeatureStore, read_manifest, read_split
 from stores.registry import ModelRegistry
-from tasks.evaluation.crossval import CVSummary, one_universe_at_a_time, pooled_walk_forward_metrics, summarize
+from tasks.evaluation.crossval import CVSummary, pooled_walk_forward_metrics, summarize
 from tasks.evaluation.evaluate import READ_MODULES, cv_history
 from tasks.operations.caching import RegisteredVersionInputs
 from tasks.operations.monitor import resource_logged
@@ -47,12 +47,11 @@ def pooled_cross_validation(model_type: str, version: int, refs: dict[str, Featu
     params = model_class(model_type).params_type(**entry.metadata.params)
     description = json.loads((entry.path / MODEL_FILE).read_text(encoding="utf-8"))
     features = entry.metadata.features  # the other columns are not read: a universe's rows take memory
-    with one_universe_at_a_time():  # read inside: the universe's history is in memory only while its folds fit
-        frames = {s: cv_history(ref, features) for s, ref in refs.items()}
-        scores = pooled_walk_forward_metrics(model_type, params, frames, features, entry.metadata.horizon,
-                                             cross_validation.pooled_folds, entry.metadata.seed, threads,
-                                             normalisation_of(description), row_budget=row_budget_of(description),
-                                             scored=scored)
+    frames = {s: cv_history(ref, features) for s, ref in refs.items()}
+    scores = pooled_walk_forward_metrics(model_type, params, frames, features, entry.metadata.horizon,
+                                         cross_validation.pooled_folds, entry.metadata.seed, threads,
+                                         normalisation_of(description), row_budget=row_budget_of(description),
+                                         scored=scored)
     return {symbol: summarize(folds) for symbol, folds in scores.items()}
 
 

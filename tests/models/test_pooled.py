@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import models.pooled as pooled_module
 from models.base import LABEL, Forecaster, ModelError
 from models.pooled import CLIP, CROSS_SECTION_FILE, CrossSection, PooledForecaster, SymbolScale
 from models.registry import model_class
@@ -327,3 +328,48 @@ def test_a_cross_sectional_model_reads_no_later_row_and_predicts_later_dates_onc
         {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()})
     with pytest.raises(ModelError, match="no cross-section to extend"):
         symbol_model.extend(CrossSection.of(altered, ("r", "noise")))
+
+
+def test_many_symbols_are_z_scored_per_query_as_each_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _cross_sectional_market(symbols=7)
+    frames = {s: d[3] for s, d in data.items()}
+    frames["S03"] = frames["S03"].drop("noise")  # a symbol without a feature reads 0 for it
+    cs = CrossSection.of(frames, ("r", "noise"))
+    items = [(f, tuple(c for c in ("r", "noise") if c in f.columns)) for f in frames.values()]
+    items.append((frames["S01"].clear(), ("r", "noise")))  # no rows: an empty frame back
+    alone = [cs.apply_many([item])[0] for item in items]
+    monkeypatch.setattr(pooled_module, "SYMBOLS_PER_QUERY", 3)
+    chunked = cs.apply_many(items)
+    assert len(chunked) == len(items) and chunked[-1].height == 0
+    for one, many in zip(alone, chunked, strict=True):
+        assert one.columns == many.columns == ["date", "r", "noise"]
+        assert one.equals(many)
+    assert (chunked[3]["noise"] == 0.0).all()
+
+    def fitted(per_query: int) -> dict[str, np.ndarray]:
+        monkeypatch.setattr(pooled_module, "SYMBOLS_PER_QUERY", per_query)
+        cls = model_class("catboost-pooled")
+        model = cls(("r", "noise"), cls.params_type(iterations=30, depth=3), seed=1)
+        assert isinstance(model, PooledForecaster)
+        model.fit_symbols({s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}, cs)
+        return {s: model.bind(s).predict(d[2], context=d[0]) for s, d in data.items()}
+
+    one_each, all_at_once = fitted(1), fitted(100)
+    for symbol, predicted in one_each.items():
+        np.testing.assert_array_equal(predicted, all_at_once[symbol])
+
+
+def test_a_pooled_model_normalises_only_the_context_rows_its_inner_model_reads() -> None:
+    data = _cross_sectional_market(symbols=6)
+    cls = model_class("catboost-pooled")
+    model = cls(("r", "noise"), cls.params_type(iterations=30, depth=3), seed=1)
+    assert isinstance(model, PooledForecaster)
+    model.fit_symbols({s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()},
+                      CrossSection.of({s: pl.concat([d[0], d[1]]) for s, d in data.items()}, ("r", "noise")))
+    train, val, _, _ = data["S02"]
+    before = model.bind("S02").predict(val, context=train)
+    # A context row the cross-section has no statistics for is not read: CatBoost reads no context.
+    older = train.head(1).with_columns(pl.col("date") - timedelta(days=400))
+    np.testing.assert_array_equal(model.predict(val, context=pl.concat([older, train])), before)
+    assert model.inner.context_rows == 0
+    assert make("lstm-pooled").inner.context_rows == FAST["lstm-pooled"]["lookback"] - 1

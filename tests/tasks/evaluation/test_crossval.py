@@ -12,6 +12,7 @@ import optuna
 import polars as pl
 import pytest
 
+import tasks.evaluation.crossval as crossval
 from models.base import LABEL, Forecaster, ModelParams
 from models.registry import MODEL_CLASSES, model_class
 from tasks.evaluation.crossval import (
@@ -182,3 +183,10 @@ def test_pooled_folds_fit_on_every_symbol_score_only_those_asked_for_within_the_
                                          row_budget=120, scored=["BBB"])
     assert fitted == [({"AAA", "BBB", "CCC"}, 120)] * 3
     assert set(predicted) == {"BBB"} and list(scores) == ["BBB"] and len(scores["BBB"]) == 3
+
+
+def test_a_fold_s_rows_are_the_filtered_rows_sliced_when_contiguous() -> None:
+    frame = pl.DataFrame({"date": [date(2024, 1, d) for d in range(1, 11)], "x": list(range(10))})
+    for mask in (pl.col("x") < 4, (pl.col("x") >= 3) & (pl.col("x") < 7), pl.col("x") > 20,
+                 (pl.col("x") % 2) == 0, pl.when(pl.col("x") < 8).then(pl.col("x") > 5)):  # null ends: not taken
+        assert crossval._rows(frame, mask).equals(frame.filter(mask))

@@ -1,11 +1,9 @@
-"""A universe model's walk-forward CV task: its folds, rows per pass and scored symbols come from the version, and
-two universe CVs never hold their universes in memory at once in one process."""
+"""A universe model's walk-forward CV task: its folds, rows per pass, normalisation and scored symbols come from
+the version and the settings."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,37 +22,20 @@ def registered(tmp_path: Path) -> Any:
     return SimpleNamespace(get=lambda model_type, folder, version: entry)
 
 
-def test_universe_cvs_run_one_at_a_time_with_the_version_s_budget_and_the_pooled_folds(
+def test_a_universe_cv_reads_the_version_s_budget_normalisation_and_the_pooled_folds(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    inside, most, calls = [0], [0], []
-    lock = threading.Lock()
+    calls = []
 
     def walk_forward(model_type: str, params: Any, frames: Any, features: Any, horizon: int, folds: int, seed: int,
                      threads: int, normalisation: str, **kwargs: Any) -> dict[str, list[Any]]:
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
-        calls.append((model_type, folds, normalisation, kwargs["row_budget"], kwargs["scored"]))
-        time.sleep(0.5)
-        with lock:
-            inside[0] -= 1
+        calls.append((model_type, sorted(frames), features, horizon, folds, seed, normalisation, kwargs["row_budget"],
+                      kwargs["scored"]))
         return {"AAA": []}
 
     monkeypatch.setattr(pooled_module, "pooled_walk_forward_metrics", walk_forward)
     monkeypatch.setattr(pooled_module, "cv_history", lambda ref, features: ref)
-    registry = registered(tmp_path)
     cv = CrossValidationSettings(cv_folds=5, pooled_folds=3)
-
-    def run(version: int) -> None:
-        pooled_module.pooled_cross_validation.fn("catboost-pooled", version, {"AAA": "a", "BBB": "b"}, cv, 1, registry,
-                                                 ["AAA"])
-
-    run(1)  # imports done: the two below reach the fits together
-    calls.clear()
-    threads = [threading.Thread(target=run, args=(v,)) for v in (1, 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert most[0] == 1  # never two at once
-    assert calls == [("catboost-pooled", 3, "zscore", 4000, ["AAA"])] * 2
+    summaries = pooled_module.pooled_cross_validation.fn("catboost-pooled", 1, {"AAA": "a", "BBB": "b"}, cv, 1,
+                                                         registered(tmp_path), ["AAA"])
+    assert calls == [("catboost-pooled", ["AAA", "BBB"], ["x"], 1, 3, 3, "zscore", 4000, ["AAA"])]
+    assert list(summaries) == ["AAA"] and summaries["AAA"].folds == 0
