@@ -64,28 +64,59 @@ def _high_water_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+class _RssSampler:
+    """One thread per process reads its resident memory every `interval` seconds while any block is measured,
+    and raises the peak of each: blocks measured at once (a task per thread) share it, so a busy process does
+    not spend its CPU and the GIL on one sampling thread per task."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._peaks: dict[int, list[float]] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, peak: list[float]) -> None:
+        with self._changed:
+            self._peaks[id(peak)] = peak
+            if self._thread is None or not self._thread.is_alive():  # one per process (a fork has none)
+                self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def remove(self, peak: list[float]) -> None:
+        with self._changed:
+            self._peaks.pop(id(peak), None)
+
+    def _run(self) -> None:
+        process = psutil.Process()
+        while True:
+            with self._changed:
+                while not self._peaks:
+                    self._changed.wait()
+                peaks = list(self._peaks.values())
+            rss = _rss_mb(process)
+            for peak in peaks:
+                peak[0] = max(peak[0], rss)
+            time.sleep(self.interval)
+
+
+_SAMPLER = _RssSampler(interval=0.02)
+
+
 @contextmanager
-def measured(sample_seconds: float = 0.02) -> Iterator[ResourceUsage]:
+def measured() -> Iterator[ResourceUsage]:
     """Measure a block: `with measured() as usage: ...`, then read `usage` after the block."""
     process = psutil.Process()
     usage = ResourceUsage()
     peak = [_rss_mb(process)]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(sample_seconds):
-            peak[0] = max(peak[0], _rss_mb(process))
-
-    sampler = threading.Thread(target=sample, name="rss-sampler", daemon=True)
     high_water_start = _high_water_mb()
     wall_start, cpu_start = time.perf_counter(), time.process_time()
-    sampler.start()
+    _SAMPLER.add(peak)
     try:
         yield usage
     finally:
         wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
-        done.set()
-        sampler.join()
+        _SAMPLER.remove(peak)
         high_water = _high_water_mb()
         rss_peak = max(peak[0], _rss_mb(process), high_water if high_water > high_water_start else 0.0)
         # Frozen for callers; only this context manager fills it, once, so the value can be yielded early.

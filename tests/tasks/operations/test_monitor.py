@@ -177,3 +177,31 @@ def test_every_task_run_records_its_resources_in_the_run_log() -> None:
             break
         time.sleep(0.2)
     assert any(m.startswith("resources: wall") and "process peak rss" in m for m in messages), messages
+
+
+def test_blocks_measured_at_once_share_one_sampling_thread_and_each_sees_the_peak() -> None:
+    import threading
+
+    import numpy as np
+
+    started, release, usages = threading.Barrier(9), threading.Event(), []
+
+    def block() -> None:
+        with measured() as usage:
+            started.wait()
+            release.wait()
+        usages.append(usage)
+
+    threads = [threading.Thread(target=block) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    started.wait()  # eight blocks measured at once
+    assert sum(t.name == "rss-sampler" for t in threading.enumerate()) == 1
+    before = psutil.Process().memory_info().rss / 2**20
+    peak = np.ones(200 * 2**20 // 8)  # 200 MB, touched, while all eight are open
+    time.sleep(0.1)
+    del peak
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert len(usages) == 8 and all(u.process_peak_rss_mb >= before + 150 for u in usages)
