@@ -100,19 +100,20 @@ class FeatureSetRef:
 
     symbol: str
     manifest_path: Path
-    """the snapshot's manifest.json; the split files sit beside it."""
+    """the snapshot's manifest.json; its Parquet file sits beside it."""
     content_hash: str
-    """sha256 over the split files and the symbol's selected features: changes whenever either changes."""
+    """sha256 over the snapshot's files and the symbol's selected features: changes whenever either changes."""
     features: tuple[str, ...]
     label: str
     rows: dict[str, int]
-    """split name (train/val/test/latest) -> row count."""
+    """split name (train/val/test/latest/all) -> row count."""
 
     @property
     def directory(self) -> Path:
         return self.manifest_path.parent
 
     def split_path(self, split: str) -> Path:
+        """The file `<split>.parquet`: `all` holds every part; a snapshot written before that has one per split."""
         return self.directory / f"{split}.parquet"
 
 

@@ -1,11 +1,14 @@
 """The Parquet feature store: one immutable, content-addressed snapshot per symbol and content.
 
-Layout: `<root>/<SYMBOL>/<hash16>/{train,val,test,latest,all}.parquet + manifest.json`, and
-`<root>/<SYMBOL>/manifest.json`, a copy of the current snapshot's manifest. A snapshot is written into a
-temporary folder and renamed into place; the current manifest is replaced atomically, so a reader never
-sees a half-written feature set and a failed write leaves the previous one intact. `publish` moves the
-current manifest after checking the snapshot's files: a file whose size or modification time differs from
-what the manifest recorded at writing is hashed and must match its sha256. Readers hash every file they read.
+Layout: `<root>/<SYMBOL>/<hash16>/all.parquet + manifest.json`, and `<root>/<SYMBOL>/manifest.json`, a copy of
+the current snapshot's manifest. `all.parquet` holds every row with a `part` column (train / embargo / val / test /
+latest); a split is that file filtered on it, without the column. Snapshots written before one file per snapshot
+hold `{train,val,test,latest,all}.parquet` (their manifest lists the five files) and are read as they were
+written. A snapshot is written into a temporary folder and renamed into place; the current manifest is replaced
+atomically, so a reader never sees a half-written feature set and a failed write leaves the previous one intact.
+`publish` moves the current manifest after checking the snapshot's files: a file whose size or modification time
+differs from what the manifest recorded at writing is hashed and must match its sha256. Readers hash every file
+they read.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from schemas import FeatureSetRef, validate_symbol
 from stores.files import atomic_write, sha256_file
 from stores.io_errors import os_error_code
 
-__all__ = ["SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split",
+__all__ = ["PART", "SPLITS", "FeatureStore", "FeatureStoreError", "history_before", "read_manifest", "read_split",
            "stored_features"]
 
 SPLITS = ("train", "val", "test", "latest", "all")
+PART = "part"
+"""the column of the stored frame that names each row's part (train / embargo / val / test / latest)."""
 KEEP_SNAPSHOTS = 3
 
 
@@ -67,18 +72,23 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
         raise OSError(code, os.strerror(code), str(path)) from error
 
 
-def _checked(ref: FeatureSetRef, split: str, manifest: dict[str, Any], *, quick: bool = False) -> Path:
-    """The path of one part of a snapshot, after checking its sha256 against the manifest.
+def _files(manifest: dict[str, Any]) -> tuple[str, ...]:
+    """The snapshot's files: `all` alone, or one per split in a snapshot written before one file per snapshot."""
+    return SPLITS if "train" in manifest["files"] else ("all",)
+
+
+def _checked(ref: FeatureSetRef, name: str, manifest: dict[str, Any], *, quick: bool = False) -> Path:
+    """The path of the snapshot's file `name`, after checking its sha256 against the manifest.
 
     `quick` trusts a file whose size and modification time are still those the manifest recorded when it was
     written (any write to the file changes them); a file that differs in either is hashed.
     """
-    path = ref.split_path(split)
+    path = ref.split_path(name)
     try:
         stat = path.stat()
     except FileNotFoundError:
         raise FeatureStoreError(f"feature file missing: {path}") from None
-    recorded = manifest["files"][split]
+    recorded = manifest["files"][name]
     if quick and (stat.st_size, stat.st_mtime_ns) == (recorded.get("bytes"), recorded.get("mtime_ns")):
         return path
     if sha256_file(path) != recorded["sha256"]:
@@ -87,16 +97,22 @@ def _checked(ref: FeatureSetRef, split: str, manifest: dict[str, Any], *, quick:
 
 
 def read_split(ref: FeatureSetRef, split: str, columns: Collection[str] | None = None) -> pl.DataFrame:
-    """Read one part of a snapshot after checking its sha256 against the manifest; `columns`: only those of them
-    the file has (a symbol may lack a feature a universe model reads), in the file's order."""
+    """Read one part of a snapshot (a split: the rows of `all` in that part, without the part column) after checking
+    the sha256 of the file read against the manifest; `columns`: only those of them the part has (a symbol may lack
+    a feature a universe model reads), in the order given."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
-    path = _checked(ref, split, read_manifest(ref))
-    if columns is None:
+    manifest = read_manifest(ref)
+    source = split if split in _files(manifest) else "all"
+    path = _checked(ref, source, manifest)
+    if source == split and columns is None:
         return pl.read_parquet(path)
     import polars.selectors as cs
 
-    return pl.scan_parquet(path).select(cs.by_name(list(columns), require_all=False)).collect()
+    frame = pl.scan_parquet(path)
+    if source != split:  # lazy: reads the columns asked for, and skips row groups whose statistics exclude the part
+        frame = frame.filter(pl.col(PART) == split).drop(PART)
+    return frame.collect() if columns is None else frame.select(cs.by_name(list(columns), require_all=False)).collect()
 
 
 def stored_features(ref: FeatureSetRef) -> tuple[str, ...]:
@@ -121,21 +137,21 @@ class FeatureStore:
     def __repr__(self) -> str:  # stable: task cache keys include it
         return f"FeatureStore({str(self.root)!r})"
 
-    def write(self, symbol: str, parts: dict[str, pl.DataFrame], features: tuple[str, ...], label: str,
+    def write(self, symbol: str, frame: pl.DataFrame, features: tuple[str, ...], label: str,
               metadata: dict[str, Any], *, publish: bool = True) -> FeatureSetRef:
-        """Store `parts` (train/val/test/latest/all) as a snapshot; make it the current one if `publish`."""
+        """Store `frame` (every row, with its PART column) as a snapshot; make it the current one if `publish`."""
         symbol_dir = self.root / validate_symbol(symbol)
+        counts = dict(frame.group_by(PART).len().iter_rows())
+        rows = {name: counts.get(name, 0) for name in SPLITS[:-1]} | {"all": frame.height}
         symbol_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=symbol_dir, prefix=".tmp-"))
         try:
-            files: dict[str, dict[str, Any]] = {}
-            for name in SPLITS:
-                path = tmp / f"{name}.parquet"
-                _write_parquet(parts[name], path)
-                stat = path.stat()
-                files[name] = {"sha256": sha256_file(path), "rows": parts[name].height, "bytes": stat.st_size,
-                               "mtime_ns": stat.st_mtime_ns}
-            # The files hold every engineered feature; the symbol's own selection is part of the content too.
+            path = tmp / "all.parquet"
+            _write_parquet(frame, path)
+            stat = path.stat()
+            files = {"all": {"sha256": sha256_file(path), "rows": frame.height, "bytes": stat.st_size,
+                             "mtime_ns": stat.st_mtime_ns}}
+            # The file holds every engineered feature; the symbol's own selection is part of the content too.
             content_hash = hashlib.sha256(json.dumps(
                 {"files": {n: f["sha256"] for n, f in files.items()}, "features": list(features)}, sort_keys=True
             ).encode()).hexdigest()
@@ -147,7 +163,7 @@ class FeatureStore:
                 "created_at": datetime.now(UTC).isoformat(),
                 "features": list(features),
                 "label": label,
-                "rows": {n: f["rows"] for n, f in files.items()},
+                "rows": rows,
                 "files": files,
                 **metadata,
             }
@@ -180,8 +196,8 @@ class FeatureStore:
         manifest = read_manifest(ref)
         if manifest.get("content_hash") != ref.content_hash:
             raise FeatureStoreError(f"feature set manifest altered (content hash differs): {ref.manifest_path}")
-        for split in SPLITS:
-            _checked(ref, split, manifest, quick=quick)
+        for name in _files(manifest):
+            _checked(ref, name, manifest, quick=quick)
 
     def _intact(self, ref: FeatureSetRef) -> bool:
         try:

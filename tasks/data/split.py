@@ -14,6 +14,7 @@ import polars as pl
 from prefect import task
 
 from settings import FeatureSettings, SplitSettings
+from stores.features import PART  # the store filters its one file on this column
 from tasks.data.calendar import InsufficientHistoryError, RunCalendar, assign_parts
 from tasks.data.features import LABEL
 from tasks.operations.caching import ContentInputs, ModuleSources
@@ -34,7 +35,6 @@ __all__ = [
 ]
 
 
-PART = "part"
 _PARTS = ("train", "val", "test")
 
 

@@ -63,7 +63,7 @@ def store(splits: Splits, symbol: str, cleaned: Cleaned, selected: Selected, fea
         "calendar": calendar.to_json() if calendar else None,
         "engineered_features": [c for c in splits.all.columns if c not in (*PRICE_COLUMNS, LABEL, PART)],
     }
-    return feature_store.write(symbol, splits.parts(), selected.report.kept, LABEL, metadata, publish=False)
+    return feature_store.write(symbol, splits.all, selected.report.kept, LABEL, metadata, publish=False)
 
 
 @task(name="publish", task_run_name="publish-{ref.symbol}", cache_policy=NO_CACHE, retries=_IO.io_retries,

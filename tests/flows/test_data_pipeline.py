@@ -189,7 +189,7 @@ def test_a_deleted_or_altered_feature_store_is_stored_again_not_served_from_the_
         assert summary.ref == first[symbol].ref == store.current(symbol)
         store.check(summary.ref)
 
-    pl.DataFrame({"x": [1.0]}).write_parquet(second["VIC"].ref.split_path("test"))  # altered by hand
+    pl.DataFrame({"x": [1.0]}).write_parquet(second["VIC"].ref.split_path("all"))  # altered by hand
     third = by_symbol(data_pipeline(symbols=["VCB", "VIC"], settings=settings))
     assert third["VCB"].cached_tasks == 6 and third["VIC"].cached_tasks == 0  # VIC's batch is built again
     assert read_split(store.current("VIC"), "test").height == first["VIC"].ref.rows["test"]

@@ -125,7 +125,7 @@ def test_short_fits_train_in_batches_of_group_size(tmp_path: Path) -> None:
 
 def test_a_failing_job_in_a_batch_is_reported_alone(tmp_path: Path) -> None:
     settings = load_settings(config(tmp_path, FAST, FOUR, group_size=3))
-    FeatureStore(settings.data.feature_store_path).current("VHM").split_path("val").write_bytes(b"damaged")
+    FeatureStore(settings.data.feature_store_path).current("VHM").split_path("all").write_bytes(b"damaged")
     state = model_pipeline(settings=settings, return_state=True)
     assert state.is_failed() and "2 of 8 jobs failed" in str(state.message)
     error = state.result(raise_on_failure=False)

@@ -42,9 +42,9 @@ def test_the_lists_do_not_overlap() -> None:
 
 
 @pytest.mark.parametrize(("message", "transient"), [
-    ("Read-only file system (os error 30): /features/VHM/.tmp-1/train.parquet", False),
-    ("Permission denied (os error 13): /features/VHM/.tmp-1/train.parquet", False),
-    ("No space left on device (os error 28): /features/VHM/.tmp-1/train.parquet", True),
+    ("Read-only file system (os error 30): /features/VHM/.tmp-1/all.parquet", False),
+    ("Permission denied (os error 13): /features/VHM/.tmp-1/all.parquet", False),
+    ("No space left on device (os error 28): /features/VHM/.tmp-1/all.parquet", True),
 ])
 def test_an_errno_named_only_in_the_message_counts(message: str, transient: bool) -> None:
     """polars raises OSError(message) without an errno; Rust's message names it."""
@@ -88,9 +88,8 @@ def test_a_full_history_database_is_retried_a_read_only_one_is_not(tmp_path: Pat
     assert not transient_file_error(locked)  # raised after the history's busy timeout was waited out
 
 
-def parts() -> dict[str, pl.DataFrame]:
-    frame = pl.DataFrame({"x": [1.0, 2.0], "label": [0.1, None]})
-    return {name: frame for name in ("train", "val", "test", "latest", "all")}
+def parts() -> pl.DataFrame:
+    return pl.DataFrame({"x": [1.0, 2.0], "label": [0.1, None], "part": ["train", "latest"]})
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a device that is always full")

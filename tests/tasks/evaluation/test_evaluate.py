@@ -145,8 +145,7 @@ def priced_feature_set(root: Path, symbol: str, features: tuple[str, ...] = FEAT
     gap = np.random.default_rng(1).normal(0, 0.002, tagged.height)
     opened = np.concatenate([[close[0]], close[:-1]]) * np.exp(gap)
     tagged = tagged.with_columns(pl.Series("open", opened), pl.Series("close", close))
-    parts = {name: tagged.filter(pl.col("part") == name).drop("part") for name in ("train", "val", "test", "latest")}
-    return FeatureStore(root / "priced").write(symbol, {**parts, "all": tagged}, features, LABEL, {"horizon": 1})
+    return FeatureStore(root / "priced").write(symbol, tagged, features, LABEL, {"horizon": 1})
 
 
 @pytest.fixture(scope="module")

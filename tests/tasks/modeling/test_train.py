@@ -35,8 +35,7 @@ def write_feature_set(root: Path, symbol: str, seed: int = 3, rows: int = 500, p
     part = (["train"] * n_train + ["embargo"] + ["val"] * n_val + ["embargo"]
             + ["test"] * (rows - n_train - n_val - 3) + ["latest"])
     tagged = frame.with_columns(pl.Series("part", part))
-    parts = {name: tagged.filter(pl.col("part") == name).drop("part") for name in ("train", "val", "test", "latest")}
-    return FeatureStore(root).write(symbol, {**parts, "all": tagged}, FEATURES, "label", {"horizon": 1})
+    return FeatureStore(root).write(symbol, tagged, FEATURES, "label", {"horizon": 1})
 
 
 def models_cfg(tmp_path: Path, **overrides: object) -> ModelsSettings:
@@ -112,7 +111,7 @@ def test_short_fit_types_are_cut_into_even_batches_and_the_rest_run_alone() -> N
 
 def test_a_batch_reports_a_failing_job_and_trains_the_others(tmp_path: Path) -> None:
     refs = {s: write_feature_set(tmp_path / "features", s, seed=i) for i, s in enumerate(("VCB", "VHM", "FPT"))}
-    refs["VHM"].split_path("val").write_bytes(b"damaged")
+    refs["VHM"].split_path("all").write_bytes(b"damaged")
     cfg = models_cfg(tmp_path)
     tuned = tune.fn("catboost", refs, OptimizationSettings(), cfg, 1, False)
     batch = TrainBatch("catboost", tuple(TrainJob(s, "catboost") for s in refs), 1, 1)
@@ -120,7 +119,7 @@ def test_a_batch_reports_a_failing_job_and_trains_the_others(tmp_path: Path) -> 
     assert isinstance(first, TrainResult) and isinstance(last, TrainResult)
     assert isinstance(failed, JobFailure) and (failed.symbol, failed.model_type, failed.step) == (
         "VHM", "catboost", "train")
-    assert failed.error.startswith("FeatureStoreError: ") and "val" in failed.error
+    assert failed.error.startswith("FeatureStoreError: ") and "all.parquet" in failed.error
     assert [(r.symbol, r.status, r.version) for r in (first, last)] == [("VCB", "trained", 1), ("FPT", "trained", 1)]
     assert all(r.wall_seconds > r.duration_seconds > 0 and r.process_peak_rss_mb > 0 for r in (first, last))
     registry = LocalModelRegistry(cfg.registry_path)

@@ -178,7 +178,7 @@ def test_publish_retries_a_full_disk_only(code: int, expected: int, tmp_path: Pa
 
 def test_publish_does_not_retry_an_altered_snapshot(tmp_path: Path) -> None:
     ref = write_feature_set(tmp_path / "features", "VHM")
-    ref.split_path("test").write_bytes(b"altered")
+    ref.split_path("all").write_bytes(b"altered")
     runs, error = attempts(publish, ref, FeatureStore(tmp_path / "features"))
     assert isinstance(error, FeatureStoreError) and "sha256 mismatch" in str(error) and runs == 1
 
