@@ -28,6 +28,11 @@ PATH_SETTINGS = {
 }
 
 
+FEWER_FOLDS = {"OPTIMIZATION__FOLDS": "2", "EVALUATION__CROSS_VALIDATION__CV_FOLDS": "2",
+               "EVALUATION__CROSS_VALIDATION__POOLED_FOLDS": "2"}
+"""Walk-forward folds shrunk to the fewest the settings allow, as trials and days are: every step still runs."""
+
+
 def user_env(workspace: Path, **settings: str) -> dict[str, str]:
     """A user's environment in `workspace`: no Prefect server configured and a Prefect home of its own.
 

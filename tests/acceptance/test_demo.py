@@ -1,5 +1,5 @@
-"""`make demo` as the README gives it, on less data (500 days, a universe of 6 symbols instead of VN30's 30): servers
-up, pipeline with per-symbol and universe models, a served prediction, servers down."""
+"""`make demo` as the README gives it, on less data (300 days, a universe of 6 symbols instead of VN30's 30, 2
+walk-forward folds): servers up, pipeline with per-symbol and universe models, a served prediction, servers down."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from serving import free_port
-from tests.acceptance.conftest import PYTHON, ROOT, run, tail, user_env
+from tests.acceptance.conftest import FEWER_FOLDS, PYTHON, ROOT, run, tail, user_env
 
 
 def listening(port: int) -> bool:
@@ -26,10 +26,10 @@ def test_make_demo_trains_deploys_and_answers_a_prediction(tmp_path: Path) -> No
     while production == staging:
         production = free_port()
     command = ["make", "--no-print-directory", "-C", str(tmp_path), "-f", str(ROOT / "Makefile"), "demo",
-               f"VENV={sys.prefix}", "SYMBOLS=VHM", "UNIVERSE=VN6", "DAYS=500", f"STAGING_PORT={staging}",
+               f"VENV={sys.prefix}", "SYMBOLS=VHM", "UNIVERSE=VN6", "DAYS=300", f"STAGING_PORT={staging}",
                f"PRODUCTION_PORT={production}"]
     # A user's shell: not inside the `make test` that runs this suite.
-    env = {k: v for k, v in user_env(tmp_path).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env = {k: v for k, v in user_env(tmp_path, **FEWER_FOLDS).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     env["STOCK_AI_DATA__UNIVERSES"] = json.dumps({"VN6": ["VCB", "VIC", "VHM", "FPT", "HPG", "VNM"]})
     result = run(command, tmp_path, env, timeout=1200)
 

@@ -17,6 +17,7 @@ from settings import load_settings
 from stores.metrics import MetricsHistory
 from stores.registry import LocalModelRegistry
 from tests.acceptance.conftest import (
+    FEWER_FOLDS,
     PATH_SETTINGS,
     PYTHON,
     ROOT,
@@ -67,8 +68,8 @@ def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
         # The worker's flow runs start in the checkout (prefect.yaml's pull step); their data goes to tmp_path.
         env = user_env(tmp_path, **workspace_paths(tmp_path), OPTIMIZATION__N_TRIALS="1",
                        DEPLOYMENT__ENABLED="false", SCHEDULING__WEEKLY_EVALUATION__VOLATILITY_BOUND="1.0001",
-                       ) | {"PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2"}
-        ingest_demo(tmp_path, env, days=500)
+                       **FEWER_FOLDS) | {"PREFECT_API_URL": api, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+        ingest_demo(tmp_path, env, days=300)
         for command in (["work-pool", "create", "stock-ai", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
             result = run([*PREFECT, *command], ROOT, env, timeout=300)
             assert result.returncode == 0, tail(result)

@@ -1,4 +1,5 @@
-"""`python -m flows.training --symbols VHM` with the shipped defaults (tuning and deployment on), fewer trials."""
+"""`python -m flows.training --symbols VHM` with the shipped defaults (tuning and deployment on), fewer trials, days
+and walk-forward folds."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from serving import ServerProcess, free_port
-from tests.acceptance.conftest import PYTHON, ingest_demo, run, tail, user_env
+from tests.acceptance.conftest import FEWER_FOLDS, PYTHON, ingest_demo, run, tail, user_env
 
 TYPES = ["arima", "catboost", "lstm", "transformer"]
 TOKEN = "acceptance-token"
@@ -22,8 +23,8 @@ def newest_report(workspace: Path) -> dict:
 
 @pytest.mark.long(seconds=105)
 def test_default_tuned_run_trains_every_type_and_a_failed_job_fails_the_run(tmp_path: Path) -> None:
-    env = user_env(tmp_path, DEPLOYMENT__TOKEN=TOKEN)
-    ingest_demo(tmp_path, env, days=500)
+    env = user_env(tmp_path, DEPLOYMENT__TOKEN=TOKEN, **FEWER_FOLDS)
+    ingest_demo(tmp_path, env, days=300)
     with ServerProcess("staging", tmp_path / "serving" / "staging", TOKEN) as staging, \
             ServerProcess("production", tmp_path / "serving" / "production", TOKEN) as production:
         env |= {"STOCK_AI_DEPLOYMENT__STAGING_ENDPOINT": staging.url,
