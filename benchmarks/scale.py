@@ -177,6 +177,15 @@ def run_size(n: int, days: int, models: bool) -> list[Measured]:
     return out
 
 
+def _per_kind(names: list[str]) -> str:
+    """Task run names with their symbol dropped, counted: "predict-test-arima x 28, report"."""
+    import re
+    from collections import Counter
+
+    kinds = Counter(re.sub(r"-(?:[A-Z0-9]{2,}|_POOLED_)$", "", name) for name in names)
+    return ", ".join(kind if n == 1 else f"{kind} x {n}" for kind, n in kinds.items()) or "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500], help="symbol counts")
@@ -231,7 +240,7 @@ def with_models(sizes: list[int], days: int, watch: int) -> int:
               f"{one['task_runs']} task runs, peak memory {one['peak_rss_mb']:.0f} MB (flow process alone "
               f"{one['flow_process_peak_rss_mb']:.0f} MB), report {one['report_kb']:.0f} KB"
               + (f"\n  error: {one['error']}" if one["error"] else ""), flush=True)
-        print(f"  at the memory peak ({one['peak_at_s']:.0f} s in): {', '.join(one['running_at_peak']) or '-'}\n"
+        print(f"  at the memory peak ({one['peak_at_s']:.0f} s in): {_per_kind(one['running_at_peak'])}\n"
               "  longest task runs: " + ", ".join(f"{name} {s:.0f} s" for name, s in one["longest_task_runs"]),
               flush=True)
     print(f"\nthe training flow, {days} days, watch list {watch}; seconds of wall per phase "

@@ -48,6 +48,16 @@ def flow_runs(api: str) -> list[tuple[str, str, str]]:
     return [(flows[r["flow_id"]], deployments.get(r["deployment_id"], ""), r["state"]["name"]) for r in runs]
 
 
+def deployed_schedules(api: str) -> dict[str, list[tuple[str, str, bool]]]:
+    """flow/deployment -> (cron, timezone, active) of each of its schedules, as the server holds them."""
+    found = {}
+    for deployment in httpx.post(f"{api}/deployments/filter", json={}, timeout=30).json():
+        flow = httpx.get(f"{api}/flows/{deployment['flow_id']}", timeout=30).json()["name"]
+        found[f"{flow}/{deployment['name']}"] = [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"])
+                                                 for s in deployment["schedules"]]
+    return found
+
+
 def flow_run_id(output: str) -> str:
     """The flow run `prefect deployment run` created, from its output."""
     match = re.search(r"UUID: ([0-9a-f-]{36})", output)
@@ -73,6 +83,9 @@ def test_deployments_run_through_a_worker(tmp_path: Path) -> None:
         for command in (["work-pool", "create", "stock-ai", "--type", "process"], ["--no-prompt", "deploy", "--all"]):
             result = run([*PREFECT, *command], ROOT, env, timeout=300)
             assert result.returncode == 0, tail(result)
+        assert deployed_schedules(api) == {"training/full": [],
+                                           "daily-retrain/daily": [("0 2 * * *", "Asia/Ho_Chi_Minh", True)],
+                                           "weekly-evaluation/weekly": [("0 1 * * 0", "Asia/Ho_Chi_Minh", True)]}
 
         with background([*PREFECT, "worker", "start", "--pool", "stock-ai"], tmp_path, env, tmp_path / "worker.log"):
             full = run([*PREFECT, "deployment", "run", "training/full", "-p", 'symbols=["VHM"]', "-p", "deploy=false",
