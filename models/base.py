@@ -21,7 +21,8 @@ from models.notices import counted_notices
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["LABEL", "MODEL_FILE", "Forecaster", "ModelError", "ModelParams", "feature_matrix"]
+__all__ = ["LABEL", "MODEL_FILE", "TRAIN_SAMPLE", "VAL_SAMPLE", "Forecaster", "ModelError", "ModelParams",
+           "feature_matrix"]
 
 LABEL = "label"
 MODEL_FILE = "model.json"
@@ -42,6 +43,10 @@ def feature_matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
     return frame.select(pl.col(list(features)).cast(pl.Float64)).to_numpy().astype(np.float64, copy=True)
 
 
+TRAIN_SAMPLE, VAL_SAMPLE = 0, 1
+"""salts of the seeded row-budget samples of a fit's train and val rows (Forecaster.budget_rows)."""
+
+
 class Forecaster(ABC):
     """Predicts the label (forward log return over `horizon` days) from the feature columns.
 
@@ -55,6 +60,9 @@ class Forecaster(ABC):
 
     model_type: ClassVar[str]
     params_type: ClassVar[type[ModelParams]]
+    samples_rows: ClassVar[bool] = False
+    """True: a fit under a `row_budget` reads one row at a time, only the `budget_rows` sample (salts TRAIN_SAMPLE
+    and VAL_SAMPLE) of its train and val rows stacked in order."""
 
     def __init__(self, features: Sequence[str], params: ModelParams | None = None, *, horizon: int = 1,
                  seed: int = 0, threads: int = 1) -> None:
@@ -171,12 +179,16 @@ class Forecaster(ABC):
         self.fitted = True
         return self
 
+    def budget_rows(self, height: int, salt: int) -> np.ndarray | None:
+        """The rows, in order, of a seeded sample of `row_budget` out of `height` rows; None: all of them."""
+        if self.row_budget is None or height <= self.row_budget:
+            return None
+        return np.sort(np.random.default_rng([self.seed, salt]).choice(height, self.row_budget, replace=False))
+
     def _within_budget(self, frame: pl.DataFrame, salt: int) -> pl.DataFrame:
-        """`frame`, or a seeded sample of `row_budget` of its rows in their order when it has more."""
-        if self.row_budget is None or frame.height <= self.row_budget:
-            return frame
-        rows = np.random.default_rng([self.seed, salt]).choice(frame.height, self.row_budget, replace=False)
-        return frame[np.sort(rows)]
+        """`frame`, or the rows `budget_rows` keeps of it when it has more than `row_budget`."""
+        rows = self.budget_rows(frame.height, salt)
+        return frame if rows is None else frame[rows]
 
     # -- what each model type implements ----------------------------------------------------------
     @abstractmethod

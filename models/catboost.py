@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
+from models.base import LABEL, TRAIN_SAMPLE, VAL_SAMPLE, Forecaster, ModelError, ModelParams, feature_matrix
 
 if TYPE_CHECKING:
     import optuna
@@ -34,6 +34,7 @@ class CatBoostForecaster(Forecaster):
     """CatBoostRegressor (RMSE) on the features at row t; past rows are not read, so context is unused."""
 
     model_type = "catboost"
+    samples_rows = True
     params_type = CatBoostParams
     params: CatBoostParams
 
@@ -60,7 +61,7 @@ class CatBoostForecaster(Forecaster):
             iterations=p.iterations, depth=p.depth, learning_rate=p.learning_rate, l2_leaf_reg=p.l2_leaf_reg,
             loss_function="RMSE", random_seed=self.seed, thread_count=self.threads, verbose=False,
             allow_writing_files=False)
-        train, val = self._within_budget(train, 0), self._within_budget(val, 1)
+        train, val = self._within_budget(train, TRAIN_SAMPLE), self._within_budget(val, VAL_SAMPLE)
         try:
             self._regressor.fit(self._pool(train), eval_set=self._pool(val),
                                 early_stopping_rounds=p.early_stopping_rounds, use_best_model=True)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import numpy as np
 import polars as pl
 
-from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
+from models.base import LABEL, TRAIN_SAMPLE, VAL_SAMPLE, Forecaster, ModelError, ModelParams, feature_matrix
 
 if TYPE_CHECKING:
     import optuna
@@ -295,7 +295,10 @@ class PooledForecaster(Forecaster):
             raise ModelError(f"{self.model_type}: none of the symbols has any of the pooled features")
         self.symbol = None
         self.row_budget = self.inner.row_budget = row_budget
-        self.inner.fit_segments(self._inputs_many(train), self._inputs_many(val))
+        if self.inner.samples_rows:  # only the rows its sample keeps are normalised
+            self.inner.fit(self._sampled_inputs(train, TRAIN_SAMPLE), self._sampled_inputs(val, VAL_SAMPLE))
+        else:
+            self.inner.fit_segments(self._inputs_many(train), self._inputs_many(val))
         self.fitted, self.features = True, self.pooled
         return self
 
@@ -314,6 +317,18 @@ class PooledForecaster(Forecaster):
         rows = self.cross_section.apply_many([(frames[s], self.scales[s].features) for s in self.symbols])
         return [r.with_columns((frames[s][LABEL].cast(pl.Float64) / self.scales[s].label_std).alias(LABEL))
                 for s, r in zip(self.symbols, rows, strict=True)]
+
+    def _sampled_inputs(self, frames: Mapping[str, pl.DataFrame], salt: int) -> pl.DataFrame:
+        """What an inner model that samples rows reads of `_inputs_many(frames)` stacked: the rows of its row-budget
+        sample (`budget_rows`), the same values, normalising only those rows (a fold at market scale has ~1M rows
+        for a 50k sample)."""
+        heights = [frames[s].height for s in self.symbols]
+        rows = self.inner.budget_rows(sum(heights), salt)
+        if rows is not None:
+            starts = np.cumsum([0, *heights])
+            cuts = np.searchsorted(rows, starts)
+            frames = {s: frames[s][rows[cuts[i]:cuts[i + 1]] - starts[i]] for i, s in enumerate(self.symbols)}
+        return pl.concat(self._inputs_many(frames), how="vertical_relaxed")
 
     def _inputs(self, symbol: str, frame: pl.DataFrame, label: bool) -> pl.DataFrame:
         """`frame` as the inner model reads it: date, every pooled feature normalised (and the scaled label)."""

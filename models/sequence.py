@@ -296,6 +296,19 @@ def _run_fit(job: _FitJob) -> _Fitted:
         raise ModelError(f"{job.cls.model_type}: the process training the network died ({exc})") from None
 
 
+def _stacked(frames: list[pl.DataFrame], features: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Every frame's features (rows, n_features) and labels (rows,) as float64, one frame after another."""
+    stacked = pl.concat(frames, how="vertical_relaxed", rechunk=False)
+    return feature_matrix(stacked, features), stacked[LABEL].to_numpy().astype(np.float64)
+
+
+def _scaled(x: np.ndarray, y: np.ndarray, heights: list[int], scaler: Scaler) -> list[Rows]:
+    """`x` and `y` cut back into one series per height, scaled as the network reads them (float32 features)."""
+    ends = np.cumsum(heights)
+    return [(scaler.features(x[end - height:end]).astype(np.float32), y[end - height:end] / scaler.target_scale)
+            for height, end in zip(heights, ends.tolist(), strict=True)]
+
+
 class SequenceForecaster(Forecaster):
     """Fit / predict / save / load for any network that maps (batch, lookback, n_features) to (batch,)."""
 
@@ -329,14 +342,16 @@ class SequenceForecaster(Forecaster):
         if max(t.height for t in train) < p.lookback:
             raise ModelError(f"{self.model_type}: train has {max(t.height for t in train)} rows, "
                              f"lookback needs {p.lookback}")
-        train_rows = [(feature_matrix(t, self.features), t[LABEL].to_numpy().astype(np.float64)) for t in train]
-        val_rows = [(feature_matrix(v, self.features), v[LABEL].to_numpy().astype(np.float64)) for v in val]
-        scaler = Scaler.fit(np.concatenate([x for x, _ in train_rows]), np.concatenate([y for _, y in train_rows]))
+        # One float64 matrix of every series' train rows (the scaler's input), cut into per-series views: a pooled
+        # fit's rows are gigabytes at market scale, so no second copy of them is made.
+        train_x, train_y = _stacked(train, self.features)
+        scaler = Scaler.fit(train_x, train_y)
+        val_x, val_y = _stacked(val, self.features)
         # float32, as the windows read them (sliding_windows): half the bytes sent to and held by the worker
         job = _FitJob(type(self), self.features, p.model_dump(), self.horizon, self.seed, self.threads,
-                      [(scaler.features(x).astype(np.float32), y / scaler.target_scale) for x, y in train_rows],
-                      [(scaler.features(x).astype(np.float32), y / scaler.target_scale) for x, y in val_rows],
-                      self.row_budget)
+                      _scaled(train_x, train_y, [t.height for t in train], scaler),
+                      _scaled(val_x, val_y, [v.height for v in val], scaler), self.row_budget)
+        del train_x, train_y, val_x, val_y
         fitted = _run_fit(job)
         with _torch_session(self.threads):
             net = self._build_net(len(self.features))

@@ -139,8 +139,7 @@ def test_a_pooled_fit_within_a_row_budget_reads_a_seeded_sample_and_keeps_its_bu
     original = CatBoostForecaster._fit
 
     def spy(self: CatBoostForecaster, train: pl.DataFrame, val: pl.DataFrame) -> None:
-        sampled = self._within_budget(train, 0)
-        seen.append((train.height, sampled.height))
+        seen.append((train.height, val.height))
         original(self, train, val)
 
     monkeypatch.setattr(CatBoostForecaster, "_fit", spy)
@@ -148,7 +147,9 @@ def test_a_pooled_fit_within_a_row_budget_reads_a_seeded_sample_and_keeps_its_bu
                                                  {s: d[1] for s, d in data.items()}, row_budget=500)
     unbounded = make("catboost-pooled").fit_symbols({s: d[0] for s, d in data.items()},
                                                     {s: d[1] for s, d in data.items()})
-    assert seen == [(900, 500), (900, 900)]  # three symbols' 300 train rows each
+    # three symbols' 300 train and 80 val rows each: only the sampled train rows reach (and were normalised for)
+    # CatBoost, and all the val rows, fewer than the budget
+    assert seen == [(500, 240), (900, 240)]
     test = data["BBB"][2]
     assert not np.array_equal(budget.bind("BBB").predict(test), unbounded.bind("BBB").predict(test))
     budget.save(tmp_path / "m")
@@ -157,6 +158,40 @@ def test_a_pooled_fit_within_a_row_budget_reads_a_seeded_sample_and_keeps_its_bu
     assert row_budget_of(json.loads((tmp_path / "m" / "model.json").read_text())) == 500
     unbounded.save(tmp_path / "u")
     assert row_budget_of(json.loads((tmp_path / "u" / "model.json").read_text())) is None
+
+
+@pytest.mark.parametrize("normalisation", ["symbol", "zscore"])
+def test_normalising_only_the_sampled_rows_gives_the_rows_a_sample_of_all_normalised_rows_gives(
+        normalisation: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from models.base import TRAIN_SAMPLE, VAL_SAMPLE
+    from models.catboost import CatBoostForecaster
+
+    data = market()
+    train, val = {s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}
+    cross_section = CrossSection.of({s: pl.concat(d) for s, d in data.items()}, FEATURES) \
+        if normalisation == "zscore" else None
+    read: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    original = CatBoostForecaster._fit
+
+    def spy(self: CatBoostForecaster, train: pl.DataFrame, val: pl.DataFrame) -> None:
+        read.append((self._within_budget(train, TRAIN_SAMPLE), self._within_budget(val, VAL_SAMPLE)))
+        original(self, train, val)
+
+    monkeypatch.setattr(CatBoostForecaster, "_fit", spy)
+    sampled_first = make("catboost-pooled").fit_symbols(train, val, cross_section, row_budget=500)
+    monkeypatch.setattr(CatBoostForecaster, "samples_rows", False)  # every row normalised, then sampled by CatBoost
+    all_normalised = make("catboost-pooled").fit_symbols(train, val, cross_section, row_budget=500)
+
+    # the same rows and features; labels equal to the last bits (a date's mean label over the symbols is a polars
+    # group-by mean, whose summation order is not fixed)
+    (train_read, val_read), (train_reference, val_reference) = read
+    assert train_read.height == 500 and val_read.height == 240
+    for got, expected in ((train_read, train_reference), (val_read, val_reference)):
+        assert got.drop(LABEL).equals(expected.drop(LABEL))
+        np.testing.assert_allclose(got[LABEL].to_numpy(), expected[LABEL].to_numpy(), rtol=1e-12, atol=1e-15)
+    for symbol, (_, _, test) in data.items():
+        np.testing.assert_allclose(sampled_first.bind(symbol).predict(test),
+                                   all_normalised.bind(symbol).predict(test), rtol=1e-9)
 
 
 def test_a_sample_within_the_budget_keeps_the_rows_in_order_and_is_seeded() -> None:
