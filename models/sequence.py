@@ -124,7 +124,7 @@ class WindowDataModule(L.LightningDataModule):
         train: one series' train rows, or several series' (one per symbol): windows never span two series.
         val: the val rows that follow each train series, in the same order.
         lookback: rows per window.
-        batch_size: windows per batch.
+        batch_size: training windows per batch (validation reads larger batches: no gradients).
         seed: seeds the shuffling of training windows.
         budget: at most this many training windows per epoch, drawn afresh each epoch, and a fixed sample of this
             many val windows (None: all of them).
@@ -162,7 +162,8 @@ class WindowDataModule(L.LightningDataModule):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.batch_size)
+        # No gradients: batches as large as prediction's (training's batch size only sets the steps' noise).
+        return DataLoader(self.val_set, batch_size=max(self.batch_size, PREDICT_CHUNK))
 
 
 def _joined(parts: list[TensorDataset]) -> TensorDataset | ConcatDataset[Any]:
@@ -193,7 +194,9 @@ class SequenceRegressor(L.LightningModule):
         self.log("val_loss", nn.functional.mse_loss(self.net(windows), target), batch_size=len(target))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        # foreach: one kernel per step for all parameters, not one per parameter (the same numbers, bit for bit)
+        return torch.optim.AdamW(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay,
+                                 foreach=True)
 
 
 # torch's RNG, thread count and determinism flags are process-wide: two fits interleaving in threads would

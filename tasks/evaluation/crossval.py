@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from models.base import LABEL, ModelParams
 from models.pooled import MIN_SYMBOLS, CrossSection, PooledForecaster
 from models.registry import model_class
 from tasks.data.calendar import LABEL_END, DateFold, date_folds, with_label_end
+from tasks.operations.slots import LongestFirst
 
 __all__ = [
     "EARLY_STOPPING_FRACTION",
@@ -160,8 +160,8 @@ def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFra
 def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Mapping[str, pl.DataFrame],
                                 features: Sequence[str], horizon: int, folds: int, seed: int, threads: int,
                                 normalisation: str = "symbol", log: Callable[[str], None] = print,
-                                row_budget: int | None = None, scored: Collection[str] | None = None
-                                ) -> dict[str, list[PredictionMetrics]]:
+                                row_budget: int | None = None, scored: Collection[str] | None = None,
+                                fit_seconds: float = 0.0) -> dict[str, list[PredictionMetrics]]:
     """`walk_forward_metrics` for a pooled type: fold i fits one model on fold i's fit rows of every symbol, then
     scores each symbol's block after them. The folds are cut on the union of the symbols' dates, so every symbol
     shares them, and fit side by side (a pooled fit is long). A fold where fewer than MIN_SYMBOLS symbols have fit,
@@ -169,6 +169,8 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
     `normalisation` "zscore": per-date statistics over the symbols of `frames` (each date's own rows only).
     `row_budget`: each fold's fit reads at most this many rows per pass (PooledForecaster.fit_symbols).
     `scored`: the symbols whose blocks are predicted and scored (default: all); every symbol is fitted on.
+    `fit_seconds`: how long one fit is expected to take (the version's own): the longest wait least for a slot
+    (`pooled_fit_slot`).
 
     Returns:
         symbol -> one PredictionMetrics per fold it was scored in, oldest first (empty when none), for the
@@ -197,7 +199,7 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
         model = cls(features, params, horizon=horizon, seed=seed, threads=threads)
         if not isinstance(model, PooledForecaster):
             raise ValueError(f"{model_type} is not a pooled model type")
-        with pooled_fit_slot():
+        with pooled_fit_slot(fit_seconds):
             model.fit_symbols({s: p[0] for s, p in usable.items()}, {s: p[1] for s, p in usable.items()},
                               cross_section, row_budget)
         scores = {}
@@ -214,16 +216,18 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
     return out
 
 
-_POOLED_FITS = threading.BoundedSemaphore(max(2, os.cpu_count() or 1))
+_POOLED_FITS = LongestFirst(max(2, os.cpu_count() or 1))
 
 
 @contextmanager
-def pooled_fit_slot() -> Iterator[None]:
+def pooled_fit_slot(expected_seconds: float = 0.0) -> Iterator[None]:
     """One of the pooled walk-forward fits this process prepares and runs at once: as many as it has cores (at
-    least 2). A fold's fit holds normalised copies of its rows over the universe (gigabytes at market scale); a
-    fold waiting for a core holds only views of the history. (Tasks name this function, not the semaphore: Dask
-    pickles what a task's code names, and a lock cannot be pickled.)"""
-    with _POOLED_FITS:
+    least 2), the longest expected of those waiting first (`expected_seconds`: the version's own fit), so that the
+    longest model's folds do not end the evaluation alone on one core. A fold's fit holds normalised copies of its
+    rows over the universe (gigabytes at market scale); a fold waiting for a slot holds only views of the history.
+    (Tasks name this function, not the slots: Dask pickles what a task's code names, and a lock cannot be
+    pickled.)"""
+    with _POOLED_FITS.slot(expected_seconds):
         yield
 
 

@@ -51,7 +51,7 @@ def pooled_cross_validation(model_type: str, version: int, refs: dict[str, Featu
     scores = pooled_walk_forward_metrics(model_type, params, frames, features, entry.metadata.horizon,
                                          cross_validation.pooled_folds, entry.metadata.seed, threads,
                                          normalisation_of(description), row_budget=row_budget_of(description),
-                                         scored=scored)
+                                         scored=scored, fit_seconds=entry.metadata.duration_seconds)
     return {symbol: summarize(folds) for symbol, folds in scores.items()}
 
 
