@@ -136,11 +136,24 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
         settings.models, horizon, optimize, selection if is_pooled(t) else None)
         for t in dict.fromkeys(job.model_type for job in plan.to_train)}
     alone, batches = plan.grouped(settings.models.grouped_types, settings.models.group_size, parallelism())
-    futures: list[PrefectFuture[Any]] = [
-        *train.map(alone, unmapped(refs), [tuned[job.model_type] for job in alone], unmapped(settings.models),
-                   unmapped(registry), [selection if is_pooled(job.model_type) else None for job in alone]),
-        *train_batch.map(batches, unmapped(refs), [tuned[b.model_type] for b in batches], unmapped(settings.models),
-                         unmapped(registry))]
+    # A type's jobs start as its tuning ends, given its params as a value, not the tuning's future: on Dask a task
+    # that reads a future runs where that result is, which put every batch of a type on the worker that tuned it.
+    type_of = {future.task_run_id: model_type for model_type, future in tuned.items()}
+    futures: list[PrefectFuture[Any]] = []
+    units: list[TrainJob | TrainBatch] = []
+    for tuning in as_completed(list(tuned.values())):
+        model_type = type_of[tuning.task_run_id]
+        tuning.wait()
+        params = tuning.result() if tuning.state.is_completed() else tuning  # a failed tuning fails its jobs
+        its_alone = [job for job in alone if job.model_type == model_type]
+        its_batches = [batch for batch in batches if batch.model_type == model_type]
+        if its_alone:
+            futures += train.map(its_alone, unmapped(refs), unmapped(params), unmapped(settings.models),
+                                 unmapped(registry), [selection if is_pooled(model_type) else None] * len(its_alone))
+        if its_batches:
+            futures += train_batch.map(its_batches, unmapped(refs), unmapped(params), unmapped(settings.models),
+                                       unmapped(registry))
+        units += [*its_alone, *its_batches]
 
     def failure(job: TrainJob, error: str) -> JobFailure:  # a failed tuning is the real reason its jobs failed
         tuning = tuned[job.model_type]
@@ -151,7 +164,7 @@ def model_pipeline(symbols: list[str] | None = None, model_types: list[str] | No
             return JobFailure(job.symbol, job.model_type, "tune", error_text(tuning.result(raise_on_failure=False)))
         return JobFailure(job.symbol, job.model_type, "train", error)
 
-    fanout = _gather_jobs(futures, [*alone, *batches], failure)
+    fanout = _gather_jobs(futures, units, failure)
     outcome = ModelPipelineResult(plan.skipped + fanout.results, fanout.failures)
     create_table_artifact(table_rows([
         {"symbol": r.symbol, "model": r.model_type, "status": r.status, "version": r.version,
