@@ -8,9 +8,10 @@ imports the task modules when its first task arrives. Then `--runs` warm runs on
 long-lived cluster, taking turns so that other work on the machine slows every worker count alike; the median of
 them gives the fan-out's speed-up.
 
-Eight symbols by default: a run's fixed cost (the flow run, one tuning task run per model type, the progress
-artifacts, and up to 1 s at the end of every flow run waiting for Prefect's heartbeat thread, which sleeps in 1 s
-steps) is about 2 s, next to about 6 s of fitting for four symbols' 8 jobs: that caps their speed-up near 1.4x.
+The VN30 symbols by default (config/pipeline_config.yml's universe: 60 jobs), a watch list the size of the one
+the product ships. A run's fixed cost (the flow run, one tuning task run per model type, the progress artifacts,
+and up to 1 s at the end of every flow run waiting for Prefect's heartbeat thread, which sleeps in 1 s steps) is
+about 2 s: next to the fits of 8 symbols (about 9 s) it caps their speed-up near 1.6x (`--symbols` to measure it).
 
 Prefect's share of a run is the wall time not spent fitting, as a fraction of the wall time:
 (wall - sum(TrainResult.duration_seconds) / workers) / wall. It covers task orchestration, data loading,
@@ -121,7 +122,7 @@ def measure(settings: Settings, refs: dict[str, FeatureSetRef], counts: list[int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.fanout", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=1500, help="days of synthetic history per symbol")
-    parser.add_argument("--symbols", default="VCB,VIC,VHM,FPT,HPG,MWG,SSI,TCB", help="comma-separated symbols")
+    parser.add_argument("--symbols", help="comma-separated symbols (default: the VN30 universe)")
     parser.add_argument("--workers", default="1,2", help="comma-separated Dask worker counts to compare")
     parser.add_argument("--runs", type=int, default=5, help="warm runs per worker count (their median counts)")
     parser.add_argument("--quick", action="store_true", help="small models (smoke run)")
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     from stores.parquet import ParquetPriceStore
     from tasks.data.ingest import synthetic_market
 
-    symbols = args.symbols.split(",")
+    symbols = args.symbols.split(",") if args.symbols else list(load_settings(None).data.universes["VN30"])
     counts = [int(n) for n in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
