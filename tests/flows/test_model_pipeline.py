@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from prefect import unmapped
 
+import flows.model_pipeline as model_pipeline_module
 from flows.model_pipeline import main, model_pipeline
 from schemas import RunFailed
 from settings import Settings, load_settings
 from stores.features import FeatureStore
 from stores.registry import LocalModelRegistry
+from tasks.modeling.tune import TuneResult
 from tests.tasks.modeling.test_train import FAST, write_feature_set
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -46,7 +50,36 @@ async def task_run_names(flow_run_id: object) -> set[str]:
     return {name for name, _ in await task_runs(flow_run_id)}
 
 
-def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path) -> None:
+
+class MapRecorder:
+    """Stands in for a training task in flows.model_pipeline: records what each `.map` call's `tuned` argument is
+    and maps the real task."""
+
+    def __init__(self, task: Any) -> None:
+        self.task, self.tuned = task, []
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        self.tuned.append(args[2])
+        return self.task.map(*args, **kwargs)
+
+
+@pytest.fixture
+def recorded_maps(monkeypatch: pytest.MonkeyPatch) -> list[MapRecorder]:
+    recorders = [MapRecorder(model_pipeline_module.train), MapRecorder(model_pipeline_module.train_batch)]
+    monkeypatch.setattr(model_pipeline_module, "train", recorders[0])
+    monkeypatch.setattr(model_pipeline_module, "train_batch", recorders[1])
+    return recorders
+
+
+def assert_jobs_get_their_params_as_values(recorders: list[MapRecorder]) -> None:
+    """Every job is given its type's tuned params, not the tuning's future: on Dask a task runs where the futures it
+    reads are, which put every job of a type on the worker that tuned it."""
+    given = [argument for recorder in recorders for argument in recorder.tuned]
+    assert given and all(isinstance(a, unmapped) and isinstance(a.value, TuneResult) for a in given), given
+
+
+def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path,
+                                                         recorded_maps: list[MapRecorder]) -> None:
     settings = load_settings(config(tmp_path, FAST, grouped_types=[], scope="both"))  # one task run per job
     state = model_pipeline(settings=settings, return_state=True)
     outcome = state.result()
@@ -58,6 +91,7 @@ def test_fan_out_trains_every_job_then_skips_recent_ones(tmp_path: Path) -> None
     names = asyncio.run(task_run_names(state.state_details.flow_run_id))
     assert {"train-arima-VHM", "train-catboost-VCB", "train-catboost-pooled-_POOLED_", "tune-arima",
             "tune-catboost", "tune-catboost-pooled"} <= names
+    assert_jobs_get_their_params_as_values(recorded_maps)
     registry = LocalModelRegistry(settings.models.registry_path)
     assert registry.versions("arima", "VHM") == [1]
     pooled = registry.get("catboost-pooled", "_POOLED_")
@@ -106,7 +140,7 @@ def registered_metrics(settings: Settings) -> dict[tuple[str, str], dict[str, fl
     return {(s, t): registry.get(t, s).metadata.metrics for s in FOUR for t in ("arima", "catboost")}
 
 
-def test_short_fits_train_in_batches_of_group_size(tmp_path: Path) -> None:
+def test_short_fits_train_in_batches_of_group_size(tmp_path: Path, recorded_maps: list[MapRecorder]) -> None:
     settings = load_settings(config(tmp_path, FAST, FOUR, group_size=3))
     state = model_pipeline(settings=settings, return_state=True)
     outcome = state.result()
@@ -115,6 +149,7 @@ def test_short_fits_train_in_batches_of_group_size(tmp_path: Path) -> None:
     assert sorted(name for name, _ in runs if name.startswith("train")) == [  # 4 jobs per type: 2 batches of 2
         "train-arima-batch-1-of-2", "train-arima-batch-2-of-2",
         "train-catboost-batch-1-of-2", "train-catboost-batch-2-of-2"]
+    assert_jobs_get_their_params_as_values(recorded_maps)
     registry = LocalModelRegistry(settings.models.registry_path)
     assert all(registry.versions(t, s) == [1] for s in FOUR for t in ("arima", "catboost"))
     # Each job keeps its own measurements.
