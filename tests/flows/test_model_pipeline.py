@@ -56,7 +56,8 @@ class MapRecorder:
     and maps the real task."""
 
     def __init__(self, task: Any) -> None:
-        self.task, self.tuned = task, []
+        self.task = task
+        self.tuned: list[Any] = []
 
     def map(self, *args: Any, **kwargs: Any) -> Any:
         self.tuned.append(args[2])
