@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-import models.pooled as pooled_module
+import models.normalisation as normalisation_module
 from models.base import LABEL, Forecaster, ModelError
 from models.pooled import CLIP, CROSS_SECTION_FILE, CrossSection, PooledForecaster, SymbolScale
 from models.registry import model_class
@@ -373,7 +373,7 @@ def test_many_symbols_are_z_scored_per_query_as_each_alone(monkeypatch: pytest.M
     items = [(f, tuple(c for c in ("r", "noise") if c in f.columns)) for f in frames.values()]
     items.append((frames["S01"].clear(), ("r", "noise")))  # no rows: an empty frame back
     alone = [cs.apply_many([item])[0] for item in items]
-    monkeypatch.setattr(pooled_module, "SYMBOLS_PER_QUERY", 3)
+    monkeypatch.setattr(normalisation_module, "SYMBOLS_PER_QUERY", 3)
     chunked = cs.apply_many(items)
     assert len(chunked) == len(items) and chunked[-1].height == 0
     for one, many in zip(alone, chunked, strict=True):
@@ -382,7 +382,7 @@ def test_many_symbols_are_z_scored_per_query_as_each_alone(monkeypatch: pytest.M
     assert (chunked[3]["noise"] == 0.0).all()
 
     def fitted(per_query: int) -> dict[str, np.ndarray]:
-        monkeypatch.setattr(pooled_module, "SYMBOLS_PER_QUERY", per_query)
+        monkeypatch.setattr(normalisation_module, "SYMBOLS_PER_QUERY", per_query)
         cls = model_class("catboost-pooled")
         model = cls(("r", "noise"), cls.params_type(iterations=30, depth=3), seed=1)
         assert isinstance(model, PooledForecaster)
