@@ -32,7 +32,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from pydantic import Field
 from torch import nn
-from torch.utils.data import ConcatDataset, DataLoader, RandomSampler, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from models.base import LABEL, Forecaster, ModelError, ModelParams, feature_matrix
 from models.workers import WorkerDied, WorkerPool
@@ -40,8 +40,8 @@ from models.workers import WorkerDied, WorkerPool
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["WEIGHTS_FILE", "Scaler", "SequenceForecaster", "SequenceParams", "SequenceRegressor",
-           "WindowDataModule", "fit_workers", "sliding_windows", "with_history"]
+__all__ = ["WEIGHTS_FILE", "Scaler", "SequenceForecaster", "SequenceParams", "SequenceRegressor", "Stacked",
+           "WindowDataModule", "Windows", "fit_workers", "sliding_windows", "with_history"]
 
 WEIGHTS_FILE = "weights.pt"
 PREDICT_CHUNK = 4096  # windows per forward pass at predict time: bounds memory, same chunks on every call
@@ -117,11 +117,93 @@ Rows = tuple[np.ndarray, np.ndarray]
 """scaled features (rows, n_features) and targets (rows,) of one series, in date order."""
 
 
+@dataclass(frozen=True)
+class Stacked:
+    """Several series' scaled rows one after another: features float32 (rows, n_features), targets (rows,), and
+    each series' row count, in order. A pooled fit's rows are one matrix, not one array per symbol."""
+
+    x: np.ndarray
+    y: np.ndarray
+    heights: tuple[int, ...]
+
+    @classmethod
+    def of(cls, series: Rows | list[Rows] | Stacked) -> Stacked:
+        """`series` stacked (a copy of the rows; none when they already are)."""
+        if isinstance(series, Stacked):
+            return series
+        parts = series if isinstance(series, list) else [series]
+        return cls(np.concatenate([np.asarray(x, dtype=np.float32) for x, _ in parts]),
+                   np.concatenate([np.asarray(y, dtype=np.float64) for _, y in parts]),
+                   tuple(len(x) for x, _ in parts))
+
+    def parts(self) -> Iterator[tuple[int, int]]:
+        """Each series' first row and row count."""
+        start = 0
+        for height in self.heights:
+            yield start, height
+            start += height
+
+
+class Windows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """Windows of `lookback` rows: window i is rows[starts[i]:starts[i] + lookback] and its target targets[i].
+
+    A batch is read by one gather (`__getitems__`, which a DataLoader calls with a batch's indices), not as a stack
+    of single windows: the same numbers, without a Python call per window.
+    """
+
+    def __init__(self, rows: torch.Tensor, starts: torch.Tensor, targets: torch.Tensor, lookback: int) -> None:
+        self.rows, self.starts, self.targets = rows, starts, targets
+        self._offsets = torch.arange(lookback)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.__getitems__([i])[0][0], self.targets[i]
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.rows[self.starts[index, None] + self._offsets], self.targets[index]
+
+    def subset(self, index: torch.Tensor) -> Windows:
+        """The windows at `index`, in its order."""
+        return Windows(self.rows, self.starts[index], self.targets[index], len(self._offsets))
+
+    @classmethod
+    def within(cls, series: Stacked, lookback: int) -> Windows:
+        """Every window that lies inside one series (none spans two; a series shorter than `lookback` has none),
+        series by series; its target is its last row's."""
+        starts = [torch.arange(first, first + height - lookback + 1) for first, height in series.parts()
+                  if height >= lookback]
+        start = torch.cat(starts) if starts else torch.zeros(0, dtype=torch.long)
+        return cls(torch.from_numpy(np.ascontiguousarray(series.x, dtype=np.float32)), start,
+                   torch.tensor(series.y, dtype=torch.float32)[start + lookback - 1], lookback)
+
+    @classmethod
+    def after(cls, series: Stacked, history: Stacked, lookback: int) -> Windows:
+        """One window per row of `series`, reaching back into the tail of the same series of `history` (padded
+        with zeros where it is short, as `with_history`)."""
+        rows, starts, first = [], [], 0
+        for (start, height), (past, past_height) in zip(series.parts(), history.parts(), strict=True):
+            block = with_history(series.x[start:start + height], history.x[past:past + past_height], lookback)
+            rows.append(block)
+            starts.append(torch.arange(first, first + height))
+            first += len(block)
+        return cls(torch.from_numpy(np.ascontiguousarray(np.concatenate(rows), dtype=np.float32)),
+                   torch.cat(starts), torch.tensor(series.y, dtype=torch.float32), lookback)
+
+
+def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DataLoader's collate step for `Windows`: its batches come batched."""
+    return batch
+
+
 class WindowDataModule(L.LightningDataModule):
     """Scaled train and val rows as sliding windows; val windows reach back into the tail of train.
 
     Args:
-        train: one series' train rows, or several series' (one per symbol): windows never span two series.
+        train: one series' train rows, or several series' (one per symbol, or stacked): windows never span two
+            series.
         val: the val rows that follow each train series, in the same order.
         lookback: rows per window.
         batch_size: training windows per batch (validation reads larger batches: no gradients).
@@ -130,44 +212,31 @@ class WindowDataModule(L.LightningDataModule):
             many val windows (None: all of them).
     """
 
-    def __init__(self, train: Rows | list[Rows], val: Rows | list[Rows], lookback: int, batch_size: int,
-                 seed: int, budget: int | None = None) -> None:
+    def __init__(self, train: Rows | list[Rows] | Stacked, val: Rows | list[Rows] | Stacked, lookback: int,
+                 batch_size: int, seed: int, budget: int | None = None) -> None:
         super().__init__()
-        self.train_rows = train if isinstance(train, list) else [train]
-        self.val_rows = val if isinstance(val, list) else [val]
+        self.train_rows, self.val_rows = Stacked.of(train), Stacked.of(val)
         self.lookback, self.batch_size, self.seed, self.budget = lookback, batch_size, seed, budget
 
     def setup(self, stage: str) -> None:
-        lookback, train_sets, val_sets = self.lookback, [], []
-        for (train_x, train_y), (val_x, val_y) in zip(self.train_rows, self.val_rows, strict=True):
-            # Train windows end at rows t >= lookback - 1, so none is padded.
-            if len(train_x) >= lookback:
-                train_sets.append((sliding_windows(train_x, lookback),
-                                   torch.tensor(train_y[lookback - 1:], dtype=torch.float32)))
-            val_sets.append((sliding_windows(with_history(val_x, train_x, lookback), lookback),
-                             torch.tensor(val_y, dtype=torch.float32)))
-        # Windows are views of each series' rows: concatenated as datasets, not copied.
-        self.train_set = _joined([TensorDataset(x, y) for x, y in train_sets])
-        self.val_set: TensorDataset | ConcatDataset[Any] | Subset[Any] = _joined(
-            [TensorDataset(x, y) for x, y in val_sets])
+        # Train windows end at rows t >= lookback - 1 of their series, so none is padded.
+        self.train_set = Windows.within(self.train_rows, self.lookback)
+        self.val_set = Windows.after(self.val_rows, self.train_rows, self.lookback)
         if self.budget is not None and len(self.val_set) > self.budget:  # the same windows every epoch
             chosen = torch.randperm(len(self.val_set), generator=torch.Generator().manual_seed(self.seed + 1))
-            self.val_set = Subset(self.val_set, chosen[:self.budget].sort().values.tolist())
+            self.val_set = self.val_set.subset(chosen[:self.budget].sort().values)
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
         if self.budget is not None and len(self.train_set) > self.budget:  # a fresh draw of windows each epoch
             sampler = RandomSampler(self.train_set, num_samples=self.budget, generator=generator)
-            return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler)
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator)
+            return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, collate_fn=_as_batch)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, generator=generator,
+                          collate_fn=_as_batch)
 
     def val_dataloader(self) -> DataLoader:
         # No gradients: batches as large as prediction's (training's batch size only sets the steps' noise).
-        return DataLoader(self.val_set, batch_size=max(self.batch_size, PREDICT_CHUNK))
-
-
-def _joined(parts: list[TensorDataset]) -> TensorDataset | ConcatDataset[Any]:
-    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+        return DataLoader(self.val_set, batch_size=max(self.batch_size, PREDICT_CHUNK), collate_fn=_as_batch)
 
 
 class SequenceRegressor(L.LightningModule):
@@ -184,10 +253,8 @@ class SequenceRegressor(L.LightningModule):
         return self.net(windows)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        windows, target = batch
-        loss = nn.functional.mse_loss(self.net(windows), target)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(target))
-        return loss
+        windows, target = batch  # not logged: nothing reads it, and Lightning's logging costs a little every step
+        return nn.functional.mse_loss(self.net(windows), target)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         windows, target = batch
@@ -231,8 +298,8 @@ class _FitJob:
     horizon: int
     seed: int
     threads: int
-    train: list[Rows]
-    val: list[Rows]
+    train: Stacked
+    val: Stacked
     budget: int | None = None
 
 
@@ -305,11 +372,13 @@ def _stacked(frames: list[pl.DataFrame], features: tuple[str, ...]) -> tuple[np.
     return feature_matrix(stacked, features), stacked[LABEL].to_numpy().astype(np.float64)
 
 
-def _scaled(x: np.ndarray, y: np.ndarray, heights: list[int], scaler: Scaler) -> list[Rows]:
-    """`x` and `y` cut back into one series per height, scaled as the network reads them (float32 features)."""
-    ends = np.cumsum(heights)
-    return [(scaler.features(x[end - height:end]).astype(np.float32), y[end - height:end] / scaler.target_scale)
-            for height, end in zip(heights, ends.tolist(), strict=True)]
+def _scaled(x: np.ndarray, y: np.ndarray, heights: list[int], scaler: Scaler) -> Stacked:
+    """`x` and `y` scaled as the network reads them (float32 features), one series at a time: a float64 copy of
+    one series' rows, not of all of them, is made on the way."""
+    out = np.empty(x.shape, dtype=np.float32)
+    for start, height in Stacked(out, y, tuple(heights)).parts():
+        out[start:start + height] = scaler.features(x[start:start + height])
+    return Stacked(out, y / scaler.target_scale, tuple(heights))
 
 
 class SequenceForecaster(Forecaster):
@@ -350,7 +419,7 @@ class SequenceForecaster(Forecaster):
         train_x, train_y = _stacked(train, self.features)
         scaler = Scaler.fit(train_x, train_y)
         val_x, val_y = _stacked(val, self.features)
-        # float32, as the windows read them (sliding_windows): half the bytes sent to and held by the worker
+        # float32, as the windows read them: half the bytes sent to and held by the worker
         job = _FitJob(type(self), self.features, p.model_dump(), self.horizon, self.seed, self.threads,
                       _scaled(train_x, train_y, [t.height for t in train], scaler),
                       _scaled(val_x, val_y, [v.height for v in val], scaler), self.row_budget)

@@ -41,12 +41,33 @@ def test_data_module_windows_train_within_train_and_val_on_train_tail() -> None:
     train_x, val_x = np.arange(20.0).reshape(10, 2), np.arange(20.0, 30.0).reshape(5, 2)
     data = WindowDataModule((train_x, np.arange(10.0)), (val_x, np.arange(10.0, 15.0)), 4, 8, seed=0)
     data.setup("fit")
-    x, y = data.train_set.tensors
+    x, y = data.train_set.__getitems__(list(range(len(data.train_set))))
     assert x.shape == (7, 4, 2) and y.tolist() == list(range(3, 10))  # windows end at t >= lookback - 1
-    vx, vy = data.val_set.tensors
+    vx, vy = data.val_set.__getitems__(list(range(len(data.val_set))))
     assert vx.shape == (5, 4, 2) and vy.tolist() == list(range(10, 15))
     assert vx[0, :, 0].tolist() == [14.0, 16.0, 18.0, 20.0]  # three train rows, then the first val row
     assert (vx[:, -1] == torch.tensor(val_x, dtype=torch.float32)).all()
+
+
+def test_a_batch_holds_the_windows_read_one_at_a_time() -> None:
+    rng = np.random.default_rng(1)
+    series = [(rng.normal(size=(height, 3)), rng.normal(size=height)) for height in (9, 2, 14)]  # 2 < lookback
+    data = WindowDataModule(series, [(x[:3], y[:3]) for x, y in series], 4, 5, seed=2)
+    data.setup("fit")
+    assert len(data.train_set) == (9 - 3) + (14 - 3) and len(data.val_set) == 3 + 2 + 3
+    for dataset, loader in ((data.train_set, data.train_dataloader()), (data.val_set, data.val_dataloader())):
+        batches = list(loader)
+        for x, y in batches:
+            assert x.shape == (len(y), 4, 3) and x.dtype == y.dtype == torch.float32
+        every = torch.cat([x for x, _ in batches])
+        one_by_one = torch.stack([dataset[i][0] for i in range(len(dataset))])
+        # the loader's batches are a reordering (train: shuffled) of the single windows, value for value
+        assert sorted(map(tuple, every.reshape(len(every), -1).tolist())) == \
+            sorted(map(tuple, one_by_one.reshape(len(one_by_one), -1).tolist()))
+    windows = [data.train_set[i] for i in range(len(data.train_set))]
+    assert torch.equal(windows[0][0], torch.tensor(series[0][0][:4], dtype=torch.float32))
+    assert float(windows[0][1]) == np.float32(series[0][1][3])  # the target of the window's last row
+    assert torch.equal(windows[6][0], torch.tensor(series[2][0][:4], dtype=torch.float32))  # series 2 is skipped
 
 
 def test_history_is_padded_with_zeros_when_short() -> None:
