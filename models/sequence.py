@@ -193,7 +193,7 @@ class Windows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                    torch.cat(starts), torch.tensor(series.y, dtype=torch.float32), lookback)
 
 
-def _as_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_batch(batch: Any) -> Any:
     """The DataLoader's collate step for `Windows`: its batches come batched."""
     return batch
 
