@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
@@ -36,10 +35,10 @@ from settings import (
 )
 from stores.features import history_before, read_manifest, read_split, stored_features
 from stores.registry import ModelRegistry
-from tasks.data.split import PART
 from tasks.evaluation.backtest import BacktestResult, Sizing, Window, backtest, sizing
 from tasks.evaluation.baselines import Baselines, last_return_baseline, naive_baselines
 from tasks.evaluation.crossval import CVSummary, PredictionMetrics, prediction_metrics, summarize, walk_forward_metrics
+from tasks.evaluation.histories import CV_PARTS, cv_history
 from tasks.evaluation.risk import PerformanceMetrics, performance
 from tasks.evaluation.significance import DieboldMariano, diebold_mariano
 from tasks.operations.caching import RegisteredVersionInputs
@@ -75,10 +74,6 @@ PSR_MIN_DAYS_IN_POSITION = 30
 PSR_MIN_TRADES = 5
 """a strategy's probabilistic Sharpe ratio is shown only with at least this many days in a position and trades:
 with fewer, its returns are mostly flat days and the ratio says nothing about skill."""
-
-CV_PARTS = ("train", "embargo", "val")
-"""parts of the `all` split that walk-forward cross-validation may read (never test or latest)."""
-
 
 class EvaluationError(RuntimeError):
     """A model cannot be evaluated on a feature set; the message says why."""
@@ -242,14 +237,6 @@ def check_unseen(model_type: str, version: int, details: dict[str, Any], symbol:
             "universe together (python -m flows.training --symbols ... --universe ...)")
 
 
-def cv_history(ref: FeatureSetRef, features: Sequence[str] | None = None) -> pl.DataFrame:
-    """The rows walk-forward CV may read: up to the last validation row; the embargo after val is left out,
-    its labels read test closes. `features`: only those feature columns (with date and label), else all columns."""
-    everything = read_split(ref, "all", None if features is None else ["date", LABEL, PART, *features])
-    last_val = everything.filter(pl.col(PART) == "val")["date"].max()
-    return everything.filter((pl.col("date") <= last_val) & pl.col(PART).is_in(CV_PARTS)).drop(PART)
-
-
 def _predict(symbol: str, model_type: str, version: int, ref: FeatureSetRef,
              cross_validation: CrossValidationSettings, threads: int, registry: ModelRegistry,
              pooled_cv: dict[str, CVSummary] | None = None, cross_section: CrossSection | None = None) -> Predicted:
@@ -318,7 +305,8 @@ def evaluation_result(candidate: Predicted, trade: Traded, hold: PerformanceMetr
     )
 
 
-READ_MODULES = ("tasks.evaluation.evaluate", "tasks.data.split", "stores.features", *MODEL_MODULES)
+READ_MODULES = ("tasks.evaluation.evaluate", "tasks.evaluation.histories", "tasks.data.split", "stores.features",
+                *MODEL_MODULES)
 """modules whose code shapes what an evaluation reads: a registered version, loaded, and its feature sets."""
 
 _CACHE = RegisteredVersionInputs(modules=(

@@ -26,7 +26,8 @@ from settings import CrossValidationSettings
 from stores.features import FeatureStore, read_manifest, read_split
 from stores.registry import ModelRegistry
 from tasks.evaluation.crossval import CVSummary, pooled_walk_forward_metrics, summarize
-from tasks.evaluation.evaluate import READ_MODULES, cv_history
+from tasks.evaluation.evaluate import READ_MODULES
+from tasks.evaluation.histories import shared_histories
 from tasks.operations.caching import RegisteredVersionInputs
 from tasks.operations.monitor import resource_logged
 
@@ -47,11 +48,11 @@ def pooled_cross_validation(model_type: str, version: int, refs: dict[str, Featu
     params = model_class(model_type).params_type(**entry.metadata.params)
     description = json.loads((entry.path / MODEL_FILE).read_text(encoding="utf-8"))
     features = entry.metadata.features  # the other columns are not read: a universe's rows take memory
-    frames = {s: cv_history(ref, features) for s, ref in refs.items()}
-    scores = pooled_walk_forward_metrics(model_type, params, frames, features, entry.metadata.horizon,
-                                         cross_validation.pooled_folds, entry.metadata.seed, threads,
-                                         normalisation_of(description), row_budget=row_budget_of(description),
-                                         scored=scored, fit_seconds=entry.metadata.duration_seconds)
+    with shared_histories(refs, features) as frames:  # one copy for the universe's pooled types side by side
+        scores = pooled_walk_forward_metrics(model_type, params, frames, features, entry.metadata.horizon,
+                                             cross_validation.pooled_folds, entry.metadata.seed, threads,
+                                             normalisation_of(description), row_budget=row_budget_of(description),
+                                             scored=scored, fit_seconds=entry.metadata.duration_seconds)
     return {symbol: summarize(folds) for symbol, folds in scores.items()}
 
 
