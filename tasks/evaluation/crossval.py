@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import date
 from typing import TypeVar
 
 import numpy as np
@@ -22,7 +23,7 @@ from scipy.stats import rankdata
 from models.base import LABEL, ModelParams
 from models.pooled import MIN_SYMBOLS, CrossSection, PooledForecaster
 from models.registry import model_class
-from tasks.data.calendar import LABEL_END, DateFold, date_folds, with_label_end
+from tasks.data.calendar import DateFold, date_folds
 from tasks.operations.slots import LongestFirst
 
 __all__ = [
@@ -111,26 +112,26 @@ def prediction_metrics(predicted: np.ndarray, actual: np.ndarray) -> PredictionM
     )
 
 
-def _rows(frame: pl.DataFrame, mask: pl.Expr) -> pl.DataFrame:
-    """`frame.filter(mask)`, as a slice (no copy: it shares the frame's memory) when the matching rows are
-    contiguous, as a fold's are in a frame in date order. A universe's folds are gigabytes when copied."""
-    hits = frame.select(mask.fill_null(False).alias("hit")).to_series()
-    where = hits.arg_true()
-    if where.len() == 0:
-        return frame.clear()
-    first, last = int(where[0]), int(where[-1])
-    if last - first + 1 == where.len():
-        return frame.slice(first, where.len())
-    return frame.filter(hits)
+def _fold_parts(frame: pl.DataFrame, fold: DateFold, horizon: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One symbol's fitted, early-stopping and scored rows of `fold`: slices of `frame` (rows in date order, one per
+    date), no copies (a universe's folds are gigabytes when copied).
 
+    A row is fitted when its label window (to the date `horizon` rows later) ends before `stop_start`; stops early
+    when it is dated from `stop_start` to before `fit_end` and its label window ends before `score_start`; is scored
+    when it is dated from `score_start` to before `score_end`. In date order each set is one run of rows, found by
+    binary search: rows before the i-th date boundary number `before(boundary)`, and a label window ends before it
+    for the rows up to `horizon` fewer.
+    """
+    dates = frame["date"]
 
-def _fold_parts(frame: pl.DataFrame, fold: DateFold) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """One symbol's fitted, early-stopping and scored rows of `fold`; `frame` carries LABEL_END."""
-    day, end = pl.col("date"), pl.col(LABEL_END)
-    fitted = _rows(frame, (day < fold.stop_start) & (end < fold.stop_start))
-    stop = _rows(frame, (day >= fold.stop_start) & (day < fold.fit_end) & (end < fold.score_start))
-    scored = _rows(frame, (day >= fold.score_start) & ((day < fold.score_end) if fold.score_end else pl.lit(True)))
-    return fitted.drop(LABEL_END), stop.drop(LABEL_END), scored.drop(LABEL_END)
+    def before(day: date) -> int:
+        return int(dates.search_sorted(day, side="left"))
+
+    stop_start, fit_end, score_start = before(fold.stop_start), before(fold.fit_end), before(fold.score_start)
+    score_end = before(fold.score_end) if fold.score_end is not None else frame.height
+    stop_end = min(fit_end, score_start - horizon)
+    return (frame.slice(0, max(stop_start - horizon, 0)), frame.slice(stop_start, max(stop_end - stop_start, 0)),
+            frame.slice(score_start, max(score_end - score_start, 0)))
 
 
 def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFrame, features: Sequence[str],
@@ -147,10 +148,9 @@ def walk_forward_metrics(model_type: str, params: ModelParams, frame: pl.DataFra
         One PredictionMetrics per fold, oldest first. The rows before each scored block are its context.
     """
     cls = model_class(model_type)
-    dated = with_label_end(frame, horizon)
     out = []
     for fold in date_folds(frame["date"], folds, horizon, EARLY_STOPPING_FRACTION):
-        fitted, stop, scored = _fold_parts(dated, fold)
+        fitted, stop, scored = _fold_parts(frame, fold, horizon)
         model = cls(features, params, horizon=horizon, seed=seed, threads=threads).fit(fitted, stop)
         predicted = model.predict(scored, context=frame.filter(pl.col("date") < fold.score_start))
         out.append(prediction_metrics(predicted, scored[LABEL].to_numpy()))
@@ -179,12 +179,11 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
     cls = model_class(model_type)
     wanted = set(frames if scored is None else scored)
     cross_section = CrossSection.of(frames, features) if normalisation == "zscore" else None
-    dated = {s: with_label_end(frame, horizon) for s, frame in frames.items()}
     cuts = date_folds(pl.concat([frame.select("date") for frame in frames.values()])["date"], folds, horizon,
                       EARLY_STOPPING_FRACTION)
     runnable = []
     for i, fold in enumerate(cuts, start=1):
-        parts = {s: _fold_parts(frame, fold) for s, frame in dated.items()}
+        parts = {s: _fold_parts(frame, fold, horizon) for s, frame in frames.items()}
         usable = {s: p for s, p in parts.items() if all(part.height for part in p)}
         if len(usable) < MIN_SYMBOLS:
             log(f"{model_type} walk-forward fold {i} of {len(cuts)} (scoring from {fold.score_start}) skipped: "
@@ -204,7 +203,8 @@ def pooled_walk_forward_metrics(model_type: str, params: ModelParams, frames: Ma
                               cross_section, row_budget)
         scores = {}
         for symbol, (_, _, block) in ((s, p) for s, p in usable.items() if s in wanted):
-            context = _rows(frames[symbol], pl.col("date") < fold.score_start)
+            history = frames[symbol]
+            context = history.slice(0, int(history["date"].search_sorted(fold.score_start, side="left")))
             predicted = model.bind(symbol).predict(block, context=context)
             scores[symbol] = prediction_metrics(predicted, block[LABEL].to_numpy())
         return scores

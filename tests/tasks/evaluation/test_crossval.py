@@ -185,8 +185,21 @@ def test_pooled_folds_fit_on_every_symbol_score_only_those_asked_for_within_the_
     assert set(predicted) == {"BBB"} and list(scores) == ["BBB"] and len(scores["BBB"]) == 3
 
 
-def test_a_fold_s_rows_are_the_filtered_rows_sliced_when_contiguous() -> None:
-    frame = pl.DataFrame({"date": [date(2024, 1, d) for d in range(1, 11)], "x": list(range(10))})
-    for mask in (pl.col("x") < 4, (pl.col("x") >= 3) & (pl.col("x") < 7), pl.col("x") > 20,
-                 (pl.col("x") % 2) == 0, pl.when(pl.col("x") < 8).then(pl.col("x") > 5)):  # null ends: not taken
-        assert crossval._rows(frame, mask).equals(frame.filter(mask))
+def test_a_fold_s_rows_are_those_its_definition_filters_whatever_the_holes_and_horizon() -> None:
+    from tasks.data.calendar import DateFold
+
+    rng = np.random.default_rng(4)
+    for trial in range(200):
+        days = np.cumsum(rng.integers(1, 4, size=int(rng.integers(1, 40))))  # holes in the calendar
+        frame = pl.DataFrame({"date": [date(2024, 1, 1) + timedelta(days=int(d)) for d in days],
+                              "x": np.arange(len(days))})
+        horizon = int(rng.integers(1, 5))
+        cuts = sorted(date(2024, 1, 1) + timedelta(days=int(d)) for d in rng.integers(-5, days[-1] + 6, size=4))
+        fold = DateFold(stop_start=cuts[0], fit_end=cuts[1], score_start=cuts[2],
+                        score_end=cuts[3] if trial % 3 else None)
+        day, end = pl.col("date"), pl.col("date").shift(-horizon)  # a label window ends `horizon` rows later
+        expected = (frame.filter((day < fold.stop_start) & (end < fold.stop_start)),
+                    frame.filter((day >= fold.stop_start) & (day < fold.fit_end) & (end < fold.score_start)),
+                    frame.filter((day >= fold.score_start) & ((day < fold.score_end) if fold.score_end else True)))
+        for part, rows in zip(crossval._fold_parts(frame, fold, horizon), expected, strict=True):
+            assert part.equals(rows), (trial, fold, horizon)
