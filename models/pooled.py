@@ -100,6 +100,8 @@ class PooledForecaster(Forecaster):
     """One `base` model over many symbols (see the module docstring). Subclasses name the base type."""
 
     base: ClassVar[type[Forecaster]]
+    _prepared: tuple[pl.DataFrame, pl.DataFrame | None] | None = None
+    """the normalised rows and context of the next `_predict` (predict_many), else None."""
 
     def __init__(self, features: Sequence[str], params: ModelParams | None = None, *, horizon: int = 1,
                  seed: int = 0, threads: int = 1) -> None:
@@ -217,12 +219,44 @@ class PooledForecaster(Forecaster):
         if self.symbol is None:
             raise ModelError(f"{self.model_type}: bind(symbol) before predicting: the model serves "
                              f"{len(self.scales)} symbols")
-        rows = self._inputs(self.symbol, frame, label=False)
-        if context is not None and self.inner.context_rows is not None:  # normalise only the rows it reads
-            context = context.tail(self.inner.context_rows)
-        history = self._inputs(self.symbol, context, label=False) if context is not None and context.height \
-            else None
+        prepared, self._prepared = self._prepared, None
+        rows, history = prepared if prepared is not None else (
+            self._inputs(self.symbol, frame, label=False),
+            None if (read := self._context(context)) is None else self._inputs(self.symbol, read, label=False))
         return self.inner.predict(rows, history) * self.scales[self.symbol].label_std
+
+    @property
+    def context_rows(self) -> int | None:
+        return self.inner.context_rows
+
+    def _context(self, context: pl.DataFrame | None) -> pl.DataFrame | None:
+        """The rows of `context` the inner model reads (only those are normalised); None without any."""
+        if context is not None and self.context_rows is not None:
+            context = context.tail(self.context_rows)
+        return context if context is not None and context.height else None
+
+    def predict_many(self, items: Mapping[str, tuple[pl.DataFrame, pl.DataFrame | None]]) -> dict[str, np.ndarray]:
+        """`bind(symbol).predict(frame, context)` of every symbol -> (frame, context) of `items`, the same numbers;
+        a cross-sectional model z-scores the rows of many symbols per query (CrossSection.apply_many): over a
+        universe a query per symbol costs more than its rows. The model stays bound to the last symbol."""
+        prepared: dict[str, tuple[pl.DataFrame, pl.DataFrame | None]] = {}
+        if self.cross_section is not None:
+            for symbol in items:
+                self.bind(symbol)  # an unknown symbol is refused before any work
+            contexts = {s: self._context(context) for s, (_, context) in items.items()}
+            asked = [(frame, self.scales[s].features) for s, (frame, _) in items.items()]
+            asked += [(context, self.scales[s].features) for s, context in contexts.items() if context is not None]
+            normalised = iter(self.cross_section.apply_many(asked))
+            rows = {s: next(normalised) for s in items}
+            prepared = {s: (rows[s], None if context is None else next(normalised)) for s, context in contexts.items()}
+        out = {}
+        try:
+            for symbol, (frame, context) in items.items():
+                self._prepared = prepared.get(symbol)
+                out[symbol] = self.bind(symbol).predict(frame, context)
+        finally:
+            self._prepared = None
+        return out
 
     def _save(self, directory: Path) -> dict[str, Any]:
         if self.cross_section is not None:

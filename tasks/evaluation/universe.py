@@ -23,8 +23,9 @@ from models.base import LABEL
 from models.pooled import POOLED_FOLDER
 from schemas import FeatureSetRef
 from settings import MarketSettings, PortfolioSettings
-from stores.features import history_before, read_manifest, read_split
+from stores.features import read_manifest, read_split
 from stores.registry import ModelRegistry
+from tasks.data.split import PART
 from tasks.evaluation.evaluate import READ_MODULES, EvaluationError, check_unseen, loaded
 from tasks.evaluation.portfolio_figures import PortfolioResult, trade_ranking
 from tasks.evaluation.significance import (
@@ -154,20 +155,25 @@ def universe_evidence(model_type: str, version: int, refs: dict[str, FeatureSetR
     model = loaded(registry, model_type, POOLED_FOLDER, version, threads, cross_section)
     if not isinstance(model, PooledForecaster):
         raise EvaluationError(f"{model_type} v{version} is not a universe model")
-    frames = []
+    tests, contexts = {}, {}
     for symbol, ref in sorted(refs.items()):
         if int(read_manifest(ref)["horizon"]) != model.horizon:
             raise EvaluationError(f"{model_type} v{version} predicts {model.horizon}-day returns; the feature set of "
                                   f"{symbol} labels {read_manifest(ref)['horizon']}-day returns")
-        test = read_split(ref, "test", ["date", LABEL, "open", "close", *model.pooled])
-        check_unseen(model_type, version, details, symbol, test)
-        predicted = model.bind(symbol).predict(test, context=history_before(ref, test, ["date", *model.pooled]))
-        frames.append(pl.DataFrame({"date": test["date"], "symbol": symbol, "predicted": predicted,
-                                    "actual": test[LABEL].cast(pl.Float64), "open": test["open"].cast(pl.Float64),
-                                    "close": test["close"].cast(pl.Float64)}))
-    rows = pl.concat(frames) if frames else pl.DataFrame(
-        schema={"date": pl.Date, "symbol": pl.String, "predicted": pl.Float64, "actual": pl.Float64,
-                "open": pl.Float64, "close": pl.Float64})
+        # one read of the snapshot: the test rows, and the rows before them as the model's context
+        everything = read_split(ref, "all", ["date", LABEL, "open", "close", PART, *model.pooled])
+        tests[symbol] = everything.filter(pl.col(PART) == "test").drop(PART)
+        check_unseen(model_type, version, details, symbol, tests[symbol])
+        context = everything.filter(pl.col("date") < tests[symbol]["date"].min()).select(
+            "date", *(f for f in model.pooled if f in everything.columns))
+        contexts[symbol] = context if model.context_rows is None else context.tail(model.context_rows)  # all it reads
+    predicted = model.predict_many({s: (tests[s], contexts[s]) for s in tests})
+    schema = {"date": pl.Date, "symbol": pl.String, "predicted": pl.Float64, "actual": pl.Float64,
+              "open": pl.Float64, "close": pl.Float64}
+    rows = pl.concat([test.select(
+        "date", pl.lit(symbol, pl.String).alias("symbol"), pl.Series("predicted", predicted[symbol]),
+        pl.col(LABEL).cast(pl.Float64).alias("actual"), pl.col("open").cast(pl.Float64),
+        pl.col("close").cast(pl.Float64)) for symbol, test in tests.items()]) if tests else pl.DataFrame(schema=schema)
     traded = trade_ranking(f"{model_type} v{version}", rows, portfolio, markets, commission)
     evidence = weigh_evidence(model_type, version, rows, min_symbols, model.horizon, traded)
     print(evidence.line())

@@ -408,3 +408,26 @@ def test_a_pooled_model_normalises_only_the_context_rows_its_inner_model_reads()
     np.testing.assert_array_equal(model.predict(val, context=pl.concat([older, train])), before)
     assert model.inner.context_rows == 0
     assert make("lstm-pooled").inner.context_rows == FAST["lstm-pooled"]["lookback"] - 1
+
+
+@pytest.mark.parametrize("model_type", ["catboost-pooled", "lstm-pooled"])
+def test_predictions_for_many_symbols_at_once_are_each_symbol_s_own(
+        model_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(normalisation_module, "SYMBOLS_PER_QUERY", 4)  # several queries, one split across contexts
+    data = _cross_sectional_market(symbols=7)
+    cls = model_class(model_type)
+    params = {"catboost-pooled": {"iterations": 30, "depth": 3},
+              "lstm-pooled": {"max_epochs": 2, "hidden_size": 4, "lookback": 5}}[model_type]
+    for cross_section in (None, CrossSection.of({s: d[3] for s, d in data.items()}, ("r", "noise"))):
+        model = cls(("r", "noise"), cls.params_type(**params), seed=1)
+        assert isinstance(model, PooledForecaster)
+        model.fit_symbols({s: d[0] for s, d in data.items()}, {s: d[1] for s, d in data.items()}, cross_section)
+        # a symbol without context, one with a short one, the others with their train and val rows
+        items = {s: (d[2], None if s == "S00" else d[1].tail(2) if s == "S01" else pl.concat([d[0], d[1]]))
+                 for s, d in data.items()}
+        together = model.predict_many(items)
+        assert list(together) == list(items) and model.symbol == "S06"
+        for symbol, (frame, context) in items.items():
+            np.testing.assert_array_equal(together[symbol], model.bind(symbol).predict(frame, context))
+        with pytest.raises(ModelError, match="not fitted on ZZZ"):
+            model.predict_many({"S00": items["S00"], "ZZZ": items["S01"]})
