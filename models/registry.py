@@ -22,7 +22,7 @@ MODEL_CLASSES = {
 }
 
 # Every module whose code shapes a fitted model: a change to any of them invalidates cached tuning.
-MODEL_MODULES = ("models.base", "models.nets", "models.sequence",
+MODEL_MODULES = ("models.base", "models.nets", "models.sequence", "models.windows",
                  *sorted({path.split(":")[0] for path in MODEL_CLASSES.values()}))
 
 

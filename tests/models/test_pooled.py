@@ -14,7 +14,7 @@ import models.normalisation as normalisation_module
 from models.base import LABEL, Forecaster, ModelError
 from models.pooled import CLIP, CROSS_SECTION_FILE, CrossSection, PooledForecaster, SymbolScale
 from models.registry import model_class
-from models.sequence import WindowDataModule
+from models.windows import WindowDataModule
 from stores.registry import LocalModelRegistry, RegistryError
 
 FAST = {"catboost-pooled": {"iterations": 150},

@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from models.base import LABEL
 from models.lstm import LSTMForecaster, LSTMParams
 from models.nets import LSTMNet, TransformerNet
-from models.sequence import Scaler, WindowDataModule, sliding_windows, with_history
 from models.transformer import TransformerParams
+from models.windows import Scaler, WindowDataModule, sliding_windows, with_history
 
 FEATURES = ("a", "b")
 TINY = {"hidden_size": 4, "lookback": 3, "batch_size": 32}
